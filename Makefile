@@ -1,0 +1,50 @@
+# Two commands on a fresh machine: `make demo` runs the demo, `make test` runs every check.
+# Each sets itself up from the lock file (uv.lock) into .venv.
+
+PYTHON ?= python3.11
+UV_VERSION := 0.13.9
+UV := var/uv/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/fedaccess
+DEMO_PORT ?= 8000
+
+.PHONY: demo test lint typecheck pytest venv services bench clean
+
+$(UV):
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) is required" >&2; exit 1; }
+	$(PYTHON) -m venv var/uv
+	var/uv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+venv: $(UV)
+	UV_PYTHON=$(PYTHON) $(UV) sync --frozen --quiet
+
+demo: venv
+	DEMO_MODE=1 DEBUG=1 $(PY) manage.py migrate --verbosity 0
+	DEMO_MODE=1 DEBUG=1 $(PY) manage.py seed_demo
+	DEMO_MODE=1 DEBUG=1 $(PY) manage.py runserver 127.0.0.1:$(DEMO_PORT)
+
+services:
+	@scripts/ensure-services
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: venv
+	DEBUG=1 $(VENV)/bin/mypy
+
+pytest: venv services
+	DATABASE_URL=$(TEST_DATABASE_URL) DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
+	DATABASE_URL=$(TEST_DATABASE_URL) BASE_URL=https://fed.example.com \
+	  SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(64))') \
+	  $(PY) manage.py check --deploy --fail-level WARNING
+	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) -m pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+bench: venv services
+	DATABASE_URL=$(TEST_DATABASE_URL) DEBUG=1 $(PY) bench/entitlements.py
+
+clean:
+	rm -rf $(VENV) var/uv

@@ -1,0 +1,138 @@
+"""Time-bound privileged access (SPEC §2): requests, approval decisions and the grants they make.
+
+State changes happen only in ``access_requests.services``; the constraints here make a double
+grant or a double vote impossible even if a caller forgets to lock.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+from federation.models import Account, GroupMapping, LogicalRole
+
+
+class AccessRequest(models.Model):
+    class State(models.TextChoices):
+        PENDING = "pending", "pending"
+        APPROVED = "approved", "approved"
+        DENIED = "denied", "denied"
+        CANCELLED = "cancelled", "cancelled"
+        EXPIRED = "expired", "expired"
+
+    requester = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="access_requests"
+    )
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+")
+    role = models.ForeignKey(LogicalRole, on_delete=models.PROTECT, related_name="+")
+    mapping = models.ForeignKey(
+        GroupMapping, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    justification = models.TextField()
+    ticket = models.CharField(max_length=200, blank=True)
+    duration = models.DurationField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    created_at = models.DateTimeField(default=timezone.now)
+    decide_by = models.DateTimeField()
+    decided_at = models.DateTimeField(null=True, blank=True)
+    # Set when no approver can be found, so admins see it instead of it waiting silently.
+    unapprovable = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=["pending", "approved", "denied", "cancelled", "expired"]),
+                name="access_request_state_valid",
+            ),
+            models.CheckConstraint(
+                condition=~Q(justification=""), name="access_request_justification_required"
+            ),
+            models.CheckConstraint(
+                condition=Q(decide_by__gt=F("created_at")), name="access_request_deadline_after"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["state", "decide_by"]),
+            models.Index(fields=["requester", "-created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"request #{self.pk} ({self.state})"
+
+
+class Approval(models.Model):
+    """One approver's decision on a request; an approver votes at most once per request."""
+
+    class Decision(models.TextChoices):
+        APPROVE = "approve", "approve"
+        DENY = "deny", "deny"
+
+    request = models.ForeignKey(AccessRequest, on_delete=models.PROTECT, related_name="approvals")
+    approver = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    decision = models.CharField(max_length=8, choices=Decision.choices)
+    comment = models.TextField(blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at"]
+        constraints = [
+            models.UniqueConstraint(fields=["request", "approver"], name="one_vote_per_approver"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.decision} on request #{self.request_id}"
+
+
+class Grant(models.Model):
+    class State(models.TextChoices):
+        ACTIVE = "active", "active"
+        EXPIRED = "expired", "expired"
+        REVOKED = "revoked", "revoked"
+
+    # One grant per request, enforced by the database: the last line against a double grant.
+    request = models.OneToOneField(AccessRequest, on_delete=models.PROTECT, related_name="grant")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="grants"
+    )
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+")
+    role = models.ForeignKey(LogicalRole, on_delete=models.PROTECT, related_name="+")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    state = models.CharField(max_length=8, choices=State.choices, default=State.ACTIVE)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["-starts_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ends_at__gt=F("starts_at")), name="grant_ends_after_start"
+            ),
+            models.CheckConstraint(
+                condition=Q(state__in=["active", "expired", "revoked"]), name="grant_state_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(state="revoked") | Q(revoked_at__isnull=False),
+                name="grant_revoked_has_time",
+            ),
+        ]
+        indexes = [models.Index(fields=["user", "state", "ends_at"])]
+
+    def __str__(self) -> str:
+        return f"grant #{self.pk} ({self.state})"
+
+    def is_active_at(self, now: datetime) -> bool:
+        return self.state == self.State.ACTIVE and self.starts_at <= now < self.ends_at

@@ -1,0 +1,195 @@
+"""The one place audit events are written: an append-only, hash-chained log (SECURITY.md §6).
+
+Each event's hash is SHA-256 over the previous hash and the event's canonical JSON (sorted keys,
+UTC times, its sequence number). Appends lock the single chain-head row, so concurrent writers
+queue instead of forking the chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from .models import AuditChainHead, AuditEvent, User
+
+GENESIS_HASH = "0" * 64
+
+# Keys that must never reach the log, whatever a caller passes (credentials, assertions...).
+FORBIDDEN_KEYS = frozenset(
+    {
+        "secretaccesskey",
+        "sessiontoken",
+        "accesskeyid",
+        "password",
+        "client_secret",
+        "token",
+        "samlresponse",
+        "assertion",
+        "id_token",
+        "access_token",
+        "signin_url",
+        "signintoken",
+    }
+)
+
+
+def canonical_record(
+    *,
+    seq: int,
+    at: datetime,
+    event_type: str,
+    actor: str,
+    account_id: str,
+    target: str,
+    ip: str | None,
+    data: Mapping[str, Any],
+) -> bytes:
+    record = {
+        "seq": seq,
+        "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
+        "event_type": event_type,
+        "actor": actor,
+        "account_id": account_id,
+        "target": target,
+        "ip": ip,
+        "data": data,
+    }
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def chain_hash(prev_hash: str, record: bytes) -> str:
+    return hashlib.sha256(prev_hash.encode("ascii") + record).hexdigest()
+
+
+def _check_no_secrets(data: Any, path: str = "data") -> None:
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            if str(key).lower() in FORBIDDEN_KEYS:
+                raise ValueError(f"refusing to audit a secret-bearing field: {path}.{key}")
+            _check_no_secrets(value, f"{path}.{key}")
+    elif isinstance(data, list | tuple):
+        for item in data:
+            _check_no_secrets(item, path)
+
+
+def record_event(
+    event_type: str,
+    *,
+    actor: User | str | None,
+    data: Mapping[str, Any] | None = None,
+    account_id: str = "",
+    target: str = "",
+    ip: str | None = None,
+    now: datetime | None = None,
+) -> AuditEvent:
+    """Append one event to the chain, inside the caller's transaction if there is one.
+
+    The event commits or rolls back with the change it describes. Raises ValueError if ``data``
+    carries a secret-bearing key.
+    """
+    payload = json.loads(json.dumps(dict(data or {}), default=str))
+    _check_no_secrets(payload)
+    if isinstance(actor, User):
+        actor_user: User | None = actor
+        actor_label = actor.label
+    else:
+        actor_user = None
+        actor_label = actor or "system"
+    # Microsecond precision is what the database keeps; hash what will be read back.
+    at = (now or timezone.now()).astimezone(UTC)
+    with transaction.atomic():
+        head = _locked_head()
+        seq = head.seq + 1
+        record = canonical_record(
+            seq=seq,
+            at=at,
+            event_type=event_type,
+            actor=actor_label,
+            account_id=account_id,
+            target=target,
+            ip=ip,
+            data=payload,
+        )
+        digest = chain_hash(head.hash, record)
+        event = AuditEvent(
+            seq=seq,
+            at=at,
+            event_type=event_type,
+            actor=actor_label,
+            actor_user=actor_user,
+            account_id=account_id,
+            target=target[:500],
+            ip=ip,
+            data=payload,
+            prev_hash=head.hash,
+            hash=digest,
+        )
+        event.save(force_insert=True)
+        AuditChainHead.objects.filter(pk=1).update(seq=seq, hash=digest)
+    return event
+
+
+def _locked_head() -> AuditChainHead:
+    head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
+    if head is None:
+        AuditChainHead.objects.get_or_create(pk=1, defaults={"seq": 0, "hash": GENESIS_HASH})
+        head = AuditChainHead.objects.select_for_update().get(pk=1)
+    return head
+
+
+@dataclass(frozen=True)
+class ChainStatus:
+    ok: bool
+    verified_up_to: int
+    first_bad_seq: int | None = None
+    problem: str = ""
+
+
+def iter_events(batch: int = 2000) -> Iterator[AuditEvent]:
+    last = 0
+    while True:
+        rows = list(AuditEvent.objects.filter(seq__gt=last).order_by("seq")[:batch])
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].seq
+
+
+def verify_chain() -> ChainStatus:
+    """Recompute every hash from the genesis; report the first event that does not match.
+
+    Catches edited, deleted and reordered rows, and a head that disagrees with the last row.
+    """
+    prev_hash = GENESIS_HASH
+    expected_seq = 1
+    for event in iter_events():
+        if event.seq != expected_seq:
+            return ChainStatus(False, expected_seq - 1, expected_seq, "missing event(s)")
+        if event.prev_hash != prev_hash:
+            return ChainStatus(False, event.seq - 1, event.seq, "previous hash does not match")
+        record = canonical_record(
+            seq=event.seq,
+            at=event.at,
+            event_type=event.event_type,
+            actor=event.actor,
+            account_id=event.account_id,
+            target=event.target,
+            ip=event.ip,
+            data=event.data,
+        )
+        if chain_hash(prev_hash, record) != event.hash:
+            return ChainStatus(False, event.seq - 1, event.seq, "content does not match its hash")
+        prev_hash = event.hash
+        expected_seq += 1
+    head = AuditChainHead.objects.filter(pk=1).first()
+    last = expected_seq - 1
+    if head is not None and (head.seq != last or head.hash != prev_hash):
+        return ChainStatus(False, last, last + 1, "events after the last stored one are missing")
+    return ChainStatus(True, last)

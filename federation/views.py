@@ -1,0 +1,93 @@
+"""Portal, sign-in chooser, logout and health endpoints (SPEC §3.4)."""
+
+from __future__ import annotations
+
+import logging
+from itertools import groupby
+
+from django.conf import settings
+from django.contrib.auth import logout
+from django.contrib.auth.decorators import login_required
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods
+
+from .entitlements import resolve_entitlements
+from .models import IdentityProvider, User
+
+logger = logging.getLogger(__name__)
+
+
+@login_required
+@require_GET
+def portal(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    assert isinstance(user, User)
+    now = timezone.now()
+    entitlements = resolve_entitlements(user.directory_groups, now=now, user_id=user.pk)
+    sections = [
+        {
+            "business_unit": bu,
+            "environments": [
+                {"environment": env, "entitlements": list(items)}
+                for env, items in groupby(bu_items, key=lambda e: e.environment)
+            ],
+        }
+        for bu, bu_items in groupby(entitlements, key=lambda e: e.business_unit)
+    ]
+    return render(request, "federation/portal.html", {"sections": sections, "now": now})
+
+
+@require_GET
+def login_chooser(request: HttpRequest) -> HttpResponse:
+    idps = IdentityProvider.objects.filter(enabled=True).order_by("slug")
+    return render(request, "federation/login.html", {"idps": idps})
+
+
+@require_http_methods(["GET", "POST"])
+def logout_view(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return render(request, "federation/logout.html")
+    logout(request)  # flushes the session
+    return redirect("login")
+
+
+@require_GET
+def healthz(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"status": "ok"})
+
+
+@require_GET
+def readyz(request: HttpRequest) -> HttpResponse:
+    checks: dict[str, str] = {}
+    ok = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception:
+        logger.exception("readiness: database unreachable")
+        checks["database"] = "unreachable"
+        ok = False
+    if settings.CELERY_BROKER_URL:
+        checks["broker"] = _broker_status()
+        ok = ok and checks["broker"] == "ok"
+    else:
+        checks["broker"] = "eager (no broker configured)"
+    return JsonResponse(
+        {"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503
+    )
+
+
+def _broker_status() -> str:
+    from .celery import app
+
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        return "ok"
+    except Exception:
+        logger.warning("readiness: broker unreachable")
+        return "unreachable"
