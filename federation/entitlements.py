@@ -13,6 +13,7 @@ time-dependent and are never cached.
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -21,6 +22,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection
+from django.utils.dateparse import parse_datetime
+from django.utils.timezone import is_naive, make_aware
 
 from .models import Access, Account, AccountRole, Environment, LogicalRole
 
@@ -121,10 +124,10 @@ def _load_catalog(version: int) -> _Catalog:
         "pk", "name", "max_session", "privileged"
     ):
         catalog.roles[pk] = _RoleInfo(name, max_session, privileged)
-    for account_pk, role_pk, arn, max_session in AccountRole.objects.values_list(
+    for account_pk, role_pk, arn, override_max in AccountRole.objects.values_list(
         "account_id", "role_id", "role_arn", "max_session"
     ):
-        catalog.overrides[(account_pk, role_pk)] = (arn, max_session)
+        catalog.overrides[(account_pk, role_pk)] = (arn, override_max)
     return catalog
 
 
@@ -173,8 +176,6 @@ def _fetch_mapping_rows(groups: Sequence[str]) -> list[tuple[Any, ...]]:
 
 def _as_list(value: Any) -> list[str]:
     if isinstance(value, str):  # SQLite hands JSON back as text through a raw cursor
-        import json
-
         parsed = json.loads(value)
         return [str(v) for v in parsed]
     return [str(v) for v in value or []]
@@ -332,14 +333,11 @@ def resolve_entitlements(
 
 
 def _aware(value: Any) -> datetime:
-    from django.utils.dateparse import parse_datetime
-    from django.utils.timezone import is_naive, make_aware
-
     if isinstance(value, str):
         parsed = parse_datetime(value)
         assert parsed is not None
         value = parsed
-    return make_aware(value) if is_naive(value) else value  # type: ignore[no-any-return]
+    return make_aware(value) if is_naive(value) else value
 
 
 def find_entitlement(

@@ -170,4 +170,3 @@ LOGGING = {
         "urllib3": {"level": "WARNING"},
     },
 }
-
