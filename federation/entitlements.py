@@ -12,14 +12,13 @@ time-dependent and are never cached.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import connection
 from django.utils.dateparse import parse_datetime
@@ -27,11 +26,11 @@ from django.utils.timezone import is_naive, make_aware
 
 from .models import Access, Account, AccountRole, Environment, LogicalRole
 
-ACCESS_RANK = {"grant": 3, "standing": 2, "eligible": 1}
 
+class Entitlement(NamedTuple):
+    """One (account, role) and why. A NamedTuple rather than a frozen dataclass: a user in many
+    groups resolves to thousands of these, and tuple construction is several times cheaper."""
 
-@dataclass(frozen=True, slots=True)
-class Entitlement:
     account_id: str
     account_alias: str
     business_unit: str
@@ -63,13 +62,12 @@ class _AccountInfo:
     alias: str
     business_unit: str
     environment: str
+    rank: int  # position in portal order (business unit, environment, alias)
 
 
-@dataclass(frozen=True, slots=True)
-class _RoleInfo:
-    name: str
-    max_session: timedelta
-    privileged: bool
+ENV_ORDER = {Environment.DEV.value: 0, Environment.TEST.value: 1, Environment.PROD.value: 2}
+# Keys of (account, role) pairs are packed into one int: cheaper to hash than a tuple.
+_ROLE_BITS = 20
 
 
 @dataclass
@@ -77,29 +75,76 @@ class _Catalog:
     """Accounts and roles as plain tuples, loaded once per mapping version per process."""
 
     version: int
-    by_bu: dict[int, list[_AccountInfo]] = field(default_factory=dict)
-    by_bu_env: dict[tuple[int, str], list[_AccountInfo]] = field(default_factory=dict)
+    by_bu: dict[int, tuple[_AccountInfo, ...]] = field(default_factory=dict)
     by_account_id: dict[str, tuple[int, _AccountInfo]] = field(default_factory=dict)
     by_pk: dict[int, _AccountInfo] = field(default_factory=dict)
-    roles: dict[int, _RoleInfo] = field(default_factory=dict)
+    roles: dict[int, tuple[str, timedelta, bool, int]] = field(default_factory=dict)
     overrides: dict[tuple[int, int], tuple[str, timedelta | None]] = field(default_factory=dict)
+    # (business unit, environments JSON, accounts JSON) -> the accounts a row with that scope
+    # reaches; scopes repeat heavily, so each is worked out once.
+    scopes: dict[tuple[int, Any, Any], tuple[int, ...]] = field(default_factory=dict)
+    # Per packed (account, role) key: the fixed fields of an entitlement and its sort rank.
+    templates: dict[int, tuple[tuple[Any, ...], tuple[Any, ...], int]] = field(default_factory=dict)
+
+    def targets(self, bu_id: int, environments: Any, accounts: Any) -> tuple[int, ...]:
+        """The packed key bases (account pk << _ROLE_BITS) a row with this scope reaches."""
+        key = (bu_id, environments, accounts)
+        cached = self.scopes.get(key)
+        if cached is None:
+            envs = _scope(environments)
+            account_ids = _scope(accounts)
+            candidates: Iterable[_AccountInfo]
+            if account_ids:
+                # Business-unit isolation: an account outside the row's BU is never reachable,
+                # even if a row names it.
+                candidates = [
+                    entry[1]
+                    for entry in map(self.by_account_id.get, account_ids)
+                    if entry is not None and entry[0] == bu_id
+                ]
+            else:
+                candidates = self.by_bu.get(bu_id, ())
+            cached = tuple(
+                a.pk << _ROLE_BITS for a in candidates if not envs or a.environment in envs
+            )
+            self.scopes[key] = cached
+        return cached
+
+    def template(self, key: int) -> tuple[tuple[Any, ...], tuple[Any, ...], int]:
+        cached = self.templates.get(key)
+        if cached is None:
+            account = self.by_pk[key >> _ROLE_BITS]
+            role_id = key & ((1 << _ROLE_BITS) - 1)
+            name, role_max, privileged, role_rank = self.roles[role_id]
+            arn, override_max = self.overrides.get((account.pk, role_id), ("", None))
+            fixed = (
+                account.account_id,
+                account.alias,
+                account.business_unit,
+                account.environment,
+                name,
+                arn or f"arn:aws:iam::{account.account_id}:role/{name}",
+            )
+            extra = (override_max or role_max, privileged)
+            cached = (fixed, extra, account.rank * len(self.roles) + role_rank)
+            self.templates[key] = cached
+        return cached
 
 
 @dataclass(frozen=True, slots=True)
-class _Row:
-    """A mapping row expanded to one (account, role): the unit merged across groups."""
+class _Resolved:
+    """A memoised mapping-derived result: sorted entitlements and their position by key."""
 
-    account: _AccountInfo
-    role_id: int
-    access: str
-    group: str
-    max_grant: timedelta | None
+    entitlements: tuple[Entitlement, ...]
+    position: dict[int, int]  # packed (account, role) key -> index
 
 
 _lock = threading.Lock()
 _catalog: _Catalog | None = None
-_memo: OrderedDict[tuple[int, str], dict[tuple[int, int], list[_Row]]] = OrderedDict()
+_memo: OrderedDict[tuple[int, frozenset[str]], _Resolved] = OrderedDict()
 _MEMO_SIZE = 4096
+# Scope columns repeat heavily (a few environment sets, one entry per account): parse each once.
+_scope_cache: dict[str, tuple[str, ...]] = {}
 
 
 def clear_cache() -> None:
@@ -112,18 +157,26 @@ def clear_cache() -> None:
 
 def _load_catalog(version: int) -> _Catalog:
     catalog = _Catalog(version=version)
-    for pk, account_id, alias, bu_id, bu_slug, env in Account.objects.values_list(
-        "pk", "account_id", "alias", "business_unit_id", "business_unit__slug", "environment"
-    ):
-        info = _AccountInfo(pk, account_id, alias, bu_slug, env)
-        catalog.by_bu.setdefault(bu_id, []).append(info)
-        catalog.by_bu_env.setdefault((bu_id, env), []).append(info)
+    accounts = sorted(
+        Account.objects.values_list(
+            "pk", "account_id", "alias", "business_unit_id", "business_unit__slug", "environment"
+        ),
+        key=lambda a: (a[4], ENV_ORDER.get(a[5], 9), a[2]),
+    )
+    by_bu: dict[int, list[_AccountInfo]] = {}
+    for rank, (pk, account_id, alias, bu_id, bu_slug, env) in enumerate(accounts):
+        info = _AccountInfo(pk, account_id, alias, bu_slug, env, rank)
+        by_bu.setdefault(bu_id, []).append(info)
         catalog.by_account_id[account_id] = (bu_id, info)
         catalog.by_pk[pk] = info
-    for pk, name, max_session, privileged in LogicalRole.objects.values_list(
+    catalog.by_bu = {bu_id: tuple(infos) for bu_id, infos in by_bu.items()}
+    roles = LogicalRole.objects.order_by("name").values_list(
         "pk", "name", "max_session", "privileged"
-    ):
-        catalog.roles[pk] = _RoleInfo(name, max_session, privileged)
+    )
+    for rank, (pk, name, max_session, privileged) in enumerate(roles):
+        if pk >= 1 << _ROLE_BITS:
+            raise ValueError("logical role ids beyond 2**20 are not supported")
+        catalog.roles[pk] = (name, max_session, privileged, rank)
     for account_pk, role_pk, arn, override_max in AccountRole.objects.values_list(
         "account_id", "role_id", "role_arn", "max_session"
     ):
@@ -142,16 +195,11 @@ def _get_catalog(version: int) -> _Catalog:
     return fresh
 
 
-def _groups_key(groups: Iterable[str]) -> tuple[list[str], str]:
-    unique = sorted(set(groups))
-    digest = hashlib.blake2b("\x00".join(unique).encode(), digest_size=16).hexdigest()
-    return unique, digest
-
-
 def _fetch_mapping_rows(groups: Sequence[str]) -> list[tuple[Any, ...]]:
+    # JSON scope columns come back as text and are parsed once per distinct value.
     columns = (
-        'm."group", m.role_id, m.business_unit_id, m.environments, m.accounts, m.access, '
-        "m.max_grant"
+        'm."group", m.role_id, m.business_unit_id, m.environments::text, m.accounts::text, '
+        "m.access, m.max_grant"
     )
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
@@ -162,6 +210,7 @@ def _fetch_mapping_rows(groups: Sequence[str]) -> list[tuple[Any, ...]]:
             )
             return list(cursor.fetchall())
         rows: list[tuple[Any, ...]] = []
+        columns = columns.replace("::text", "")
         # SQLite (demo only) caps bound parameters; chunk the IN list.
         for start in range(0, len(groups), 500):
             chunk = list(groups[start : start + 500])
@@ -174,11 +223,15 @@ def _fetch_mapping_rows(groups: Sequence[str]) -> list[tuple[Any, ...]]:
         return rows
 
 
-def _as_list(value: Any) -> list[str]:
-    if isinstance(value, str):  # SQLite hands JSON back as text through a raw cursor
-        parsed = json.loads(value)
-        return [str(v) for v in parsed]
-    return [str(v) for v in value or []]
+def _scope(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, str):
+        return tuple(str(v) for v in value or ())
+    parsed = _scope_cache.get(value)
+    if parsed is None:
+        parsed = tuple(str(v) for v in json.loads(value))
+        if len(_scope_cache) < 100_000:
+            _scope_cache[value] = parsed
+    return parsed
 
 
 def _as_duration(value: Any) -> timedelta | None:
@@ -188,33 +241,59 @@ def _as_duration(value: Any) -> timedelta | None:
     return timedelta(microseconds=int(value))
 
 
-def _expand(catalog: _Catalog, rows: list[tuple[Any, ...]]) -> dict[tuple[int, int], list[_Row]]:
-    found: dict[tuple[int, int], list[_Row]] = {}
+def _resolve_mappings(catalog: _Catalog, rows: list[tuple[Any, ...]]) -> _Resolved:
+    # This loop is the hot path of a cold resolution (a user in 1,000 groups expands to
+    # thousands of pairs): packed int keys, one dict per access kind, no per-pair objects.
+    standing: dict[int, list[str]] = {}
+    eligible: dict[int, list[str]] = {}
+    longest: dict[int, timedelta] = {}
+    get_standing, get_eligible = standing.get, eligible.get
+    targets, roles = catalog.targets, catalog.roles
     for group, role_id, bu_id, environments, accounts, access, max_grant in rows:
-        envs = _as_list(environments)
-        account_ids = _as_list(accounts)
+        if role_id not in roles:
+            continue
+        reached = targets(bu_id, environments, accounts)
+        if access == Access.STANDING:
+            for base in reached:
+                key = base | role_id
+                groups = get_standing(key)
+                if groups is None:
+                    standing[key] = [group]
+                else:
+                    groups.append(group)
+            continue
         grant_len = _as_duration(max_grant)
-        targets: list[_AccountInfo]
-        if account_ids:
-            targets = []
-            for account_id in account_ids:
-                entry = catalog.by_account_id.get(account_id)
-                # Business-unit isolation: an account outside the row's BU is never reachable,
-                # even if a row names it.
-                if entry is None or entry[0] != bu_id:
-                    continue
-                if envs and entry[1].environment not in envs:
-                    continue
-                targets.append(entry[1])
-        elif envs:
-            targets = [a for env in envs for a in catalog.by_bu_env.get((bu_id, env), ())]
-        else:
-            targets = catalog.by_bu.get(bu_id, [])
-        for account in targets:
-            found.setdefault((account.pk, role_id), []).append(
-                _Row(account, role_id, access, group, grant_len)
-            )
-    return found
+        for base in reached:
+            key = base | role_id
+            groups = get_eligible(key)
+            if groups is None:
+                eligible[key] = [group]
+            else:
+                groups.append(group)
+            if grant_len is not None and grant_len > longest.get(key, _NO_GRANT):
+                longest[key] = grant_len
+    built: list[tuple[int, int, Entitlement]] = []
+    template, make = catalog.template, Entitlement._make
+    for key, groups in standing.items():
+        fixed, extra, rank = template(key)
+        via = (groups[0],) if len(groups) == 1 else tuple(sorted(set(groups)))
+        built.append((rank, key, make((*fixed, "standing", via, *extra, None, None, None, None))))
+    for key, groups in eligible.items():
+        if key in standing:
+            continue
+        fixed, extra, rank = template(key)
+        via = (groups[0],) if len(groups) == 1 else tuple(sorted(set(groups)))
+        built.append(
+            (rank, key, make((*fixed, "eligible", via, *extra, longest.get(key), None, None, None)))
+        )
+    built.sort()  # ranks are unique, so tuples never compare past them
+    return _Resolved(
+        entitlements=tuple(item[2] for item in built),
+        position={item[1]: index for index, item in enumerate(built)},
+    )
+
+
+_NO_GRANT = timedelta(0)
 
 
 def _current_version_and_grants(
@@ -235,53 +314,22 @@ def _current_version_and_grants(
     return version, grants
 
 
-def _mapping_entitlements(
-    groups: Iterable[str], version: int
-) -> tuple[_Catalog, dict[tuple[int, int], list[_Row]]]:
-    catalog = _get_catalog(version)
-    unique, digest = _groups_key(groups)
-    key = (version, digest)
+def _mapping_entitlements(groups: Iterable[str], version: int) -> _Resolved:
+    key = (version, frozenset(groups))
     with _lock:
         hit = _memo.get(key)
         if hit is not None:
             _memo.move_to_end(key)
     if hit is not None:
-        return catalog, hit
-    found = _expand(catalog, _fetch_mapping_rows(unique)) if unique else {}
+        return hit
+    catalog = _get_catalog(version)
+    rows = _fetch_mapping_rows(sorted(key[1])) if key[1] else []
+    resolved = _resolve_mappings(catalog, rows)
     with _lock:
-        _memo[key] = found
+        _memo[key] = resolved
         if len(_memo) > _MEMO_SIZE:
             _memo.popitem(last=False)
-    return catalog, found
-
-
-def _build(
-    catalog: _Catalog, account: _AccountInfo, role_id: int, rows: list[_Row]
-) -> Entitlement | None:
-    role = catalog.roles.get(role_id)
-    if role is None:
-        return None
-    standing = [r for r in rows if r.access == Access.STANDING]
-    chosen = standing or rows
-    access = "standing" if standing else "eligible"
-    arn, override_max = catalog.overrides.get((account.pk, role_id), ("", None))
-    max_grants = [r.max_grant for r in chosen if r.max_grant is not None]
-    return Entitlement(
-        account_id=account.account_id,
-        account_alias=account.alias,
-        business_unit=account.business_unit,
-        environment=account.environment,
-        role=role.name,
-        role_arn=arn or f"arn:aws:iam::{account.account_id}:role/{role.name}",
-        access=access,
-        via=tuple(sorted({r.group for r in chosen})),
-        max_session=override_max or role.max_session,
-        privileged=role.privileged,
-        max_grant=max(max_grants) if max_grants and access == "eligible" else None,
-    )
-
-
-ENV_ORDER = {Environment.DEV: 0, Environment.TEST: 1, Environment.PROD: 2}
+    return resolved
 
 
 def resolve_entitlements(
@@ -294,42 +342,22 @@ def resolve_entitlements(
     they hold now. Sorted by business unit, environment, account alias and role.
     """
     version, grant_rows = _current_version_and_grants(user_id, now)
-    catalog, found = _mapping_entitlements(groups, version)
-    result: dict[tuple[int, int], Entitlement] = {}
-    for (account_pk, role_id), rows in found.items():
-        built = _build(catalog, catalog.by_pk[account_pk], role_id, rows)
-        if built is not None:
-            result[(account_pk, role_id)] = built
+    resolved = _mapping_entitlements(groups, version)
+    result = list(resolved.entitlements)
     for grant_id, account_pk, role_id, ends_at, request_id in grant_rows:
-        base = result.get((account_pk, role_id))
-        if base is None or base.access == "standing":
+        index = resolved.position.get((account_pk << _ROLE_BITS) | role_id)
+        if index is None or result[index].access != "eligible":
             # No longer eligible (groups changed) or already standing: the grant adds nothing.
             continue
-        result[(account_pk, role_id)] = Entitlement(
-            account_id=base.account_id,
-            account_alias=base.account_alias,
-            business_unit=base.business_unit,
-            environment=base.environment,
-            role=base.role,
-            role_arn=base.role_arn,
+        base = result[index]
+        result[index] = base._replace(
             access="grant",
             via=(f"grant #{grant_id}", *base.via),
-            max_session=base.max_session,
-            privileged=base.privileged,
-            max_grant=base.max_grant,
             grant_id=int(grant_id),
             request_id=int(request_id),
             grant_ends_at=_aware(ends_at),
         )
-    return sorted(
-        result.values(),
-        key=lambda e: (
-            e.business_unit,
-            ENV_ORDER.get(e.environment, 9),  # type: ignore[call-overload]
-            e.account_alias,
-            e.role,
-        ),
-    )
+    return result
 
 
 def _aware(value: Any) -> datetime:
