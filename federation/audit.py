@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import transaction
+from django.http import HttpRequest
 from django.utils import timezone
 
 from .models import AuditChainHead, AuditEvent, User
@@ -193,3 +194,10 @@ def verify_chain() -> ChainStatus:
     if head is not None and (head.seq != last or head.hash != prev_hash):
         return ChainStatus(False, last, last + 1, "events after the last stored one are missing")
     return ChainStatus(True, last)
+
+
+def request_ip(request: HttpRequest) -> str | None:
+    """The client address for audit. Only REMOTE_ADDR: forwarded headers are client-controlled
+    unless a trusted proxy rewrites them, and the deployment's proxy sets REMOTE_ADDR."""
+    value = request.META.get("REMOTE_ADDR")
+    return str(value) if value else None

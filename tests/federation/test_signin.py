@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib.sessions.backends.db import SessionStore
+from django.test import RequestFactory
+
+from federation.models import AuditEvent, SignIn, User
+from federation.signin import (
+    SignInRefused,
+    VerifiedIdentity,
+    complete_sign_in,
+    groups_from,
+    refusal_response,
+)
+from tests.factories import IdentityProviderFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _request(rf: RequestFactory) -> object:
+    request = rf.post("/saml/x/acs/", REMOTE_ADDR="192.0.2.7")
+    request.session = SessionStore()
+    request.session["planted"] = "by attacker"
+    request.session.save()
+    return request
+
+
+def test_sign_in_creates_the_person_stores_groups_and_rotates_the_session(
+    rf: RequestFactory,
+) -> None:
+    idp = IdentityProviderFactory(slug="corp")
+    request = _request(rf)
+    planted_key = request.session.session_key  # type: ignore[attr-defined]
+
+    user = complete_sign_in(
+        request,  # type: ignore[arg-type]
+        VerifiedIdentity(idp=idp, subject="00u1", email="a@corp.example", groups=("b", "a")),
+    )
+
+    assert user.directory_groups == ["a", "b"]
+    assert request.session.session_key != planted_key  # type: ignore[attr-defined]
+    sign_in = SignIn.objects.get(user=user)
+    assert (sign_in.groups, sign_in.ip) == (["a", "b"], "192.0.2.7")
+    event = AuditEvent.objects.get(event_type="signin.success")
+    assert event.data["subject"] == "00u1" and event.data["new_person"] is True
+
+
+def test_email_change_keeps_the_person_and_recycled_email_is_a_new_person(
+    rf: RequestFactory,
+) -> None:
+    idp = IdentityProviderFactory(slug="corp")
+    first = complete_sign_in(
+        _request(rf),  # type: ignore[arg-type]
+        VerifiedIdentity(idp=idp, subject="00u1", email="old@corp.example", groups=("g",)),
+    )
+    renamed = complete_sign_in(
+        _request(rf),  # type: ignore[arg-type]
+        VerifiedIdentity(idp=idp, subject="00u1", email="new@corp.example", groups=()),
+    )
+    recycled = complete_sign_in(
+        _request(rf),  # type: ignore[arg-type]
+        VerifiedIdentity(idp=idp, subject="00u2", email="old@corp.example", groups=()),
+    )
+    assert renamed.pk == first.pk
+    assert renamed.email == "new@corp.example" and renamed.directory_groups == []
+    assert recycled.pk != first.pk
+    assert User.objects.count() == 2
+
+
+def test_same_subject_at_another_idp_is_another_person(rf: RequestFactory) -> None:
+    a = complete_sign_in(
+        _request(rf),  # type: ignore[arg-type]
+        VerifiedIdentity(
+            idp=IdentityProviderFactory(slug="a"), subject="1", email="x@a", groups=()
+        ),
+    )
+    b = complete_sign_in(
+        _request(rf),  # type: ignore[arg-type]
+        VerifiedIdentity(
+            idp=IdentityProviderFactory(slug="b"), subject="1", email="x@a", groups=()
+        ),
+    )
+    assert a.pk != b.pk
+
+
+def test_refusal_is_a_page_and_an_audit_event(rf: RequestFactory) -> None:
+    request = _request(rf)
+    response = refusal_response(
+        request,  # type: ignore[arg-type]
+        "corp",
+        SignInRefused("saml.replay", "This sign-in response was already used.", status=400),
+        protocol="saml",
+    )
+    assert response.status_code == 400
+    assert b"already used" in response.content
+    event = AuditEvent.objects.get(event_type="signin.refused")
+    assert event.data["reason"] == "saml.replay"
+    assert event.ip == "192.0.2.7"
+
+
+def test_groups_are_normalised() -> None:
+    assert groups_from(["b", " a ", "", "b"]) == ("a", "b")
+    assert groups_from("solo") == ("solo",)
+    assert groups_from(None) == ()
