@@ -25,3 +25,6 @@ def _fresh_entitlement_memo() -> Iterator[None]:
     entitlements.clear_cache()
     yield
     entitlements.clear_cache()
+
+
+pytest_plugins = ["tests.aws"]
