@@ -72,15 +72,22 @@ def build_notice(access_request: AccessRequest, event: str) -> Notice:
     return Notice(recipients, subject, "\n".join(lines) + "\n")
 
 
-def _load(request_id: int) -> AccessRequest:
-    return AccessRequest.objects.select_related(
-        "requester", "account__business_unit", "role", "mapping"
-    ).get(pk=request_id)
+def _load(request_id: int) -> AccessRequest | None:
+    return (
+        AccessRequest.objects.select_related(
+            "requester", "account__business_unit", "role", "mapping"
+        )
+        .filter(pk=request_id)
+        .first()
+    )
 
 
 def send_request_email(request_id: int, event: str) -> int:
     """Mail the people concerned; returns how many messages went out (0 if nobody to tell)."""
-    notice = build_notice(_load(request_id), event)
+    access_request = _load(request_id)
+    if access_request is None:  # requests are never deleted in service; only a test reset does
+        return 0
+    notice = build_notice(access_request, event)
     if not notice.recipients:
         return 0
     # One message per recipient: approvers do not learn each other's addresses.
@@ -95,9 +102,10 @@ def send_request_email(request_id: int, event: str) -> int:
 def post_request_webhook(request_id: int, event: str) -> bool:
     """Post a Slack-compatible ``{"text": ...}`` message; False when no webhook is configured."""
     url = settings.SLACK_WEBHOOK_URL
-    if not url:
+    access_request = _load(request_id)
+    if not url or access_request is None:
         return False
-    notice = build_notice(_load(request_id), event)
+    notice = build_notice(access_request, event)
     response = requests.post(
         url, json={"text": f"{notice.subject}\n{notice.body}"}, timeout=settings.WEBHOOK_TIMEOUT
     )

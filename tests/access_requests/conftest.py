@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from federation.models import Access, Account, GroupMapping, LogicalRole, User
+from tests.access_requests.live import celery_worker, mail_sink, webhook_sink
 from tests.factories import (
     AccountFactory,
     BusinessUnitFactory,
@@ -16,6 +17,8 @@ from tests.factories import (
     LogicalRoleFactory,
     UserFactory,
 )
+
+__all__ = ["celery_worker", "mail_sink", "webhook_sink"]  # fixtures for the task tests
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
