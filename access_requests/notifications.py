@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 
 from .models import AccessRequest
-from .services import list_approvers
+from .services import list_admins, list_approvers
 
 # event -> (who hears about it, subject line)
 _SUBJECTS = {
@@ -57,10 +57,16 @@ def build_notice(access_request: AccessRequest, event: str) -> Notice:
     if access_request.ticket:
         lines.append(f"Ticket: {access_request.ticket}")
     if event == "submitted":
-        recipients = tuple(sorted({u.email for u in list_approvers(access_request) if u.email}))
+        people = list_approvers(access_request)
         lines += ["", f"Decide at {settings.BASE_URL}/approvals/"]
         if access_request.unapprovable:
-            lines.append("Warning: fewer people than required can approve this request.")
+            # Never stuck silently: the admins hear about it and can fix the approver groups.
+            people += list_admins()
+            lines.append(
+                "Warning: fewer people than required can approve this request; "
+                "admins, check the approver groups of this account and business unit."
+            )
+        recipients = tuple(sorted({u.email for u in people if u.email and u.pk != requester.pk}))
     else:
         recipients = (requester.email,) if requester.email else ()
         comments = [

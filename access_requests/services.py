@@ -181,6 +181,17 @@ def list_approvers(access_request: AccessRequest) -> list[User]:
     ]
 
 
+def list_admins() -> list[User]:
+    """Active members of ADMIN_GROUPS (told when a request has too few possible approvers)."""
+    groups = set(settings.ADMIN_GROUPS)
+    if not groups:
+        return []
+    users: QuerySet[User] = User.objects.filter(is_active=True)
+    if connection.vendor == "postgresql":
+        users = users.filter(directory_groups__has_any_keys=sorted(groups))
+    return [u for u in users.order_by("pk") if set(u.directory_groups) & groups]
+
+
 def source_identity_for(user: User) -> str:
     """The SourceIdentity issuance stamps on this user's sessions (SPEC §4: the user's email);
     revocation must deny exactly that value."""
@@ -724,32 +735,74 @@ def revoke_grant(
                 data={"reason": refusal.code, "state": locked.state},
             )
         else:
-            locked.state = Grant.State.REVOKED
-            locked.revoked_at = now
-            locked.revoked_by = actor
-            locked.save(update_fields=["state", "revoked_at", "revoked_by"])
-            record_event(
-                "grant.revoked",
-                actor=actor,
-                account_id=locked.account.account_id,
-                target=f"grant #{locked.pk}",
-                ip=ip,
-                now=now,
-                data={
-                    "grant_id": locked.pk,
-                    "request_id": locked.request_id,
-                    "user": locked.user.label,
-                    "role_arn": locked.role_arn,
-                    "source_identity": locked.source_identity,
-                    "reason": reason,
-                    "before": {"state": Grant.State.ACTIVE},
-                    "after": {"state": Grant.State.REVOKED},
-                },
-            )
-            _enqueue("apply_revocation_policy", locked.pk)
+            _revoke_locked(locked, actor=actor, now=now, reason=reason, ip=ip)
     if refusal is not None:
         raise refusal
     return locked
+
+
+def _revoke_locked(
+    grant: Grant, *, actor: User | str, now: datetime, reason: str, ip: str | None
+) -> None:
+    grant.state = Grant.State.REVOKED
+    grant.revoked_at = now
+    grant.revoked_by = actor if isinstance(actor, User) else None
+    grant.save(update_fields=["state", "revoked_at", "revoked_by"])
+    record_event(
+        "grant.revoked",
+        actor=actor,
+        account_id=grant.account.account_id,
+        target=f"grant #{grant.pk}",
+        ip=ip,
+        now=now,
+        data={
+            "grant_id": grant.pk,
+            "request_id": grant.request_id,
+            "user": grant.user.label,
+            "role_arn": grant.role_arn,
+            "source_identity": grant.source_identity,
+            "reason": reason,
+            "before": {"state": Grant.State.ACTIVE},
+            "after": {"state": Grant.State.REVOKED},
+        },
+    )
+    _enqueue("apply_revocation_policy", grant.pk)
+
+
+def revoke_lost_eligibility(*, now: datetime) -> int:
+    """Revoke active grants whose holder is no longer eligible (a sign-in dropped the group).
+
+    Entitlements already ignore such a grant, so no new session is issued; revoking it also
+    denies the sessions issued before (SECURITY.md §5). Returns how many were revoked.
+    """
+    revoked = 0
+    active = Grant.objects.filter(state=Grant.State.ACTIVE, ends_at__gt=now).select_related(
+        "user", "account", "role"
+    )
+    for grant in active.order_by("pk"):
+        found = find_entitlement(
+            grant.user.directory_groups,
+            grant.account.account_id,
+            grant.role.name,
+            now=now,
+            user_id=grant.user_id,
+        )
+        if found is not None:  # still eligible (or now standing): the grant stands
+            continue
+        with transaction.atomic(durable=True):
+            locked = (
+                Grant.objects.select_for_update(of=("self",))
+                .select_related("user", "account")
+                .filter(pk=grant.pk, state=Grant.State.ACTIVE)
+                .first()
+            )
+            if locked is None:
+                continue
+            _revoke_locked(
+                locked, actor="system", now=now, reason="holder no longer eligible", ip=None
+            )
+        revoked += 1
+    return revoked
 
 
 def _grant_state(grant: Grant, now: datetime) -> str:

@@ -60,8 +60,10 @@ def apply_revocation_policy(self: Any, grant_id: int) -> str:
 
 @shared_task  # type: ignore[untyped-decorator]
 def expire_due() -> dict[str, int]:
-    report = services.expire_due(now=timezone.now())
-    return {"requests": report.requests_expired, "grants": report.grants_expired}
+    now = timezone.now()
+    report = services.expire_due(now=now)
+    lost = services.revoke_lost_eligibility(now=now)
+    return {"requests": report.requests_expired, "grants": report.grants_expired, "revoked": lost}
 
 
 @shared_task  # type: ignore[untyped-decorator]

@@ -17,7 +17,7 @@ from access_requests import services, tasks
 from access_requests.models import Grant
 from federation import iam
 from federation.entitlements import find_entitlement
-from federation.models import AuditEvent
+from federation.models import AuditEvent, User
 from tests.access_requests.conftest import World
 from tests.aws import MotoServer
 from tests.factories import UserFactory
@@ -203,3 +203,23 @@ def test_expired_grant_cannot_be_revoked(world: World) -> None:
     grant = granted(world, now)
     with pytest.raises(services.GrantNotActive, match="already expired"):
         services.revoke_grant(grant, actor=world.approver, now=grant.ends_at)
+
+
+def test_grant_of_a_holder_who_lost_eligibility_is_revoked_with_a_deny(
+    world: World, aws: MotoServer, django_capture_on_commit_callbacks: Callable[..., Any]
+) -> None:
+    create_role("admin")
+    now = timezone.now()
+    grant = granted(world, now - timedelta(minutes=5))
+    assert services.revoke_lost_eligibility(now=now) == 0
+
+    User.objects.filter(pk=world.requester.pk).update(directory_groups=["aws-pb-cloud-eng"])
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.revoke_lost_eligibility(now=now) == 1
+
+    grant.refresh_from_db()
+    assert grant.state == Grant.State.REVOKED and grant.revoked_by is None
+    assert grant.revocation_applied_at is not None
+    revoked = AuditEvent.objects.get(event_type="grant.revoked")
+    assert (revoked.actor, revoked.data["reason"]) == ("system", "holder no longer eligible")
+    assert services.revoke_lost_eligibility(now=now) == 0

@@ -216,3 +216,27 @@ def test_decisions_need_post_and_csrf(world: World) -> None:
     client.force_login(world.approver)
     assert client.get("/approvals/1/decide/").status_code == 405
     assert client.post("/approvals/1/decide/", {"decision": "approve"}).status_code == 403
+
+
+def test_admins_are_mailed_about_a_request_nobody_can_approve(
+    world: World, django_capture_on_commit_callbacks: Callable[..., Any]
+) -> None:
+    business_unit = world.dev.business_unit
+    business_unit.approver_groups = []
+    business_unit.save()
+    admin = UserFactory(directory_groups=["aws-admins"])
+    with (
+        override_settings(ADMIN_GROUPS=["aws-admins"]),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        services.submit_request(
+            world.requester,
+            account_id="111111111111",
+            role="admin",
+            justification="x",
+            duration=timedelta(hours=1),
+            now=timezone.now(),
+        )
+    (message,) = mail.outbox
+    assert message.to == [admin.email]
+    assert "fewer people than required" in message.body
