@@ -70,6 +70,10 @@ class AccessRequest(models.Model):
     def __str__(self) -> str:
         return f"request #{self.pk} ({self.state})"
 
+    @property
+    def duration_minutes(self) -> int:
+        return int(self.duration.total_seconds() // 60)
+
 
 class Approval(models.Model):
     """One approver's decision on a request; an approver votes at most once per request."""

@@ -27,6 +27,7 @@ from urllib.parse import unquote
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
 
 from .models import MAX_SESSION
 
@@ -36,7 +37,10 @@ SID_PREFIX = "FedAccessRevoke"
 INLINE_POLICY_BUDGET = 10_240
 
 _client_lock = threading.Lock()
-_clients: dict[tuple[str, str], Any] = {}
+_clients: dict[tuple[str, ...], Any] = {}
+# Per target account, when IAM_MANAGEMENT_ROLE_NAME is set: (client, credentials expiry).
+_assumed: dict[tuple[str, ...], tuple[Any, datetime]] = {}
+_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5)
 
 
 class IamCallFailed(Exception):
@@ -49,18 +53,59 @@ class RevocationStatement:
     issued_before: datetime
 
 
-def _client() -> Any:
-    """One IAM client per endpoint, reused across calls (clients are thread-safe)."""
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_IAM") or os.environ.get("AWS_ENDPOINT_URL", "")
-    region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
-    key = (endpoint, region)
+def _endpoint_key(service: str) -> tuple[str, str]:
+    endpoint = os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}") or os.environ.get(
+        "AWS_ENDPOINT_URL", ""
+    )
+    return (service, endpoint)
+
+
+def _region() -> str:
+    return os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+
+
+def _base_client(service: str) -> Any:
+    """One client per service and endpoint, reused across calls (clients are thread-safe)."""
+    key = (*_endpoint_key(service), _region())
     with _client_lock:
         client = _clients.get(key)
         if client is None:
-            config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5)
-            client = boto3.session.Session().client("iam", region_name=region, config=config)
+            client = boto3.session.Session().client(service, region_name=_region(), config=_CONFIG)
             _clients[key] = client
         return client
+
+
+def _client(role_arn: str) -> Any:
+    """The IAM client that can act on ``role_arn``: the broker's own credentials, or, with
+    ``IAM_MANAGEMENT_ROLE_NAME`` set, that role assumed in the role's account (cross-account
+    management access), reused until shortly before its credentials expire."""
+    management_role = getattr(settings, "IAM_MANAGEMENT_ROLE_NAME", "")
+    if not management_role:
+        return _base_client("iam")
+    account_id = role_arn.split(":")[4]
+    key = (*_endpoint_key("iam"), _region(), account_id, management_role)
+    now = datetime.now(UTC)
+    with _client_lock:
+        cached = _assumed.get(key)
+    if cached is not None and cached[1] - timedelta(minutes=5) > now:
+        return cached[0]
+    try:
+        credentials = _base_client("sts").assume_role(
+            RoleArn=f"arn:aws:iam::{account_id}:role/{management_role}",
+            RoleSessionName="fedaccess-revocation",
+            DurationSeconds=900,
+        )["Credentials"]
+    except (ClientError, BotoCoreError) as exc:
+        raise IamCallFailed(f"cannot assume {management_role} in {account_id}: {exc}") from exc
+    client = boto3.session.Session(
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+    ).client("iam", region_name=_region(), config=_CONFIG)
+    expiry = credentials["Expiration"]
+    with _client_lock:
+        _assumed[key] = (client, expiry)
+    return client
 
 
 def role_name_from_arn(role_arn: str) -> str:
@@ -107,8 +152,9 @@ def _parse(statement: Any) -> RevocationStatement | None:
     return RevocationStatement(str(identity), moment)
 
 
-def _read_policy(role_name: str) -> dict[str, Any] | None:
-    client = _client()
+def _read_policy(role_arn: str) -> dict[str, Any] | None:
+    role_name = role_name_from_arn(role_arn)
+    client = _client(role_arn)
     try:
         response = client.get_role_policy(RoleName=role_name, PolicyName=POLICY_NAME)
     except ClientError as exc:
@@ -130,7 +176,7 @@ def _read_policy(role_name: str) -> dict[str, Any] | None:
 
 def list_revocations(role_arn: str) -> list[RevocationStatement]:
     """The per-person revocations currently on the role (empty if there is no policy)."""
-    document = _read_policy(role_name_from_arn(role_arn))
+    document = _read_policy(role_arn)
     if document is None:
         return []
     parsed = (_parse(s) for s in _statements(document))
@@ -142,8 +188,9 @@ def _statements(document: dict[str, Any]) -> list[Any]:
     return list(statements) if isinstance(statements, list) else [statements]
 
 
-def _write(role_name: str, document: dict[str, Any] | None) -> None:
-    client = _client()
+def _write(role_arn: str, document: dict[str, Any] | None) -> None:
+    role_name = role_name_from_arn(role_arn)
+    client = _client(role_arn)
     try:
         if document is None:
             client.delete_role_policy(RoleName=role_name, PolicyName=POLICY_NAME)
@@ -210,8 +257,8 @@ def put_revocation_policy(
     if wanted.issued_before < issued_before:
         # Rounding down would leave sessions issued in the same second alive: round up.
         wanted = RevocationStatement(source_identity, wanted.issued_before + timedelta(seconds=1))
-    document = _merge(_read_policy(role_name), [wanted], now=now, max_session=max_session)
-    _write(role_name, document)
+    document = _merge(_read_policy(role_arn), [wanted], now=now, max_session=max_session)
+    _write(role_arn, document)
     current = list_revocations(role_arn)
     if not any(
         e.source_identity == source_identity and e.issued_before >= wanted.issued_before
@@ -228,13 +275,12 @@ def collect_expired_revocations(
 
     Deletes the policy when nothing is left. Same per-role serialisation rule as above.
     """
-    role_name = role_name_from_arn(role_arn)
-    document = _read_policy(role_name)
+    document = _read_policy(role_arn)
     if document is None:
         return 0
     before = sum(1 for s in _statements(document) if _parse(s) is not None)
     merged = _merge(document, [], now=now, max_session=max_session)
     after = sum(1 for s in _statements(merged or {}) if _parse(s) is not None)
     if after != before:
-        _write(role_name, merged)
+        _write(role_arn, merged)
     return before - after

@@ -166,6 +166,9 @@ EMAIL_HOST = EMAIL_HOST or "localhost"
 
 # --- AWS: boto3's standard chain and AWS_ENDPOINT_URL_* are read by boto3 itself.
 STS_REGIONS = _env_list("STS_REGIONS", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+# Revocation (federation/iam.py): a role in each target account the broker assumes to edit IAM;
+# unset means the broker's own credentials act on the roles directly.
+IAM_MANAGEMENT_ROLE_NAME = os.environ.get("IAM_MANAGEMENT_ROLE_NAME", "")
 AWS_FEDERATION_URL = os.environ.get(
     "AWS_FEDERATION_URL", "https://signin.aws.amazon.com/federation"
 )

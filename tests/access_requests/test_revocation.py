@@ -223,3 +223,36 @@ def test_grant_of_a_holder_who_lost_eligibility_is_revoked_with_a_deny(
     revoked = AuditEvent.objects.get(event_type="grant.revoked")
     assert (revoked.actor, revoked.data["reason"]) == ("system", "holder no longer eligible")
     assert services.revoke_lost_eligibility(now=now) == 0
+
+
+def iam_in_account(account_id: str, role: str = "broker-management") -> Any:
+    credentials = boto3.client("sts").assume_role(
+        RoleArn=f"arn:aws:iam::{account_id}:role/{role}", RoleSessionName="test-setup"
+    )["Credentials"]
+    return boto3.client(
+        "iam",
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+    )
+
+
+def test_cross_account_revocation_assumes_the_management_role_in_the_target_account(
+    aws: MotoServer, settings: Any
+) -> None:
+    settings.IAM_MANAGEMENT_ROLE_NAME = "broker-management"
+    target = iam_in_account("333333333333")
+    target.create_role(RoleName="admin", AssumeRolePolicyDocument=TRUST)
+    arn = "arn:aws:iam::333333333333:role/admin"
+    moment = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+    iam.put_revocation_policy(
+        arn, source_identity="rita@corp.example", issued_before=moment, now=moment
+    )
+
+    document = target.get_role_policy(RoleName="admin", PolicyName=iam.POLICY_NAME)
+    assert document["PolicyDocument"]["Statement"][0]["Condition"]["StringEquals"] == {
+        "aws:SourceIdentity": "rita@corp.example"
+    }
+    # The broker's own account has no such role: the write went to the target account.
+    assert [r["RoleName"] for r in boto3.client("iam").list_roles()["Roles"]] == []
