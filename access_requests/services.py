@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q, QuerySet
 
-from federation import iam
+from federation import entitlements, iam
 from federation.audit import record_event
 from federation.entitlements import Entitlement, find_entitlement, resolve_entitlements
 from federation.models import (
@@ -769,6 +769,17 @@ def _revoke_locked(
     _enqueue("apply_revocation_policy", grant.pk)
 
 
+def _still_entitled(grant: Grant, *, now: datetime) -> bool:
+    found = find_entitlement(
+        grant.user.directory_groups,
+        grant.account.account_id,
+        grant.role.name,
+        now=now,
+        user_id=grant.user_id,
+    )
+    return found is not None  # still eligible (or now standing): the grant stands
+
+
 def revoke_lost_eligibility(*, now: datetime) -> int:
     """Revoke active grants whose holder is no longer eligible (a sign-in dropped the group).
 
@@ -779,16 +790,16 @@ def revoke_lost_eligibility(*, now: datetime) -> int:
     active = Grant.objects.filter(state=Grant.State.ACTIVE, ends_at__gt=now).select_related(
         "user", "account", "role"
     )
+    fresh = False
     for grant in active.order_by("pk"):
-        found = find_entitlement(
-            grant.user.directory_groups,
-            grant.account.account_id,
-            grant.role.name,
-            now=now,
-            user_id=grant.user_id,
-        )
-        if found is not None:  # still eligible (or now standing): the grant stands
+        if _still_entitled(grant, now=now):
             continue
+        if not fresh:
+            # A revocation denies live sessions: never act on a memo that might be stale.
+            entitlements.clear_cache()
+            fresh = True
+            if _still_entitled(grant, now=now):
+                continue
         with transaction.atomic(durable=True):
             locked = (
                 Grant.objects.select_for_update(of=("self",))

@@ -3,6 +3,7 @@ server, a local webhook receiver, IAM on moto over HTTP (issue #6 §6)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -15,7 +16,7 @@ from django.utils import timezone
 from access_requests import services
 from access_requests.models import AccessRequest, Grant
 from federation import iam
-from federation.models import AuditEvent
+from federation.models import AuditEvent, MappingVersion
 from tests.access_requests.conftest import World, build_world
 from tests.access_requests.live import MailSink, WebhookSink, Worker, wait_for
 from tests.aws import MotoServer
@@ -24,12 +25,20 @@ from tests.factories import AccessRequestFactory, GrantFactory
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
 
 
+_versions = itertools.count(1)
+
+
 @pytest.fixture
 def world(settings: Any, mail_sink: MailSink, webhook_sink: WebhookSink) -> Iterator[World]:
     settings.SLACK_WEBHOOK_URL = webhook_sink.url
     mail_sink.reset()
     webhook_sink.reset()
-    yield build_world()
+    built = build_world()
+    # The worker memoises entitlements per mapping version, as every process does. Rows here
+    # are written directly (not through federation.mappings) and the database is flushed
+    # between tests, so announce a new version, as a mapping change would.
+    MappingVersion.objects.create(number=next(_versions), actor="test", source="seed", document={})
+    yield built
     mail_sink.reset()
     webhook_sink.reset()
 
@@ -84,6 +93,8 @@ def test_failing_mail_server_and_webhook_never_lose_or_block_the_decision(
     assert "go" in message.get_payload()
     wait_for(lambda: len(webhook_sink.posts) == 2, timeout=60, what="webhook after retries")
     assert (mail_sink.refused, webhook_sink.refused) == (2, 2)
+    # Meanwhile the worker's per-second sweep left the still-eligible holder's grant alone.
+    assert Grant.objects.get(request=request).state == Grant.State.ACTIVE
 
 
 def test_beat_expires_grants_and_undecided_requests_on_time(world: World) -> None:
