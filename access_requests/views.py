@@ -32,7 +32,9 @@ def my_requests(request: HttpRequest) -> HttpResponse:
     user = _user(request)
     now = timezone.now()
     requestable = services.list_requestable(user, now=now)
-    form = RequestForm(request.POST or None, requestable=requestable)
+    # ``?target=<account>/<role>`` preselects a pair (the portal can link eligible rows here).
+    initial = {"target": request.GET.get("target", "")}
+    form = RequestForm(request.POST or None, requestable=requestable, initial=initial)
     status = 200
     if request.method == "POST":
         if form.is_valid():
@@ -125,8 +127,9 @@ def decide(request: HttpRequest, request_id: int) -> HttpResponse:
     except services.RequestRefused as refusal:
         messages.error(request, str(refusal))
         return redirect("approvals")
+    verb = "approval" if decision == "approve" else "denial"
     messages.success(
-        request, f"Request #{decided.pk}: your {decision} is recorded ({decided.state})."
+        request, f"Request #{decided.pk}: your {verb} is recorded; it is {decided.state}."
     )
     return redirect("approvals")
 

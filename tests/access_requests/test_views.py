@@ -240,3 +240,9 @@ def test_admins_are_mailed_about_a_request_nobody_can_approve(
     (message,) = mail.outbox
     assert message.to == [admin.email]
     assert "fewer people than required" in message.body
+
+
+def test_a_link_can_preselect_the_account_and_role(client: Client, world: World) -> None:
+    client.force_login(world.requester)
+    body = client.get("/requests/?target=222222222222/admin").content.decode()
+    assert '<option value="222222222222/admin" selected>' in body
