@@ -25,7 +25,7 @@ demo: venv
 	DEMO_MODE=1 DEBUG=1 $(PY) manage.py runserver 127.0.0.1:$(DEMO_PORT)
 
 services:
-	@scripts/ensure-services
+	@DATABASE_URL=$(TEST_DATABASE_URL) scripts/ensure-services
 
 lint: venv
 	$(VENV)/bin/ruff check .
