@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from . import audit_views, views
 
 urlpatterns = [
     path("", views.portal, name="portal"),
@@ -10,4 +10,6 @@ urlpatterns = [
     path("logout/", views.logout_view, name="logout"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("audit/", audit_views.audit_log, name="audit"),
+    path("audit/export.jsonl", audit_views.audit_export, name="audit-export"),
 ]
