@@ -111,8 +111,9 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "var" / "static"
 
 # --- Who administers and audits (SPEC §3.1): directory groups, nobody else.
-ADMIN_GROUPS = _env_list("ADMIN_GROUPS")
-AUDITOR_GROUPS = _env_list("AUDITOR_GROUPS")
+# The demo's users (seed_demo) carry these groups; a real deployment names its own.
+ADMIN_GROUPS = _env_list("ADMIN_GROUPS", "fedaccess-admins" if DEMO_MODE else "")
+AUDITOR_GROUPS = _env_list("AUDITOR_GROUPS", "fedaccess-auditors" if DEMO_MODE else "")
 
 # --- Celery: no broker configured means tasks run eagerly in-process (demo).
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
