@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated, Any, Generic, Literal, Protocol, TypeVar
@@ -1086,17 +1086,6 @@ class AccessItem:
     access: str  # standing or eligible
     privileged: bool
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "account_id": self.account_id,
-            "account_alias": self.account_alias,
-            "business_unit": self.business_unit,
-            "environment": self.environment,
-            "role": self.role,
-            "access": self.access,
-            "privileged": self.privileged,
-        }
-
     def __str__(self) -> str:
         flag = "  [privileged]" if self.privileged else ""
         return (
@@ -1118,9 +1107,21 @@ class AccessDiff:
         item: dict[str, Any] = {"subject": self.subject}
         if self.user_id is not None:
             item["user_id"] = self.user_id
-        item["gained"] = [a.to_json() for a in self.gained]
-        item["lost"] = [a.to_json() for a in self.lost]
+        item["gained"] = _access_json(self.gained)
+        item["lost"] = _access_json(self.lost)
         return item
+
+
+def _access_json(items: Sequence[AccessItem]) -> list[dict[str, Any]]:
+    """Items grouped by (role, access): a first import gains every user hundreds of items, and
+    their accounts' alias, unit and environment go once into the plan's "accounts" table."""
+    grouped: dict[tuple[str, str, bool], list[str]] = {}
+    for a in items:
+        grouped.setdefault((a.role, a.access, a.privileged), []).append(a.account_id)
+    return [
+        {"role": role, "access": access, "privileged": privileged, "accounts": accounts}
+        for (role, access, privileged), accounts in grouped.items()
+    ]
 
 
 @dataclass(frozen=True)
@@ -1159,7 +1160,20 @@ class Plan:
             "groups": [diff.to_json() for diff in self.groups],
             "users": [diff.to_json() for diff in self.users],
             "blockers": list(self.blockers),
+            "accounts": self._accounts_json(),
         }
+
+    def _accounts_json(self) -> dict[str, dict[str, str]]:
+        accounts: dict[str, dict[str, str]] = {}
+        for diff in self.groups:
+            for item in (*diff.gained, *diff.lost):
+                if item.account_id not in accounts:
+                    accounts[item.account_id] = {
+                        "alias": item.account_alias,
+                        "business_unit": item.business_unit,
+                        "environment": item.environment,
+                    }
+        return accounts
 
     def render_text(self) -> str:
         lines = [f"Plan against mapping version {self.base_version}:"]
@@ -1235,6 +1249,7 @@ class _Expander:
         for row in document.mappings:
             self.rows.setdefault(row.group, []).append(row)
         self._memo: dict[str, _AccessMap] = {}
+        self._items: dict[tuple[tuple[str, str], str], tuple[tuple[Any, ...], AccessItem]] = {}
 
     def bu_signature(self, bu: str) -> tuple[tuple[str, str], ...]:
         return tuple(sorted((a.account_id, a.environment) for a in self.by_bu.get(bu, ())))
@@ -1273,58 +1288,61 @@ class _Expander:
         self._memo[group] = found
         return found
 
-    def item(self, key: tuple[str, str], access: str) -> AccessItem:
-        account = self.accounts[key[0]]
-        role = self.roles.get(key[1])
-        return AccessItem(
-            account_id=account.account_id,
-            account_alias=account.alias,
-            business_unit=account.business_unit,
-            environment=account.environment,
-            role=key[1],
-            access=access,
-            privileged=bool(role and role.privileged),
-        )
+    def item(self, key: tuple[str, str], access: str) -> tuple[tuple[Any, ...], AccessItem]:
+        """The AccessItem and its sort key; memoised, as a first import repeats them per user."""
+        found = self._items.get((key, access))
+        if found is None:
+            account = self.accounts[key[0]]
+            role = self.roles.get(key[1])
+            item = AccessItem(
+                account_id=account.account_id,
+                account_alias=account.alias,
+                business_unit=account.business_unit,
+                environment=account.environment,
+                role=key[1],
+                access=access,
+                privileged=bool(role and role.privileged),
+            )
+            order = (
+                item.business_unit,
+                ENV_ORDER.get(item.environment, 9),
+                item.account_alias,
+                item.role,
+                item.access,
+            )
+            found = self._items[(key, access)] = (order, item)
+        return found
 
-
-def _item_order(item: AccessItem) -> tuple[str, int, str, str, str]:
-    return (
-        item.business_unit,
-        ENV_ORDER.get(item.environment, 9),
-        item.account_alias,
-        item.role,
-        item.access,
-    )
+    def merged(self, groups: Iterable[str]) -> _AccessMap:
+        """What holding all ``groups`` gives: standing wins over eligible, as in entitlements."""
+        merged: _AccessMap = {}
+        for group in groups:
+            for key, access in self.access(group).items():
+                if access == Access.STANDING or key not in merged:
+                    merged[key] = access
+        return merged
 
 
 def _compare(
     before: _Expander,
     after: _Expander,
     keys: Iterable[tuple[str, str]],
-    old: Callable[[tuple[str, str]], str | None],
-    new: Callable[[tuple[str, str]], str | None],
+    old: _AccessMap,
+    new: _AccessMap,
 ) -> tuple[tuple[AccessItem, ...], tuple[AccessItem, ...]]:
-    gained: list[AccessItem] = []
-    lost: list[AccessItem] = []
+    gained: list[tuple[tuple[Any, ...], AccessItem]] = []
+    lost: list[tuple[tuple[Any, ...], AccessItem]] = []
     for key in keys:
-        was, now = old(key), new(key)
+        was, now = old.get(key), new.get(key)
         if was == now:
             continue
         if now is not None:
             gained.append(after.item(key, now))
         if was is not None:
             lost.append(before.item(key, was))
-    return tuple(sorted(gained, key=_item_order)), tuple(sorted(lost, key=_item_order))
-
-
-def _best(values: Iterable[str | None]) -> str | None:
-    best = None
-    for value in values:
-        if value == Access.STANDING:
-            return value
-        if value is not None:
-            best = value
-    return best
+    gained.sort(key=lambda pair: pair[0])
+    lost.sort(key=lambda pair: pair[0])
+    return tuple(item for _, item in gained), tuple(item for _, item in lost)
 
 
 def _access_diffs(
@@ -1351,7 +1369,7 @@ def _access_diffs(
         keys = {k for k in old_map.keys() | new_map.keys() if old_map.get(k) != new_map.get(k)}
         if not keys:
             continue
-        gained, lost = _compare(before, after, keys, old_map.get, new_map.get)
+        gained, lost = _compare(before, after, keys, old_map, new_map)
         group_diffs[group] = AccessDiff(group, gained, lost)
         touched[group] = keys
 
@@ -1365,15 +1383,12 @@ def _access_diffs(
             changed = groups & touched.keys()
             if not changed:
                 continue
+            # Groups the plan does not touch give the same before and after, so only the
+            # touched keys can differ.
             keys = set().union(*(touched[g] for g in changed))
-
-            def old(key: tuple[str, str], groups: set[str] = groups) -> str | None:
-                return _best(before.access(g).get(key) for g in groups)
-
-            def new(key: tuple[str, str], groups: set[str] = groups) -> str | None:
-                return _best(after.access(g).get(key) for g in groups)
-
-            gained, lost = _compare(before, after, keys, old, new)
+            gained, lost = _compare(
+                before, after, keys, before.merged(groups), after.merged(groups)
+            )
             if gained or lost:
                 user_diffs.append(AccessDiff(email or username, gained, lost, user_id=pk))
     return tuple(group_diffs.values()), tuple(user_diffs)

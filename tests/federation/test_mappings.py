@@ -426,7 +426,17 @@ def test_plan_names_groups_and_users_gaining_and_losing() -> None:
     text = plan.render_text()
     assert "- mapping aws-dw-cloud-eng -> cloud-eng in dw" in text
     assert "+ admin (eligible) in pb-dev 111111111111 [pb/dev]  [privileged]" in text
-    assert plan.to_json()["counts"]["mapping"] == {"add": 2, "remove": 3, "change": 0}
+    as_json = plan.to_json()
+    assert as_json["counts"]["mapping"] == {"add": 2, "remove": 3, "change": 0}
+    bob_json = next(u for u in as_json["users"] if u["user_id"] == bob.pk)
+    assert bob_json["gained"] == [
+        {"role": "admin", "access": "eligible", "privileged": True, "accounts": ["111111111111"]}
+    ]
+    assert as_json["accounts"]["111111111111"] == {
+        "alias": "pb-dev",
+        "business_unit": "pb",
+        "environment": "dev",
+    }
 
 
 def test_plan_access_diff_agrees_with_entitlement_resolution() -> None:
