@@ -51,8 +51,10 @@ SESSION_MINUTES_RANGE = (15, 720)
 MAX_GRANT_MINUTES_RANGE = (15, 1440)
 # A bound on parser work for hostile or mistaken input; 10,000 rows are about 1.5 MB.
 MAX_DOCUMENT_CHARS = 32 * 1024 * 1024
-# pg_advisory_xact_lock key serialising applies ("fedmap" as hex-ish digits).
+# pg_advisory_xact_lock key serialising applies; any constant no other lock in the project uses.
 APPLY_LOCK_KEY = 0x0FED0A9B
+# A command prints at most this many faults (MappingFileInvalid.errors keeps them all).
+SHOWN_ERRORS = 100
 
 ENV_ORDER = {"dev": 0, "test": 1, "prod": 2}
 _ACCOUNT_ID = re.compile(ACCOUNT_ID_RE)
@@ -91,8 +93,11 @@ class MappingFileInvalid(Exception):
             sorted(unique, key=lambda e: (e.line or 0, e.path, e.message))
         )
         count = len(self.errors)
-        lines = "\n".join(f"  {error}" for error in self.errors)
-        super().__init__(f"mapping file invalid ({count} error{'s' * (count != 1)}):\n{lines}")
+        lines = [f"  {error}" for error in self.errors[:SHOWN_ERRORS]]
+        if count > SHOWN_ERRORS:
+            lines.append(f"  ... and {count - SHOWN_ERRORS} more")
+        message = "\n".join(lines)
+        super().__init__(f"mapping file invalid ({count} error{'s' * (count != 1)}):\n{message}")
 
 
 class MappingConflict(Exception):
@@ -1753,8 +1758,14 @@ def _apply(
                 target=f"mapping version {number}",
                 data=data,
             )
-    except models.ProtectedError as exc:
-        labels = sorted({str(obj) for obj in exc.protected_objects})[:10]
+    except (models.ProtectedError, models.RestrictedError) as exc:
+        # The plan checked references; this is a request or grant created since then.
+        found = (
+            exc.protected_objects
+            if isinstance(exc, models.ProtectedError)
+            else exc.restricted_objects
+        )
+        labels = sorted({str(obj) for obj in found})[:10]
         raise RemovalRefused(
             [f"rows became referenced while applying: {', '.join(labels)}"]
         ) from exc
