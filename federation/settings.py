@@ -115,6 +115,9 @@ STATIC_ROOT = BASE_DIR / "var" / "static"
 ADMIN_GROUPS = _env_list("ADMIN_GROUPS", "fedaccess-admins" if DEMO_MODE else "")
 AUDITOR_GROUPS = _env_list("AUDITOR_GROUPS", "fedaccess-auditors" if DEMO_MODE else "")
 
+# Mapping changes that grant a privileged role or touch prod need a second admin's approval.
+MAPPING_CHANGES_NEED_SECOND_ADMIN = _env_bool("MAPPING_CHANGES_NEED_SECOND_ADMIN", True)
+
 # --- Celery: no broker configured means tasks run eagerly in-process (demo).
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
