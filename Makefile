@@ -45,6 +45,7 @@ test: lint typecheck pytest
 
 bench: venv services
 	DATABASE_URL=$(TEST_DATABASE_URL) DEBUG=1 $(PY) bench/entitlements.py
+	DATABASE_URL=$(TEST_DATABASE_URL) DEBUG=1 $(PY) bench/mapping_import.py
 
 clean:
 	rm -rf $(VENV) var/uv
