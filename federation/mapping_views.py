@@ -6,6 +6,7 @@ Admins only. Every change becomes a draft showing its plan; nothing touches the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -248,6 +249,33 @@ def mapping_index(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _draft_form(
+    request: HttpRequest,
+    form: forms.Form,
+    propose: Callable[[forms.Form], MappingDraft],
+    *,
+    title: str,
+    template: str = "federation/mappings/form.html",
+    context: dict[str, Any] | None = None,
+) -> HttpResponse:
+    """The one flow of every change page: a valid form becomes a draft (then its plan page);
+    validation faults, refusals and file errors go back to the form with a 400."""
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                draft = propose(form)
+                return redirect("mapping-draft", draft_id=draft.pk)
+            except MappingFileInvalid as exc:
+                _invalid(form, exc)
+            except (DraftRefused, VersionNotFound) as exc:
+                form.add_error(None, str(exc))
+        status = 400
+    return render(
+        request, template, {"form": form, "title": title, **(context or {})}, status=status
+    )
+
+
 def _propose_form(
     request: HttpRequest,
     form_class: type[MappingRowForm] | type[AccountForm],
@@ -257,29 +285,20 @@ def _propose_form(
     initial: dict[str, Any] | None,
     title: str,
 ) -> HttpResponse:
-    form = form_class(request.POST or None, initial=initial)
-    status = 200
-    if request.method == "POST":
-        if form.is_valid():
-            item = form.item()
-            summary = f"{title}: {item.get('group') or item.get('alias')}"
-            try:
-                draft = propose_edit(
-                    section,
-                    actor=_user(request),
-                    old_key=old_key,
-                    new_item=item,
-                    summary=summary,
-                    reason=form.cleaned_data["reason"],
-                )
-                return redirect("mapping-draft", draft_id=draft.pk)
-            except MappingFileInvalid as exc:
-                _invalid(form, exc)
-            except DraftRefused as exc:
-                form.add_error(None, str(exc))
-        status = 400
-    return render(
-        request, "federation/mappings/form.html", {"form": form, "title": title}, status=status
+    def propose(form: forms.Form) -> MappingDraft:
+        assert isinstance(form, MappingRowForm | AccountForm)
+        item = form.item()
+        return propose_edit(
+            section,
+            actor=_user(request),
+            old_key=old_key,
+            new_item=item,
+            summary=f"{title}: {item.get('group') or item.get('alias')}",
+            reason=form.cleaned_data["reason"],
+        )
+
+    return _draft_form(
+        request, form_class(request.POST or None, initial=initial), propose, title=title
     )
 
 
@@ -355,67 +374,47 @@ def row_remove(request: HttpRequest, section: str, key: str) -> HttpResponse:
         old_key, label = (account.account_id,), str(account)
     else:
         raise Http404("Unknown section.")
-    form = RemoveForm(request.POST or None)
-    status = 200
-    if request.method == "POST":
-        if form.is_valid():
-            try:
-                draft = propose_edit(
-                    section,
-                    actor=_user(request),
-                    old_key=old_key,
-                    new_item=None,
-                    summary=f"Remove {label}",
-                    reason=form.cleaned_data["reason"],
-                )
-                return redirect("mapping-draft", draft_id=draft.pk)
-            except MappingFileInvalid as exc:
-                _invalid(form, exc)
-            except DraftRefused as exc:
-                form.add_error(None, str(exc))
-        status = 400
-    return render(
-        request,
-        "federation/mappings/form.html",
-        {"form": form, "title": f"Remove {label}"},
-        status=status,
-    )
+
+    def propose(form: forms.Form) -> MappingDraft:
+        return propose_edit(
+            section,
+            actor=_user(request),
+            old_key=old_key,
+            new_item=None,
+            summary=f"Remove {label}",
+            reason=form.cleaned_data["reason"],
+        )
+
+    return _draft_form(request, RemoveForm(request.POST or None), propose, title=f"Remove {label}")
 
 
 @admin_only
 @require_http_methods(["GET", "POST"])
 def mapping_upload(request: HttpRequest) -> HttpResponse:
+    def propose(form: forms.Form) -> MappingDraft:
+        upload = form.cleaned_data["file"]
+        if upload.size > MAX_UPLOAD_BYTES:
+            raise DraftRefused("The file is larger than 8 MiB.")
+        try:
+            text = upload.read().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DraftRefused("The file is not UTF-8 text.") from exc
+        try:
+            document = parse_document(text)
+        except MappingFileInvalid as exc:
+            # Faults name lines of the file, not form fields.
+            raise DraftRefused("; ".join(str(e) for e in exc.errors)) from exc
+        return propose_change(
+            document,
+            actor=_user(request),
+            kind="upload",
+            summary=f"Upload {upload.name}",
+            reason=form.cleaned_data["reason"],
+        )
+
     form = UploadForm(request.POST or None, request.FILES or None)
-    status = 200
-    if request.method == "POST":
-        if form.is_valid():
-            upload = form.cleaned_data["file"]
-            if upload.size > MAX_UPLOAD_BYTES:
-                form.add_error("file", "The file is larger than 8 MiB.")
-            else:
-                try:
-                    text = upload.read().decode("utf-8")
-                    draft = propose_change(
-                        parse_document(text),
-                        actor=_user(request),
-                        kind="upload",
-                        summary=f"Upload {upload.name}",
-                        reason=form.cleaned_data["reason"],
-                    )
-                    return redirect("mapping-draft", draft_id=draft.pk)
-                except UnicodeDecodeError:
-                    form.add_error("file", "The file is not UTF-8 text.")
-                except MappingFileInvalid as exc:
-                    for error in exc.errors:
-                        form.add_error("file", str(error))
-                except DraftRefused as exc:
-                    form.add_error(None, str(exc))
-        status = 400
-    return render(
-        request,
-        "federation/mappings/form.html",
-        {"form": form, "title": "Upload a mapping file", "multipart": True},
-        status=status,
+    return _draft_form(
+        request, form, propose, title="Upload a mapping file", context={"multipart": True}
     )
 
 
@@ -486,34 +485,24 @@ def version_detail(request: HttpRequest, number: int) -> HttpResponse:
     version = MappingVersion.objects.filter(number=number).first()
     if version is None:
         raise Http404("No such mapping version.")
-    form = RemoveForm(request.POST or None)
-    status = 200
-    if request.method == "POST":
-        if form.is_valid():
-            try:
-                draft = propose_change(
-                    get_version_document(number),
-                    actor=_user(request),
-                    kind="rollback",
-                    summary=f"Roll back to version {number}",
-                    reason=form.cleaned_data["reason"],
-                )
-                return redirect("mapping-draft", draft_id=draft.pk)
-            except (DraftRefused, VersionNotFound, MappingFileInvalid) as exc:
-                form.add_error(None, str(exc))
-        status = 400
-    return render(
+
+    def propose(form: forms.Form) -> MappingDraft:
+        return propose_change(
+            get_version_document(number),
+            actor=_user(request),
+            kind="rollback",
+            summary=f"Roll back to version {number}",
+            reason=form.cleaned_data["reason"],
+        )
+
+    current = MappingVersion.objects.order_by("-number").values_list("number", flat=True).first()
+    return _draft_form(
         request,
-        "federation/mappings/version.html",
-        {
-            "version": version,
-            "plan": plan_view(version.plan),
-            "form": form,
-            "current": MappingVersion.objects.order_by("-number")
-            .values_list("number", flat=True)
-            .first(),
-        },
-        status=status,
+        RemoveForm(request.POST or None),
+        propose,
+        title=f"Mapping version {number}",
+        template="federation/mappings/version.html",
+        context={"version": version, "plan": plan_view(version.plan), "current": current},
     )
 
 
