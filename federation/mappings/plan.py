@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models import Count
 
 from ..models import Access, Account, AccountRole, BusinessUnit, GroupMapping, LogicalRole, User
+from ..scope import accounts_reached
 from .document import (
     ENV_ORDER,
     AccountRoleRow,
@@ -244,12 +245,8 @@ class _Expander:
         self.accounts = {a.account_id: a for a in document.accounts}
         self.roles = {r.name: r for r in document.roles}
         self.by_bu: dict[str, list[AccountRow]] = {}
-        self.by_bu_env: dict[tuple[str, str], list[AccountRow]] = {}
         for account in document.accounts:
             self.by_bu.setdefault(account.business_unit, []).append(account)
-            self.by_bu_env.setdefault((account.business_unit, account.environment), []).append(
-                account
-            )
         self.rows: dict[str, list[MappingRow]] = {}
         for row in document.mappings:
             self.rows.setdefault(row.group, []).append(row)
@@ -267,25 +264,13 @@ class _Expander:
         for row in self.rows.get(group, ()):
             if row.role not in self.roles:
                 continue
-            targets: Iterable[AccountRow]
-            if row.accounts:
-                # Business-unit isolation, as in entitlements._expand: a row never reaches an
-                # account of another business unit, even if it names one.
-                targets = [
-                    a
-                    for a in (self.accounts.get(account_id) for account_id in row.accounts)
-                    if a is not None
-                    and a.business_unit == row.business_unit
-                    and (not row.environments or a.environment in row.environments)
-                ]
-            elif row.environments:
-                targets = [
-                    a
-                    for env in row.environments
-                    for a in self.by_bu_env.get((row.business_unit, env), ())
-                ]
-            else:
-                targets = self.by_bu.get(row.business_unit, ())
+            targets = accounts_reached(
+                row.business_unit,
+                row.environments,
+                row.accounts,
+                accounts_by_id=self.accounts,
+                accounts_of_unit=self.by_bu,
+            )
             for account in targets:
                 key = (account.account_id, row.role)
                 if row.access == Access.STANDING or key not in found:
