@@ -6,8 +6,8 @@ session; ``npm ci`` installs it first when node_modules is missing. The tests ge
 key, so they can also mint tokens the provider would sign but that differ in one claim.
 
 ``token_stand_in`` is a tiny HTTP server that answers the token request with whatever ID token a
-test put there, and serves a JWKS it can change: the attacker (or the compromised network) for
-forged-token cases. The happy path and the state/code attacks never use it.
+test put there, and serves a JWKS and a userinfo document it can change: the attacker (or the
+compromised network) for forged-token cases. The happy path and the state/code attacks never use it.
 """
 
 from __future__ import annotations
@@ -147,12 +147,14 @@ class TokenStandIn:
     url: str
     token_response: dict[str, Any] = field(default_factory=dict)
     jwks: dict[str, Any] = field(default_factory=lambda: {"keys": []})
+    userinfo: dict[str, Any] = field(default_factory=dict)
     jwks_fetches: int = 0
     token_requests: list[dict[str, list[str]]] = field(default_factory=list)
 
     def reset(self, jwks: dict[str, Any]) -> None:
         self.token_response = {}
         self.jwks = jwks
+        self.userinfo = {}
         self.jwks_fetches = 0
         self.token_requests = []
 
@@ -164,11 +166,13 @@ def token_stand_in() -> Iterator[TokenStandIn]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            if self.path != "/jwks":
+            if self.path == "/jwks":
+                state.jwks_fetches += 1
+                self._send(200, state.jwks)
+            elif self.path == "/userinfo":
+                self._send(200, state.userinfo)
+            else:
                 self._send(404, {"error": "not_found"})
-                return
-            state.jwks_fetches += 1
-            self._send(200, state.jwks)
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))

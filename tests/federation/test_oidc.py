@@ -492,6 +492,21 @@ def test_key_rotation_refetches_the_jwks_once_per_interval(
     assert token_stand_in.jwks_fetches == 2
 
 
+def test_userinfo_about_another_subject_is_not_mixed_in(
+    forge: None, openid_provider: OpenIDProvider, token_stand_in: TokenStandIn
+) -> None:
+    IdentityProvider.objects.filter(slug="forge").update(
+        config={
+            **IdentityProvider.objects.get(slug="forge").config,
+            "userinfo_endpoint": f"{token_stand_in.url}/userinfo",
+        }
+    )
+    token_stand_in.userinfo = {"sub": "someone-else", "groups": ["aws-pb-admin"]}
+    client = Client()
+    response = forged_callback(client, openid_provider, token_stand_in, groups=None)
+    assert_refused(client, response, "oidc.userinfo_subject_mismatch")
+
+
 def test_unreadable_userinfo_is_refused(
     forge: None, openid_provider: OpenIDProvider, token_stand_in: TokenStandIn
 ) -> None:
