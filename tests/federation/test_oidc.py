@@ -231,6 +231,16 @@ def test_state_from_another_browser_is_refused(idps: None, openid_provider: Open
     assert_refused(victim, victim.get(to_path(callback)), "oidc.state_mismatch")
 
 
+def test_stale_sign_in_is_refused(idps: None, openid_provider: OpenIDProvider) -> None:
+    client = Client()
+    callback = openid_provider.sign_in(start(client), "alice")
+    session = client.session
+    key = f"_state_oidc:corp_{params(callback)['state']}"
+    session[key]["data"]["started_at"] -= 601  # begun more than ten minutes ago
+    session.save()
+    assert_refused(client, client.get(to_path(callback)), "oidc.state_expired")
+
+
 def test_a_callback_cannot_be_used_twice(idps: None, openid_provider: OpenIDProvider) -> None:
     client = Client()
     callback = openid_provider.sign_in(start(client), "alice")
@@ -372,6 +382,15 @@ def test_forged_token_harness_accepts_a_correct_token(
     request = token_stand_in.token_requests[-1]
     assert request["grant_type"] == ["authorization_code"]
     assert request["code_verifier"][0]  # PKCE verifier sent with the code
+
+
+def test_token_without_kid_verifies_against_a_single_key_jwks(
+    forge: None, openid_provider: OpenIDProvider, token_stand_in: TokenStandIn
+) -> None:
+    # OIDF oidcc-client-test-kid-absent-single-jwks.
+    client = Client()
+    response = forged_callback(client, openid_provider, token_stand_in, header={"alg": "RS256"})
+    assert response.status_code == 302
 
 
 def test_token_from_another_issuer_is_refused(
