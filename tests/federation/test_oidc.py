@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import io
 import json
+import logging
 import time
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -166,6 +167,22 @@ def test_user_signs_in_through_the_provider_and_sees_their_entitlements(
     assert portal.status_code == 200
     assert b'data-account="111111111111" data-role="cloud-eng"' in portal.content
     assert b"333333333333" not in portal.content
+
+
+def test_no_code_verifier_token_or_secret_reaches_the_logs(
+    idps: None, openid_provider: OpenIDProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    client = Client()
+    authorization_url = start(client)
+    state = params(authorization_url)["state"]
+    verifier = client.session[f"_state_oidc:corp_{state}"]["data"]["code_verifier"]
+    callback = openid_provider.sign_in(authorization_url, "alice")
+    assert client.get(to_path(callback)).status_code == 302
+
+    logged = caplog.text + json.dumps([event.data for event in AuditEvent.objects.all()])
+    for secret in (CLIENT_SECRET, params(callback)["code"], verifier):
+        assert secret not in logged
 
 
 def test_groups_come_from_userinfo_when_the_id_token_has_none(
