@@ -410,6 +410,19 @@ def test_token_without_kid_verifies_against_a_single_key_jwks(
     assert response.status_code == 302
 
 
+def test_token_without_kid_is_refused_when_the_jwks_has_several_keys(
+    forge: None, openid_provider: OpenIDProvider, token_stand_in: TokenStandIn
+) -> None:
+    # OIDF oidcc-client-test-kid-absent-multiple-jwks allows rejecting: we do not guess a key.
+    other = RSAKey.generate_key(2048, parameters={"kid": "provider-2", "use": "sig"})
+    token_stand_in.jwks = {
+        "keys": [openid_provider.public_jwks["keys"][0], other.as_dict(private=False)]
+    }
+    client = Client()
+    response = forged_callback(client, openid_provider, token_stand_in, header={"alg": "RS256"})
+    assert_refused(client, response, "oidc.id_token_unknown_key")
+
+
 def test_token_from_another_issuer_is_refused(
     forge: None, openid_provider: OpenIDProvider, token_stand_in: TokenStandIn
 ) -> None:
