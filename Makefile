@@ -35,6 +35,7 @@ typecheck: venv
 	DEBUG=1 $(VENV)/bin/mypy
 
 pytest: venv services
+	npm ci --no-audit --no-fund --prefix tests/oidc_provider
 	DATABASE_URL=$(TEST_DATABASE_URL) DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
 	DATABASE_URL=$(TEST_DATABASE_URL) BASE_URL=https://fed.example.com \
 	  SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(64))') \

@@ -43,6 +43,9 @@ if not SECRET_KEY:
         )
     SECRET_KEY = "insecure-development-key-only-used-with-DEBUG-or-DEMO_MODE"  # noqa: S105
 
+# Key for OIDC client secrets sealed at rest; empty means derive it from SECRET_KEY.
+OIDC_SECRET_KEY = os.environ.get("OIDC_SECRET_KEY", "")
+
 BASE_URL = os.environ.get("BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 _base = urlsplit(BASE_URL)
 if _base.scheme not in {"http", "https"} or not _base.hostname:
@@ -173,5 +176,7 @@ LOGGING = {
         # botocore logs request bodies at DEBUG, which would include credentials.
         "botocore": {"level": "WARNING"},
         "urllib3": {"level": "WARNING"},
+        # authlib logs PKCE verifiers and token requests at DEBUG.
+        "authlib": {"level": "WARNING"},
     },
 }

@@ -1,6 +1,6 @@
 """URL map of SPEC §3.4. Each protocol and workflow keeps its own routes beside its views."""
 
-from django.urls import path
+from django.urls import include, path
 
 from . import audit_views, mapping_views, views
 
@@ -32,4 +32,5 @@ urlpatterns = [
     path("mappings/versions/<int:number>/", mapping_views.version_detail, name="mapping-version"),
     path("audit/", audit_views.audit_log, name="audit"),
     path("audit/export.jsonl", audit_views.audit_export, name="audit-export"),
+    path("oidc/", include("federation.idp.oidc_urls")),
 ]
