@@ -7,6 +7,7 @@ queue instead of forking the chain.
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
@@ -222,3 +223,11 @@ def forget_verification() -> None:
     """Drop this process's incremental checkpoint (tests; after restoring a database)."""
     global _verified
     _verified = None
+
+
+def cli_actor() -> str:
+    """The audit actor of a management command: the operating-system user running it."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (some containers)
+        return "cli:unknown"

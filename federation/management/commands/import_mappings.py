@@ -6,13 +6,13 @@ apply is refused if the tables moved since it was computed.
 
 from __future__ import annotations
 
-import getpass
 import sys
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from federation.audit import cli_actor
 from federation.mappings import (
     MappingConflict,
     MappingFileInvalid,
@@ -21,14 +21,6 @@ from federation.mappings import (
     parse_document,
     plan_document,
 )
-
-
-def cli_actor() -> str:
-    """The audit actor of a management command: the operating-system user running it."""
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (some containers)
-        return "cli:unknown"
 
 
 def read_text(path: str) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from federation.management.commands.import_mappings import cli_actor
+from federation.audit import cli_actor
 from federation.mappings import (
     MappingConflict,
     MappingFileInvalid,

@@ -17,8 +17,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from federation.audit import record_event
-from federation.management.commands.import_mappings import cli_actor
+from federation.audit import cli_actor, record_event
 from federation.mappings import (
     MappingConflict,
     MappingFileInvalid,
