@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from federation.audit import cli_actor
 from federation.idp.oidc_registration import RegistrationRefused, register_oidc_idp
 
 
@@ -55,7 +56,7 @@ class Command(BaseCommand):
                 scopes=options["scopes"],
                 id_token_algorithm=options["id_token_alg"],
                 display_name=options["display_name"],
-                actor=f"manage.py add_oidc_idp ({getpass.getuser()})",
+                actor=cli_actor(),
             )
         except RegistrationRefused as exc:
             raise CommandError(str(exc)) from None
