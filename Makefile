@@ -25,7 +25,7 @@ demo: venv
 	DEMO_MODE=1 DEBUG=1 $(PY) manage.py runserver 127.0.0.1:$(DEMO_PORT)
 
 services:
-	@scripts/ensure-services
+	@DATABASE_URL=$(TEST_DATABASE_URL) scripts/ensure-services
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -35,6 +35,7 @@ typecheck: venv
 	DEBUG=1 $(VENV)/bin/mypy
 
 pytest: venv services
+	npm ci --no-audit --no-fund --prefix tests/oidc_provider
 	DATABASE_URL=$(TEST_DATABASE_URL) DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
 	DATABASE_URL=$(TEST_DATABASE_URL) BASE_URL=https://fed.example.com \
 	  SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(64))') \
@@ -45,6 +46,7 @@ test: lint typecheck pytest
 
 bench: venv services
 	DATABASE_URL=$(TEST_DATABASE_URL) DEBUG=1 $(PY) bench/entitlements.py
+	DATABASE_URL=$(TEST_DATABASE_URL) DEBUG=1 $(PY) bench/mapping_import.py
 	DATABASE_URL=$(TEST_DATABASE_URL) DEBUG=1 $(PY) bench/approvals.py
 
 clean:

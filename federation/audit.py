@@ -7,6 +7,7 @@ queue instead of forking the chain.
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
@@ -151,10 +152,11 @@ class ChainStatus:
     verified_up_to: int
     first_bad_seq: int | None = None
     problem: str = ""
+    head_hash: str = ""
 
 
-def iter_events(batch: int = 2000) -> Iterator[AuditEvent]:
-    last = 0
+def iter_events(batch: int = 2000, *, after: int = 0) -> Iterator[AuditEvent]:
+    last = after
     while True:
         rows = list(AuditEvent.objects.filter(seq__gt=last).order_by("seq")[:batch])
         if not rows:
@@ -163,14 +165,15 @@ def iter_events(batch: int = 2000) -> Iterator[AuditEvent]:
         last = rows[-1].seq
 
 
-def verify_chain() -> ChainStatus:
+def verify_chain(*, after: tuple[int, str] | None = None) -> ChainStatus:
     """Recompute every hash from the genesis; report the first event that does not match.
 
     Catches edited, deleted and reordered rows, and a head that disagrees with the last row.
+    ``after=(seq, hash)`` resumes from an already verified event (incremental checks); only the
+    full check from the genesis covers rows before it.
     """
-    prev_hash = GENESIS_HASH
-    expected_seq = 1
-    for event in iter_events():
+    prev_hash, expected_seq = (GENESIS_HASH, 1) if after is None else (after[1], after[0] + 1)
+    for event in iter_events(after=expected_seq - 1):
         if event.seq != expected_seq:
             return ChainStatus(False, expected_seq - 1, expected_seq, "missing event(s)")
         if event.prev_hash != prev_hash:
@@ -193,7 +196,20 @@ def verify_chain() -> ChainStatus:
     last = expected_seq - 1
     if head is not None and (head.seq != last or head.hash != prev_hash):
         return ChainStatus(False, last, last + 1, "events after the last stored one are missing")
-    return ChainStatus(True, last)
+    return ChainStatus(True, last, head_hash=prev_hash)
+
+
+_verified: tuple[int, str] | None = None
+
+
+def verify_chain_incrementally() -> ChainStatus:
+    """Verify only the events appended since this process last verified the chain (the audit
+    page's status line). The full check is ``manage.py audit_verify``, run on a schedule."""
+    global _verified
+    status = verify_chain(after=_verified)
+    if status.ok:
+        _verified = (status.verified_up_to, status.head_hash) if status.verified_up_to else None
+    return status
 
 
 def request_ip(request: HttpRequest) -> str | None:
@@ -201,3 +217,17 @@ def request_ip(request: HttpRequest) -> str | None:
     unless a trusted proxy rewrites them, and the deployment's proxy sets REMOTE_ADDR."""
     value = request.META.get("REMOTE_ADDR")
     return str(value) if value else None
+
+
+def forget_verification() -> None:
+    """Drop this process's incremental checkpoint (tests; after restoring a database)."""
+    global _verified
+    _verified = None
+
+
+def cli_actor() -> str:
+    """The audit actor of a management command: the operating-system user running it."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (some containers)
+        return "cli:unknown"

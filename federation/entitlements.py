@@ -25,6 +25,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_naive, make_aware
 
 from .models import Access, Account, AccountRole, Environment, LogicalRole
+from .scope import accounts_reached
 
 
 class Entitlement(NamedTuple):
@@ -75,8 +76,9 @@ class _Catalog:
     """Accounts and roles as plain tuples, loaded once per mapping version per process."""
 
     version: int
-    by_bu: dict[int, tuple[_AccountInfo, ...]] = field(default_factory=dict)
-    by_account_id: dict[str, tuple[int, _AccountInfo]] = field(default_factory=dict)
+    bu_slugs: dict[int, str] = field(default_factory=dict)  # of units that have accounts
+    by_bu: dict[str, tuple[_AccountInfo, ...]] = field(default_factory=dict)
+    by_account_id: dict[str, _AccountInfo] = field(default_factory=dict)
     by_pk: dict[int, _AccountInfo] = field(default_factory=dict)
     roles: dict[int, tuple[str, timedelta, bool, int]] = field(default_factory=dict)
     overrides: dict[tuple[int, int], tuple[str, timedelta | None]] = field(default_factory=dict)
@@ -91,22 +93,20 @@ class _Catalog:
         key = (bu_id, environments, accounts)
         cached = self.scopes.get(key)
         if cached is None:
-            envs = _scope(environments)
-            account_ids = _scope(accounts)
-            candidates: Iterable[_AccountInfo]
-            if account_ids:
-                # Business-unit isolation: an account outside the row's BU is never reachable,
-                # even if a row names it.
-                candidates = [
-                    entry[1]
-                    for entry in map(self.by_account_id.get, account_ids)
-                    if entry is not None and entry[0] == bu_id
-                ]
-            else:
-                candidates = self.by_bu.get(bu_id, ())
-            cached = tuple(
-                a.pk << _ROLE_BITS for a in candidates if not envs or a.environment in envs
+            slug = self.bu_slugs.get(bu_id)
+            # A unit without accounts reaches nothing, whatever accounts its row names.
+            reached = (
+                ()
+                if slug is None
+                else accounts_reached(
+                    slug,
+                    _scope(environments),
+                    _scope(accounts),
+                    accounts_by_id=self.by_account_id,
+                    accounts_of_unit=self.by_bu,
+                )
             )
+            cached = tuple(a.pk << _ROLE_BITS for a in reached)
             self.scopes[key] = cached
         return cached
 
@@ -163,13 +163,14 @@ def _load_catalog(version: int) -> _Catalog:
         ),
         key=lambda a: (a[4], ENV_ORDER.get(a[5], 9), a[2]),
     )
-    by_bu: dict[int, list[_AccountInfo]] = {}
+    by_bu: dict[str, list[_AccountInfo]] = {}
     for rank, (pk, account_id, alias, bu_id, bu_slug, env) in enumerate(accounts):
         info = _AccountInfo(pk, account_id, alias, bu_slug, env, rank)
-        by_bu.setdefault(bu_id, []).append(info)
-        catalog.by_account_id[account_id] = (bu_id, info)
+        catalog.bu_slugs[bu_id] = bu_slug
+        by_bu.setdefault(bu_slug, []).append(info)
+        catalog.by_account_id[account_id] = info
         catalog.by_pk[pk] = info
-    catalog.by_bu = {bu_id: tuple(infos) for bu_id, infos in by_bu.items()}
+    catalog.by_bu = {bu_slug: tuple(infos) for bu_slug, infos in by_bu.items()}
     roles = LogicalRole.objects.order_by("name").values_list(
         "pk", "name", "max_session", "privileged"
     )

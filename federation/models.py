@@ -323,3 +323,58 @@ class AuditChainHead(models.Model):
 
     def __str__(self) -> str:
         return f"audit head #{self.seq}"
+
+
+class MappingDraft(models.Model):
+    """A proposed mapping change from the web editor: the whole document after the change and
+    its plan. Nothing reaches the tables until the draft is applied (by a second admin when the
+    change is sensitive) through ``federation.mappings.apply_document``."""
+
+    class State(models.TextChoices):
+        OPEN = "open", "open"
+        APPLYING = "applying", "applying"
+        APPLIED = "applied", "applied"
+        REJECTED = "rejected", "rejected"
+        DISCARDED = "discarded", "discarded"
+        STALE = "stale", "stale"
+
+    created_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    kind = models.CharField(max_length=16)  # edit, upload, rollback
+    summary = models.CharField(max_length=300)
+    reason = models.CharField(max_length=500)
+    base_version = models.PositiveIntegerField()
+    document = models.JSONField()
+    plan = models.JSONField()
+    needs_approval = models.BooleanField()
+    sensitive_because = models.JSONField(default=list, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.OPEN)
+    decided_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_comment = models.CharField(max_length=500, blank=True)
+    applied_version = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(
+                    state__in=["open", "applying", "applied", "rejected", "discarded", "stale"]
+                ),
+                name="mapping_draft_state_valid",
+            ),
+            models.CheckConstraint(condition=~Q(reason=""), name="mapping_draft_reason_required"),
+            # No one approves their own sensitive change, whatever path writes the row.
+            models.CheckConstraint(
+                condition=Q(needs_approval=False)
+                | ~Q(state="applied")
+                | ~Q(decided_by=models.F("created_by")),
+                name="mapping_draft_second_admin",
+            ),
+        ]
+        indexes = [models.Index(fields=["state", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"draft #{self.pk} ({self.state})"

@@ -44,6 +44,9 @@ if not SECRET_KEY:
         )
     SECRET_KEY = "insecure-development-key-only-used-with-DEBUG-or-DEMO_MODE"  # noqa: S105
 
+# Key for OIDC client secrets sealed at rest; empty means derive it from SECRET_KEY.
+OIDC_SECRET_KEY = os.environ.get("OIDC_SECRET_KEY", "")
+
 BASE_URL = os.environ.get("BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 _base = urlsplit(BASE_URL)
 if _base.scheme not in {"http", "https"} or not _base.hostname:
@@ -86,6 +89,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "federation.permissions.roles_context",
             ],
         },
     },
@@ -111,8 +115,12 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "var" / "static"
 
 # --- Who administers and audits (SPEC §3.1): directory groups, nobody else.
-ADMIN_GROUPS = _env_list("ADMIN_GROUPS")
-AUDITOR_GROUPS = _env_list("AUDITOR_GROUPS")
+# The demo's users (seed_demo) carry these groups; a real deployment names its own.
+ADMIN_GROUPS = _env_list("ADMIN_GROUPS", "fedaccess-admins" if DEMO_MODE else "")
+AUDITOR_GROUPS = _env_list("AUDITOR_GROUPS", "fedaccess-auditors" if DEMO_MODE else "")
+
+# Mapping changes that grant a privileged role or touch prod need a second admin's approval.
+MAPPING_CHANGES_NEED_SECOND_ADMIN = _env_bool("MAPPING_CHANGES_NEED_SECOND_ADMIN", True)
 
 # --- Celery: no broker configured means tasks run eagerly in-process (demo).
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
@@ -215,5 +223,7 @@ LOGGING = {
         # botocore logs request bodies at DEBUG, which would include credentials.
         "botocore": {"level": "WARNING"},
         "urllib3": {"level": "WARNING"},
+        # authlib logs PKCE verifiers and token requests at DEBUG.
+        "authlib": {"level": "WARNING"},
     },
 }

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from django.conf import settings
 
-from federation import entitlements
+from federation import audit, entitlements
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -23,8 +23,10 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(autouse=True)
 def _fresh_entitlement_memo() -> Iterator[None]:
     entitlements.clear_cache()
+    audit.forget_verification()
     yield
     entitlements.clear_cache()
+    audit.forget_verification()
 
 
-pytest_plugins = ["tests.aws"]
+pytest_plugins = ["tests.aws", "tests.oidc_fixture"]

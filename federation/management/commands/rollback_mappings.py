@@ -1,0 +1,49 @@
+"""`manage.py rollback_mappings VERSION [--dry-run] [--reason R]`: restore an earlier version.
+
+The restored document is applied as a new version (source "rollback"), planned and audited
+like any import; history is never rewritten.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from federation.audit import cli_actor
+from federation.mappings import (
+    MappingConflict,
+    MappingFileInvalid,
+    RemovalRefused,
+    VersionNotFound,
+    rollback_to_version,
+)
+
+
+class Command(BaseCommand):
+    help = "Plan, then restore the mapping tables to an earlier version (as a new version)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("version", type=int, help="the mapping version number to restore")
+        parser.add_argument("--dry-run", action="store_true", help="print the plan only")
+        parser.add_argument("--reason", default="", help="why, recorded with the version")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        number = options["version"]
+        try:
+            plan = rollback_to_version(number, actor=cli_actor(), dry_run=True).plan
+            self.stdout.write(plan.render_text())
+            if plan.blockers:
+                raise RemovalRefused(plan.blockers)
+            if options["dry_run"]:
+                self.stdout.write("Dry run: nothing applied.")
+                return
+            result = rollback_to_version(
+                number,
+                actor=cli_actor(),
+                reason=options["reason"],
+                base_version=plan.base_version,
+            )
+        except (VersionNotFound, MappingConflict, RemovalRefused, MappingFileInvalid) as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(result.message)

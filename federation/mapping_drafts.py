@@ -1,0 +1,311 @@
+"""Mapping changes from the web editor: propose as a draft, show its plan, apply (SPEC §4 Changes).
+
+A draft holds the whole document after the change, validated exactly like a file import, and
+the plan against the version it was made from. Applying goes through
+``federation.mappings.apply_document`` with that base version, so a draft made against an
+older state is refused instead of silently undoing someone else's change. A sensitive change
+(it grants a privileged role or touches a prod account) needs a second admin when
+``MAPPING_CHANGES_NEED_SECOND_ADMIN`` is on (the default).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from .audit import record_event
+from .mappings import (
+    ApplyResult,
+    MappingConflict,
+    MappingDocument,
+    RemovalRefused,
+    apply_document,
+    document_from_data,
+    export_document,
+    plan_document,
+)
+from .models import MappingDraft, User
+from .permissions import is_admin
+
+
+class DraftRefused(Exception):
+    """A draft action that is not allowed; the message says why in words an admin understands."""
+
+
+class NothingToChange(DraftRefused):
+    pass
+
+
+class SelfApprovalRefused(DraftRefused):
+    pass
+
+
+class DraftNotOpen(DraftRefused):
+    pass
+
+
+def sensitivity(plan: dict[str, Any]) -> list[str]:
+    """Why a plan needs a second admin: privileged roles gained, prod accounts touched."""
+    reasons: list[str] = []
+    accounts = plan.get("accounts", {})
+    privileged: set[str] = set()
+    prod: set[str] = set()
+    for diff in plan.get("groups", []):
+        for change in ("gained", "lost"):
+            for item in diff.get(change, []):
+                if change == "gained" and item.get("privileged"):
+                    privileged.add(item["role"])
+                for account_id in item.get("accounts", []):
+                    if accounts.get(account_id, {}).get("environment") == "prod":
+                        prod.add(accounts[account_id].get("alias", account_id))
+    for row in plan.get("rows", []):
+        for side in ("before", "after"):
+            item = row.get(side) or {}
+            if row.get("kind") == "account" and item.get("environment") == "prod":
+                prod.add(item.get("alias", item.get("id", "?")))
+            if row.get("kind") == "role" and item.get("privileged"):
+                privileged.add(item.get("name", "?"))
+    if privileged:
+        reasons.append(f"grants or defines privileged role(s): {', '.join(sorted(privileged))}")
+    if prod:
+        reasons.append(f"touches prod account(s): {', '.join(sorted(prod))}")
+    return reasons
+
+
+def propose_change(
+    document: MappingDocument,
+    *,
+    actor: User,
+    kind: str,
+    summary: str,
+    reason: str,
+    now: datetime | None = None,
+) -> MappingDraft:
+    """Store ``document`` as an open draft with its plan. Raises NothingToChange when the
+    document equals the tables, DraftRefused when the actor is not an admin."""
+    if not is_admin(actor):
+        raise DraftRefused("Only administrators can propose mapping changes.")
+    if not reason.strip():
+        raise DraftRefused("Say why: a reason is required for every mapping change.")
+    now = now or timezone.now()
+    plan = plan_document(document)
+    if plan.is_empty:
+        raise NothingToChange("This change makes no difference: the tables already match it.")
+    plan_json = plan.to_json()
+    because = sensitivity(plan_json)
+    with transaction.atomic(durable=True):
+        draft = MappingDraft.objects.create(
+            created_by=actor,
+            created_at=now,
+            kind=kind,
+            summary=summary[:300],
+            reason=reason.strip()[:500],
+            base_version=plan.base_version,
+            document=document.to_dict(),
+            plan=plan_json,
+            needs_approval=bool(because) and settings.MAPPING_CHANGES_NEED_SECOND_ADMIN,
+            sensitive_because=because,
+        )
+        record_event(
+            "mappings.draft_proposed",
+            actor=actor,
+            target=f"draft:{draft.pk}",
+            now=now,
+            data={
+                "draft": draft.pk,
+                "kind": kind,
+                "summary": draft.summary,
+                "reason": draft.reason,
+                "base_version": plan.base_version,
+                "counts": plan_json["counts"],
+                "needs_approval": draft.needs_approval,
+                "sensitive_because": because,
+                "rows": plan_json["rows"],
+            },
+        )
+    return draft
+
+
+@dataclass(frozen=True)
+class DraftOutcome:
+    draft: MappingDraft
+    result: ApplyResult | None
+
+
+def _claim(draft_id: int, *, actor: User, now: datetime) -> MappingDraft:
+    """Move an open draft to 'applying' exactly once (concurrent clicks: one wins)."""
+    with transaction.atomic(durable=True):
+        draft = MappingDraft.objects.select_for_update().get(pk=draft_id)
+        if draft.state != MappingDraft.State.OPEN:
+            raise DraftNotOpen(
+                f"Draft #{draft.pk} is {draft.state}; only open drafts can be applied."
+            )
+        if draft.needs_approval and draft.created_by_id == actor.pk:
+            raise SelfApprovalRefused(
+                "This change is sensitive and needs a second administrator: you cannot approve "
+                "your own draft."
+            )
+        draft.state = MappingDraft.State.APPLYING
+        draft.decided_by = actor
+        draft.decided_at = now
+        draft.save(update_fields=["state", "decided_by", "decided_at"])
+    return draft
+
+
+def apply_draft(
+    draft_id: int, *, actor: User, comment: str = "", now: datetime | None = None
+) -> DraftOutcome:
+    """Apply an open draft as a new mapping version (second admin for sensitive drafts).
+
+    Raises DraftRefused (not admin, self-approval, not open) and leaves the draft open; a draft
+    whose base version moved becomes 'stale' and nothing is applied.
+    """
+    if not is_admin(actor):
+        raise DraftRefused("Only administrators can apply mapping changes.")
+    now = now or timezone.now()
+    draft = _claim(draft_id, actor=actor, now=now)
+    try:
+        document = document_from_data(draft.document)
+        result = apply_document(
+            document,
+            actor=actor,
+            source="ui",
+            reason=f"draft #{draft.pk}: {draft.reason}",
+            base_version=draft.base_version,
+        )
+    except MappingConflict as exc:
+        _finish(draft, MappingDraft.State.STALE, actor=actor, comment=str(exc)[:500], now=now)
+        raise DraftRefused(
+            f"The tables changed since this draft was made (it was planned against version "
+            f"{draft.base_version}). Nothing was applied; make the change again."
+        ) from exc
+    except RemovalRefused as exc:
+        _finish(draft, MappingDraft.State.OPEN, actor=None, comment="", now=now)
+        raise DraftRefused(str(exc)) from exc
+    except Exception:
+        _finish(draft, MappingDraft.State.OPEN, actor=None, comment="", now=now)
+        raise
+    _finish(
+        draft,
+        MappingDraft.State.APPLIED,
+        actor=actor,
+        comment=comment,
+        now=now,
+        version=result.version,
+    )
+    return DraftOutcome(draft=draft, result=result)
+
+
+def _finish(
+    draft: MappingDraft,
+    state: str,
+    *,
+    actor: User | None,
+    comment: str,
+    now: datetime,
+    version: int | None = None,
+) -> None:
+    with transaction.atomic(durable=True):
+        draft.state = state
+        draft.decided_by = actor
+        draft.decided_at = now if actor else None
+        draft.decision_comment = comment[:500]
+        draft.applied_version = version
+        draft.save(
+            update_fields=[
+                "state",
+                "decided_by",
+                "decided_at",
+                "decision_comment",
+                "applied_version",
+            ]
+        )
+        if actor is not None:
+            record_event(
+                f"mappings.draft_{state}",
+                actor=actor,
+                target=f"draft:{draft.pk}",
+                now=now,
+                data={"draft": draft.pk, "version": version, "comment": comment[:500]},
+            )
+
+
+def close_draft(
+    draft_id: int, *, actor: User, reject: bool, comment: str = "", now: datetime | None = None
+) -> MappingDraft:
+    """Reject (another admin) or discard (its author) an open draft."""
+    if not is_admin(actor):
+        raise DraftRefused("Only administrators can decide mapping changes.")
+    now = now or timezone.now()
+    with transaction.atomic(durable=True):
+        draft = MappingDraft.objects.select_for_update().get(pk=draft_id)
+        if draft.state != MappingDraft.State.OPEN:
+            raise DraftNotOpen(f"Draft #{draft.pk} is {draft.state}; it can no longer change.")
+        state = MappingDraft.State.REJECTED if reject else MappingDraft.State.DISCARDED
+        draft.state = state
+        draft.decided_by = actor
+        draft.decided_at = now
+        draft.decision_comment = comment[:500]
+        draft.save(update_fields=["state", "decided_by", "decided_at", "decision_comment"])
+        record_event(
+            f"mappings.draft_{state}",
+            actor=actor,
+            target=f"draft:{draft.pk}",
+            now=now,
+            data={"draft": draft.pk, "comment": comment[:500]},
+        )
+    return draft
+
+
+SECTIONS_EDITABLE = ("mappings", "accounts")
+
+
+def item_key(section: str, item: dict[str, Any]) -> tuple[Any, ...]:
+    """The natural key of a document item: what makes a row 'the same row' across edits."""
+    if section == "accounts":
+        return (item.get("id"),)
+    return (
+        item.get("group"),
+        item.get("role"),
+        item.get("business_unit"),
+        tuple(sorted(item.get("environments") or ())),
+        tuple(sorted(item.get("accounts") or ())),
+    )
+
+
+def propose_edit(
+    section: str,
+    *,
+    actor: User,
+    old_key: tuple[Any, ...] | None,
+    new_item: dict[str, Any] | None,
+    summary: str,
+    reason: str,
+    now: datetime | None = None,
+) -> MappingDraft:
+    """Propose adding (no old_key), changing, or removing (no new_item) one row.
+
+    The current tables are exported, the one row is changed, and the whole document is
+    validated like a file import: MappingFileInvalid names each fault. Raises DraftRefused when
+    the row to change no longer exists.
+    """
+    if section not in SECTIONS_EDITABLE:
+        raise DraftRefused(f"Unknown section {section!r}.")
+    data = export_document()
+    items: list[dict[str, Any]] = data[section]
+    if old_key is not None:
+        index = next((i for i, it in enumerate(items) if item_key(section, it) == old_key), None)
+        if index is None:
+            raise DraftRefused("That row no longer exists: someone changed the tables meanwhile.")
+        del items[index]
+    if new_item is not None:
+        items.append(new_item)
+    document = document_from_data(data)
+    return propose_change(
+        document, actor=actor, kind="edit", summary=summary, reason=reason, now=now
+    )

@@ -1,0 +1,539 @@
+"""The mapping editor (SPEC §3.4 /mappings/): browse, propose changes as drafts, apply, roll back.
+
+Admins only. Every change becomes a draft showing its plan; nothing touches the tables until
+``mapping_drafts.apply_draft`` runs, which goes through the same apply path as a file import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from .mapping_drafts import (
+    DraftRefused,
+    apply_draft,
+    close_draft,
+    item_key,
+    propose_change,
+    propose_edit,
+)
+from .mappings import (
+    MappingFileInvalid,
+    VersionNotFound,
+    dump_document_yaml,
+    get_version_document,
+    parse_document,
+)
+from .models import (
+    Access,
+    Account,
+    BusinessUnit,
+    Environment,
+    GroupMapping,
+    LogicalRole,
+    MappingDraft,
+    MappingVersion,
+    User,
+)
+from .permissions import is_admin, require
+
+admin_only = require(is_admin, "administrators")
+MAX_UPLOAD_BYTES = 8 * 1024 * 1024
+
+
+def _names(value: str) -> list[str]:
+    return sorted({part.strip() for part in value.replace("\n", ",").split(",") if part.strip()})
+
+
+class ReasonField(forms.CharField):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            max_length=500,
+            label="Reason for this change",
+            help_text="Recorded in the audit log and the version history.",
+            **kwargs,
+        )
+
+
+class MappingRowForm(forms.Form):
+    group = forms.CharField(max_length=256, label="Directory group")
+    role = forms.ChoiceField(label="Logical role")
+    business_unit = forms.ChoiceField(label="Business unit")
+    environments = forms.MultipleChoiceField(
+        required=False,
+        choices=Environment.choices,
+        widget=forms.CheckboxSelectMultiple,
+        label="Only these environments (none = all)",
+    )
+    accounts = forms.CharField(
+        required=False, label="Only these account ids (comma-separated; empty = all)"
+    )
+    access = forms.ChoiceField(choices=Access.choices, label="Access")
+    max_grant_minutes = forms.IntegerField(
+        required=False, min_value=15, max_value=1440, label="Max grant (minutes, eligible only)"
+    )
+    approver_groups = forms.CharField(
+        required=False, label="Approver groups for this row (eligible only, comma-separated)"
+    )
+    reason = ReasonField()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["role"].choices = [  # type: ignore[attr-defined]
+            (r, r) for r in LogicalRole.objects.values_list("name", flat=True)
+        ]
+        self.fields["business_unit"].choices = [  # type: ignore[attr-defined]
+            (slug, f"{slug} — {name}")
+            for slug, name in BusinessUnit.objects.values_list("slug", "name")
+        ]
+
+    def item(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        item: dict[str, Any] = {
+            "group": data["group"].strip(),
+            "role": data["role"],
+            "business_unit": data["business_unit"],
+            "access": data["access"],
+        }
+        if data["environments"]:
+            item["environments"] = sorted(data["environments"])
+        if _names(data["accounts"]):
+            item["accounts"] = _names(data["accounts"])
+        if data["max_grant_minutes"] is not None:
+            item["max_grant_minutes"] = data["max_grant_minutes"]
+        if _names(data["approver_groups"]):
+            item["approver_groups"] = _names(data["approver_groups"])
+        return item
+
+    @classmethod
+    def initial_from(cls, row: GroupMapping) -> dict[str, Any]:
+        return {
+            "group": row.group,
+            "role": row.role.name,
+            "business_unit": row.business_unit.slug,
+            "environments": row.environments,
+            "accounts": ", ".join(row.accounts),
+            "access": row.access,
+            "max_grant_minutes": int(row.max_grant.total_seconds() // 60)
+            if row.max_grant
+            else None,
+            "approver_groups": ", ".join(row.approver_groups),
+        }
+
+
+class AccountForm(forms.Form):
+    id = forms.CharField(max_length=12, label="AWS account id (12 digits)")
+    alias = forms.CharField(max_length=63, label="Alias")
+    business_unit = forms.ChoiceField(label="Business unit")
+    environment = forms.ChoiceField(choices=Environment.choices, label="Environment")
+    approvals_required = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=10,
+        label="Approvals required (empty = 2 for prod, 1 otherwise)",
+    )
+    approver_groups = forms.CharField(
+        required=False, label="Extra approver groups (comma-separated)"
+    )
+    region = forms.CharField(
+        required=False, max_length=32, label="Console region (empty = us-east-1)"
+    )
+    reason = ReasonField()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["business_unit"].choices = [  # type: ignore[attr-defined]
+            (slug, f"{slug} — {name}")
+            for slug, name in BusinessUnit.objects.values_list("slug", "name")
+        ]
+
+    def item(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        item: dict[str, Any] = {
+            "id": data["id"].strip(),
+            "alias": data["alias"].strip(),
+            "business_unit": data["business_unit"],
+            "environment": data["environment"],
+        }
+        if data["approvals_required"] is not None:
+            item["approvals_required"] = data["approvals_required"]
+        if _names(data["approver_groups"]):
+            item["approver_groups"] = _names(data["approver_groups"])
+        if data["region"].strip():
+            item["region"] = data["region"].strip()
+        return item
+
+    @classmethod
+    def initial_from(cls, account: Account) -> dict[str, Any]:
+        return {
+            "id": account.account_id,
+            "alias": account.alias,
+            "business_unit": account.business_unit.slug,
+            "environment": account.environment,
+            "approvals_required": account.approvals_required,
+            "approver_groups": ", ".join(account.approver_groups),
+            "region": account.region,
+        }
+
+
+class RemoveForm(forms.Form):
+    reason = ReasonField()
+
+
+class UploadForm(forms.Form):
+    file = forms.FileField(label="Mapping file (YAML)")
+    reason = ReasonField()
+
+
+class DecisionForm(forms.Form):
+    comment = forms.CharField(required=False, max_length=500, label="Comment")
+
+
+def _user(request: HttpRequest) -> User:
+    assert isinstance(request.user, User)
+    return request.user
+
+
+def _invalid(form: forms.Form, exc: MappingFileInvalid) -> None:
+    for error in exc.errors:
+        field = error.path.rsplit(".", 1)[-1] if error.path else ""
+        if field in form.fields:
+            form.add_error(field, error.message)
+        else:
+            form.add_error(None, str(error))
+
+
+@admin_only
+@require_GET
+def mapping_index(request: HttpRequest) -> HttpResponse:
+    rows = GroupMapping.objects.select_related("role", "business_unit").order_by(
+        "business_unit__slug", "group", "role__name"
+    )
+    filters = {k: request.GET.get(k, "").strip() for k in ("group", "bu", "account", "role")}
+    if filters["group"]:
+        rows = rows.filter(group__icontains=filters["group"])
+    if filters["bu"]:
+        rows = rows.filter(business_unit__slug=filters["bu"])
+    if filters["role"]:
+        rows = rows.filter(role__name=filters["role"])
+    if filters["account"]:
+        account = Account.objects.filter(account_id=filters["account"]).first()
+        rows = rows.filter(business_unit_id=account.business_unit_id) if account else rows.none()
+        if account:
+            rows = [  # type: ignore[assignment]
+                r
+                for r in rows
+                if (not r.accounts or account.account_id in r.accounts)
+                and (not r.environments or account.environment in r.environments)
+            ]
+    return render(
+        request,
+        "federation/mappings/index.html",
+        {
+            "rows": list(rows)[:500],
+            "filters": filters,
+            "business_units": BusinessUnit.objects.all(),
+            "accounts": Account.objects.select_related("business_unit"),
+            "roles": LogicalRole.objects.all(),
+            "drafts": MappingDraft.objects.filter(state=MappingDraft.State.OPEN).select_related(
+                "created_by"
+            ),
+            "version": MappingVersion.objects.order_by("-number").first(),
+        },
+    )
+
+
+def _draft_form(
+    request: HttpRequest,
+    form: forms.Form,
+    propose: Callable[[forms.Form], MappingDraft],
+    *,
+    title: str,
+    template: str = "federation/mappings/form.html",
+    context: dict[str, Any] | None = None,
+) -> HttpResponse:
+    """The one flow of every change page: a valid form becomes a draft (then its plan page);
+    validation faults, refusals and file errors go back to the form with a 400."""
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                draft = propose(form)
+                return redirect("mapping-draft", draft_id=draft.pk)
+            except MappingFileInvalid as exc:
+                _invalid(form, exc)
+            except (DraftRefused, VersionNotFound) as exc:
+                form.add_error(None, str(exc))
+        status = 400
+    return render(
+        request, template, {"form": form, "title": title, **(context or {})}, status=status
+    )
+
+
+def _propose_form(
+    request: HttpRequest,
+    form_class: type[MappingRowForm] | type[AccountForm],
+    *,
+    section: str,
+    old_key: tuple[Any, ...] | None,
+    initial: dict[str, Any] | None,
+    title: str,
+) -> HttpResponse:
+    def propose(form: forms.Form) -> MappingDraft:
+        assert isinstance(form, MappingRowForm | AccountForm)
+        item = form.item()
+        return propose_edit(
+            section,
+            actor=_user(request),
+            old_key=old_key,
+            new_item=item,
+            summary=f"{title}: {item.get('group') or item.get('alias')}",
+            reason=form.cleaned_data["reason"],
+        )
+
+    return _draft_form(
+        request, form_class(request.POST or None, initial=initial), propose, title=title
+    )
+
+
+@admin_only
+@require_http_methods(["GET", "POST"])
+def mapping_new(request: HttpRequest) -> HttpResponse:
+    return _propose_form(
+        request, MappingRowForm, section="mappings", old_key=None, initial=None, title="Add mapping"
+    )
+
+
+@admin_only
+@require_http_methods(["GET", "POST"])
+def mapping_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    row = GroupMapping.objects.select_related("role", "business_unit").filter(pk=pk).first()
+    if row is None:
+        raise Http404("No such mapping row.")
+    initial = MappingRowForm.initial_from(row)
+    old_key = item_key("mappings", {**initial, "accounts": list(row.accounts)})
+    return _propose_form(
+        request,
+        MappingRowForm,
+        section="mappings",
+        old_key=old_key,
+        initial=initial,
+        title="Edit mapping",
+    )
+
+
+@admin_only
+@require_http_methods(["GET", "POST"])
+def account_new(request: HttpRequest) -> HttpResponse:
+    return _propose_form(
+        request, AccountForm, section="accounts", old_key=None, initial=None, title="Add account"
+    )
+
+
+@admin_only
+@require_http_methods(["GET", "POST"])
+def account_edit(request: HttpRequest, account_id: str) -> HttpResponse:
+    account = Account.objects.select_related("business_unit").filter(account_id=account_id).first()
+    if account is None:
+        raise Http404("No such account.")
+    return _propose_form(
+        request,
+        AccountForm,
+        section="accounts",
+        old_key=(account.account_id,),
+        initial=AccountForm.initial_from(account),
+        title="Edit account",
+    )
+
+
+@admin_only
+@require_http_methods(["GET", "POST"])
+def row_remove(request: HttpRequest, section: str, key: str) -> HttpResponse:
+    if section == "mappings":
+        row = (
+            GroupMapping.objects.select_related("role", "business_unit")
+            .filter(pk=int(key) if key.isdigit() else 0)
+            .first()
+        )
+        if row is None:
+            raise Http404("No such mapping row.")
+        old_key = item_key(
+            "mappings", {**MappingRowForm.initial_from(row), "accounts": list(row.accounts)}
+        )
+        label = str(row)
+    elif section == "accounts":
+        account = Account.objects.filter(account_id=key).first()
+        if account is None:
+            raise Http404("No such account.")
+        old_key, label = (account.account_id,), str(account)
+    else:
+        raise Http404("Unknown section.")
+
+    def propose(form: forms.Form) -> MappingDraft:
+        return propose_edit(
+            section,
+            actor=_user(request),
+            old_key=old_key,
+            new_item=None,
+            summary=f"Remove {label}",
+            reason=form.cleaned_data["reason"],
+        )
+
+    return _draft_form(request, RemoveForm(request.POST or None), propose, title=f"Remove {label}")
+
+
+@admin_only
+@require_http_methods(["GET", "POST"])
+def mapping_upload(request: HttpRequest) -> HttpResponse:
+    def propose(form: forms.Form) -> MappingDraft:
+        upload = form.cleaned_data["file"]
+        if upload.size > MAX_UPLOAD_BYTES:
+            raise DraftRefused("The file is larger than 8 MiB.")
+        try:
+            text = upload.read().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DraftRefused("The file is not UTF-8 text.") from exc
+        try:
+            document = parse_document(text)
+        except MappingFileInvalid as exc:
+            # Faults name lines of the file, not form fields.
+            raise DraftRefused("; ".join(str(e) for e in exc.errors)) from exc
+        return propose_change(
+            document,
+            actor=_user(request),
+            kind="upload",
+            summary=f"Upload {upload.name}",
+            reason=form.cleaned_data["reason"],
+        )
+
+    form = UploadForm(request.POST or None, request.FILES or None)
+    return _draft_form(
+        request, form, propose, title="Upload a mapping file", context={"multipart": True}
+    )
+
+
+@admin_only
+@require_GET
+def mapping_download(request: HttpRequest) -> HttpResponse:
+    response = HttpResponse(dump_document_yaml(), content_type="application/yaml; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="mappings.yaml"'
+    return response
+
+
+@admin_only
+@require_GET
+def draft_detail(request: HttpRequest, draft_id: int) -> HttpResponse:
+    draft = (
+        MappingDraft.objects.select_related("created_by", "decided_by").filter(pk=draft_id).first()
+    )
+    if draft is None:
+        raise Http404("No such draft.")
+    user = _user(request)
+    return render(
+        request,
+        "federation/mappings/draft.html",
+        {
+            "draft": draft,
+            "plan": plan_view(draft.plan),
+            "form": DecisionForm(),
+            "is_author": draft.created_by_id == user.pk,
+            "can_apply": draft.state == "open"
+            and not (draft.needs_approval and draft.created_by_id == user.pk),
+        },
+    )
+
+
+@admin_only
+@require_POST
+def draft_decide(request: HttpRequest, draft_id: int, action: str) -> HttpResponse:
+    form = DecisionForm(request.POST)
+    comment = form.cleaned_data["comment"] if form.is_valid() else ""
+    try:
+        if action == "apply":
+            outcome = apply_draft(draft_id, actor=_user(request), comment=comment)
+            messages.success(
+                request, f"Applied as mapping version {outcome.draft.applied_version}."
+            )
+        elif action in ("reject", "discard"):
+            close_draft(draft_id, actor=_user(request), reject=action == "reject", comment=comment)
+            messages.info(request, f"Draft #{draft_id} {action}ed.")
+        else:
+            raise Http404("Unknown action.")
+    except MappingDraft.DoesNotExist as exc:
+        raise Http404("No such draft.") from exc
+    except DraftRefused as exc:
+        messages.error(request, str(exc))
+    return redirect("mapping-draft", draft_id=draft_id)
+
+
+@admin_only
+@require_GET
+def version_list(request: HttpRequest) -> HttpResponse:
+    versions = MappingVersion.objects.order_by("-number").defer("document")[:200]
+    return render(request, "federation/mappings/versions.html", {"versions": versions})
+
+
+@admin_only
+@require_http_methods(["GET", "POST"])
+def version_detail(request: HttpRequest, number: int) -> HttpResponse:
+    version = MappingVersion.objects.filter(number=number).first()
+    if version is None:
+        raise Http404("No such mapping version.")
+
+    def propose(form: forms.Form) -> MappingDraft:
+        return propose_change(
+            get_version_document(number),
+            actor=_user(request),
+            kind="rollback",
+            summary=f"Roll back to version {number}",
+            reason=form.cleaned_data["reason"],
+        )
+
+    current = MappingVersion.objects.order_by("-number").values_list("number", flat=True).first()
+    return _draft_form(
+        request,
+        RemoveForm(request.POST or None),
+        propose,
+        title=f"Mapping version {number}",
+        template="federation/mappings/version.html",
+        context={"version": version, "plan": plan_view(version.plan), "current": current},
+    )
+
+
+def plan_view(plan: dict[str, Any]) -> dict[str, Any]:
+    """A stored plan, with account ids named, ready for the template."""
+    accounts = plan.get("accounts", {})
+
+    def named(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            {
+                **item,
+                "targets": [
+                    f"{accounts.get(a, {}).get('alias', a)} ({a}, "
+                    f"{accounts.get(a, {}).get('environment', '?')})"
+                    for a in item.get("accounts", [])
+                ],
+            }
+            for item in items
+        ]
+
+    def diffs(key: str) -> list[dict[str, Any]]:
+        return [
+            {**d, "gained": named(d.get("gained", [])), "lost": named(d.get("lost", []))}
+            for d in plan.get(key, [])
+        ]
+
+    return {
+        "rows": plan.get("rows", []),
+        "groups": diffs("groups"),
+        "users": diffs("users"),
+        "blockers": plan.get("blockers", []),
+        "counts": plan.get("counts", {}),
+        "base_version": plan.get("base_version"),
+    }

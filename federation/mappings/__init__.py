@@ -1,0 +1,46 @@
+"""Mapping documents (SPEC §3.3): parse, validate, plan, apply, export and roll back.
+
+A mapping document is the complete desired state of the five mapping tables: business units,
+accounts, logical roles, account roles and group mappings. Anything not in it is removed.
+
+Every change to those tables goes through ``apply_document()``, which writes a new
+``MappingVersion`` in the same transaction: that number is what invalidates the per-process
+entitlement memo (``federation/entitlements.py``), and what rollback restores from.
+"""
+
+from .apply import ApplyResult, Source, apply_document, rollback_to_version
+from .document import MappingDocument
+from .errors import (
+    MappingConflict,
+    MappingError,
+    MappingFileInvalid,
+    RemovalRefused,
+    VersionNotFound,
+)
+from .parsing import document_from_data, parse_document
+from .plan import AccessDiff, AccessItem, Plan, RowChange, plan_document
+from .state import dump_document_yaml, export_document, get_current_version, get_version_document
+
+__all__ = [
+    "AccessDiff",
+    "AccessItem",
+    "ApplyResult",
+    "MappingConflict",
+    "MappingDocument",
+    "MappingError",
+    "MappingFileInvalid",
+    "Plan",
+    "RemovalRefused",
+    "RowChange",
+    "Source",
+    "VersionNotFound",
+    "apply_document",
+    "document_from_data",
+    "dump_document_yaml",
+    "export_document",
+    "get_current_version",
+    "get_version_document",
+    "parse_document",
+    "plan_document",
+    "rollback_to_version",
+]

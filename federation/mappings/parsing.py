@@ -1,0 +1,574 @@
+"""Parsing and validating mapping files: every fault found, each with the line at fault."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from typing import Annotated, Any, Literal, TypeVar
+
+import yaml
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
+
+from ..models import ACCOUNT_ID_RE, SLUG_RE, Account
+from .document import (
+    DEFAULT_MAX_GRANT_MINUTES,
+    DEFAULT_REGION,
+    DEFAULT_SESSION_MINUTES,
+    AccountRoleRow,
+    AccountRow,
+    BusinessUnitRow,
+    MappingDocument,
+    MappingRow,
+    RoleRow,
+    make_document,
+)
+from .errors import MappingError, MappingFileInvalid
+
+SECTIONS = ("business_units", "accounts", "roles", "account_roles", "mappings")
+REQUIRED_SECTIONS = ("business_units", "accounts", "roles", "mappings")
+
+# STS DurationSeconds bounds (models.MIN_SESSION / MAX_SESSION) in minutes.
+SESSION_MINUTES_RANGE = (15, 720)
+# Eligible access is time-bound by design: a day is the longest grant a row may allow.
+MAX_GRANT_MINUTES_RANGE = (15, 1440)
+# A bound on parser work for hostile or mistaken input; 10,000 rows are about 1.5 MB.
+MAX_DOCUMENT_CHARS = 32 * 1024 * 1024
+
+_ACCOUNT_ID = re.compile(ACCOUNT_ID_RE)
+_SLUG = re.compile(SLUG_RE)
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")
+_ROLE_ARN = re.compile(r"^arn:aws(-[a-z]+)*:iam::([0-9]{12}):role/[\w+=,.@/-]{1,512}$")
+
+
+# --- Schema (one item at a time, so one bad row does not hide the others' faults) ------------
+
+
+def _check_account_id(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise PydanticCustomError(
+            "account_id_type",
+            "account ids must be quoted strings of 12 digits: YAML read this one as the number "
+            "{number} (unquoted digits lose leading zeros or are read as octal); "
+            'write it in quotes, e.g. "123456789012"',
+            {"number": value},
+        )
+    if isinstance(value, str) and not _ACCOUNT_ID.match(value):
+        raise PydanticCustomError(
+            "account_id",
+            "account id must be exactly 12 digits (accounts are named by id, not alias), "
+            "got {value}",
+            {"value": repr(value)},
+        )
+    return value
+
+
+def _check_slug(value: str) -> str:
+    if not _SLUG.match(value):
+        raise PydanticCustomError(
+            "slug",
+            "{value} is not a valid name: use lowercase letters, digits and hyphens, starting "
+            "with a letter or digit, at most 63 characters",
+            {"value": repr(value)},
+        )
+    return value
+
+
+def _check_group(value: str) -> str:
+    if not value or len(value) > 256:
+        raise PydanticCustomError("group", "group names are 1 to 256 characters long")
+    if value != value.strip() or any(ord(ch) < 32 for ch in value):
+        raise PydanticCustomError(
+            "group",
+            "group name {value} has leading/trailing spaces or control characters",
+            {"value": repr(value)},
+        )
+    return value
+
+
+def _check_region(value: str) -> str:
+    if not _REGION.match(value):
+        raise PydanticCustomError(
+            "region", "{value} is not an AWS region name (e.g. eu-west-1)", {"value": repr(value)}
+        )
+    return value
+
+
+AccountId = Annotated[str, BeforeValidator(_check_account_id)]
+Slug = Annotated[str, AfterValidator(_check_slug)]
+GroupName = Annotated[str, AfterValidator(_check_group)]
+Region = Annotated[str, AfterValidator(_check_region)]
+EnvironmentName = Literal["dev", "test", "prod"]
+SessionMinutes = Annotated[int, Field(ge=SESSION_MINUTES_RANGE[0], le=SESSION_MINUTES_RANGE[1])]
+GrantMinutes = Annotated[int, Field(ge=MAX_GRANT_MINUTES_RANGE[0], le=MAX_GRANT_MINUTES_RANGE[1])]
+
+
+class _Item(BaseModel):
+    # strict: YAML's "yes", 60.0 or 111111111111 never silently become a str/int/bool.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class _BusinessUnitItem(_Item):
+    slug: Slug
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    approver_groups: list[GroupName] = Field(default_factory=list)
+
+
+class _AccountItem(_Item):
+    id: AccountId
+    alias: Slug
+    business_unit: Slug
+    environment: EnvironmentName
+    approvals_required: Annotated[int, Field(ge=1, le=32767)] | None = None
+    approver_groups: list[GroupName] = Field(default_factory=list)
+    region: Region = DEFAULT_REGION
+
+
+class _RoleItem(_Item):
+    name: Slug
+    description: Annotated[str, Field(max_length=500)] = ""
+    privileged: bool = False
+    max_session_minutes: SessionMinutes = DEFAULT_SESSION_MINUTES
+
+
+class _AccountRoleItem(_Item):
+    account: AccountId
+    role: Slug
+    role_arn: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
+    max_session_minutes: SessionMinutes | None = None
+
+
+class _MappingItem(_Item):
+    group: GroupName
+    role: Slug
+    business_unit: Slug
+    access: Literal["standing", "eligible"]
+    environments: list[EnvironmentName] = Field(default_factory=list)
+    accounts: list[AccountId] = Field(default_factory=list)
+    max_grant_minutes: GrantMinutes | None = None
+    approver_groups: list[GroupName] = Field(default_factory=list)
+
+
+ItemT = TypeVar("ItemT", bound=_Item)
+Loc = tuple[str | int, ...]
+
+_TYPE_WORDS = {
+    "string_type": "a string",
+    "int_type": "a whole number",
+    "bool_type": "true or false",
+    "list_type": "a list",
+    "model_type": "a mapping of keys to values",
+    "dict_type": "a mapping of keys to values",
+}
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"a {type(value).__name__} ({value})"
+
+
+def _path(loc: Loc) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+class _Checker:
+    """Collects faults with the YAML line of the item at fault (when the text is known)."""
+
+    def __init__(self, root: yaml.Node | None) -> None:
+        self.root = root
+        self.errors: list[MappingError] = []
+
+    def line(self, loc: Loc) -> int | None:
+        node = self.root
+        if node is None:
+            return None
+        line = node.start_mark.line + 1
+        for part in loc:
+            child: yaml.Node | None = None
+            if isinstance(node, yaml.MappingNode):
+                for key_node, value_node in node.value:
+                    if isinstance(key_node, yaml.ScalarNode) and key_node.value == str(part):
+                        child, line = value_node, key_node.start_mark.line + 1
+            elif (
+                isinstance(node, yaml.SequenceNode)
+                and isinstance(part, int)
+                and 0 <= part < len(node.value)
+            ):
+                child = node.value[part]
+                line = child.start_mark.line + 1
+            if child is None:
+                break
+            node = child
+        return line
+
+    def add(self, loc: Loc, message: str) -> None:
+        self.errors.append(MappingError(self.line(loc), _path(loc), message))
+
+    def items(self, section: str, raw: list[Any], model: type[ItemT]) -> list[tuple[int, ItemT]]:
+        valid: list[tuple[int, ItemT]] = []
+        for index, item in enumerate(raw):
+            try:
+                valid.append((index, model.model_validate(item)))
+            except ValidationError as exc:
+                for error in exc.errors(include_url=False):
+                    loc = (section, index, *error["loc"])
+                    self.add(loc, _schema_message(error, model))
+        return valid
+
+
+def _schema_message(error: Any, model: type[_Item]) -> str:
+    kind = error["type"]
+    loc = error["loc"]
+    if kind == "missing":
+        return f"missing key {loc[-1]!r}"
+    if kind == "extra_forbidden":
+        allowed = list(model.model_fields)
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"unknown key {loc[-1]!r} ({hint}allowed: {', '.join(allowed)})"
+    if kind in _TYPE_WORDS:
+        message = f"expected {_TYPE_WORDS[kind]}, got {_describe(error['input'])}"
+        if kind == "string_type" and not isinstance(error["input"], list | dict | type(None)):
+            message += " (put it in quotes)"
+        return message
+    if kind == "literal_error":
+        return (
+            f"{error['msg'].replace('Input should be', 'must be')}, got {_describe(error['input'])}"
+        )
+    if kind in ("greater_than_equal", "less_than_equal", "string_too_long", "string_too_short"):
+        return f"{error['msg'].replace('Input should', 'must')}, got {_describe(error['input'])}"
+    return str(error["msg"])
+
+
+def _declared(raw: list[Any], key: str) -> set[str]:
+    """Names declared by items, valid or not, so one bad item does not cascade into others."""
+    return {item[key] for item in raw if isinstance(item, dict) and isinstance(item.get(key), str)}
+
+
+def _no_repeats(check: _Checker, loc: Loc, values: Sequence[str], what: str) -> None:
+    seen: set[str] = set()
+    for index, value in enumerate(values):
+        if value in seen:
+            check.add((*loc, index), f"{what} {value!r} is listed twice")
+        seen.add(value)
+
+
+def _unknown(what: str, value: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(value, sorted(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {what} {value!r}{hint}"
+
+
+def _validate(data: Any, root: yaml.Node | None) -> MappingDocument:
+    check = _Checker(root)
+    if not isinstance(data, dict):
+        check.add(
+            (),
+            f"the document must be a mapping with the sections {', '.join(SECTIONS)} "
+            f"(account_roles is optional); got {_describe(data)}",
+        )
+        raise MappingFileInvalid(check.errors)
+    for key in data:
+        if key not in SECTIONS:
+            close = difflib.get_close_matches(str(key), SECTIONS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            check.add(
+                (str(key),), f"unknown section {key!r} ({hint}sections: {', '.join(SECTIONS)})"
+            )
+    raw: dict[str, list[Any]] = {}
+    for section in SECTIONS:
+        value = data.get(section, [] if section not in REQUIRED_SECTIONS else None)
+        if section not in data and section in REQUIRED_SECTIONS:
+            check.add((), f"missing section {section!r} (write `{section}: []` for none)")
+            value = []
+        if not isinstance(value, list):
+            check.add((section,), f"section {section!r} must be a list, got {_describe(value)}")
+            value = []
+        raw[section] = value
+
+    bus = check.items("business_units", raw["business_units"], _BusinessUnitItem)
+    accounts = check.items("accounts", raw["accounts"], _AccountItem)
+    roles = check.items("roles", raw["roles"], _RoleItem)
+    account_roles = check.items("account_roles", raw["account_roles"], _AccountRoleItem)
+    mappings = check.items("mappings", raw["mappings"], _MappingItem)
+
+    known_bus = _declared(raw["business_units"], "slug")
+    known_roles = _declared(raw["roles"], "name")
+    known_accounts = _declared(raw["accounts"], "id")
+
+    first_line: dict[tuple[str, Any], int | None] = {}
+
+    def duplicate(loc: Loc, kind: str, key: Any, message: str) -> None:
+        if (kind, key) in first_line:
+            line = first_line[(kind, key)]
+            check.add(loc, f"{message} (first on line {line})" if line else message)
+        else:
+            first_line[(kind, key)] = check.line(loc[:2])
+
+    bu_rows = []
+    for index, bu in bus:
+        loc: Loc = ("business_units", index)
+        duplicate((*loc, "slug"), "bu", bu.slug, f"duplicate business unit {bu.slug!r}")
+        _no_repeats(check, (*loc, "approver_groups"), bu.approver_groups, "approver group")
+        bu_rows.append(BusinessUnitRow(bu.slug, bu.name, tuple(sorted(set(bu.approver_groups)))))
+
+    account_rows: dict[str, AccountRow] = {}
+    for index, account in accounts:
+        loc = ("accounts", index)
+        duplicate((*loc, "id"), "account", account.id, f"duplicate account id {account.id!r}")
+        duplicate((*loc, "alias"), "alias", account.alias, f"duplicate alias {account.alias!r}")
+        if account.business_unit not in known_bus:
+            check.add(
+                (*loc, "business_unit"), _unknown("business unit", account.business_unit, known_bus)
+            )
+        _no_repeats(check, (*loc, "approver_groups"), account.approver_groups, "approver group")
+        account_rows.setdefault(
+            account.id,
+            AccountRow(
+                account_id=account.id,
+                alias=account.alias,
+                business_unit=account.business_unit,
+                environment=account.environment,
+                approvals_required=account.approvals_required
+                or Account.default_approvals(account.environment),
+                approver_groups=tuple(sorted(set(account.approver_groups))),
+                region=account.region,
+            ),
+        )
+
+    role_rows = []
+    for index, role in roles:
+        loc = ("roles", index)
+        duplicate((*loc, "name"), "role", role.name, f"duplicate role {role.name!r}")
+        role_rows.append(
+            RoleRow(
+                role.name,
+                role.description,
+                role.privileged,
+                timedelta(minutes=role.max_session_minutes),
+            )
+        )
+
+    def account_ref(loc: Loc, account_id: str) -> bool:
+        if account_id in known_accounts:
+            return True
+        check.add(loc, f"unknown account {account_id!r}")
+        return False
+
+    account_role_rows = []
+    for index, override in account_roles:
+        loc = ("account_roles", index)
+        account_ref((*loc, "account"), override.account)
+        if override.role not in known_roles:
+            check.add((*loc, "role"), _unknown("role", override.role, known_roles))
+        key = (override.account, override.role)
+        duplicate(
+            loc,
+            "account_role",
+            key,
+            f"duplicate account role {override.role!r} in {override.account}",
+        )
+        if override.role_arn is not None:
+            match = _ROLE_ARN.match(override.role_arn)
+            if match is None:
+                check.add(
+                    (*loc, "role_arn"),
+                    f"{override.role_arn!r} is not an IAM role ARN "
+                    "(arn:aws:iam::<account>:role/<name>)",
+                )
+            elif match.group(2) != override.account:
+                check.add(
+                    (*loc, "role_arn"),
+                    f"role ARN is in account {match.group(2)}, not in {override.account}",
+                )
+        account_role_rows.append(
+            AccountRoleRow(
+                override.account,
+                override.role,
+                override.role_arn or "",
+                None
+                if override.max_session_minutes is None
+                else timedelta(minutes=override.max_session_minutes),
+            )
+        )
+
+    mapping_rows = []
+    for index, item in mappings:
+        loc = ("mappings", index)
+        if item.role not in known_roles:
+            check.add((*loc, "role"), _unknown("role", item.role, known_roles))
+        if item.business_unit not in known_bus:
+            check.add(
+                (*loc, "business_unit"), _unknown("business unit", item.business_unit, known_bus)
+            )
+        _no_repeats(check, (*loc, "environments"), item.environments, "environment")
+        _no_repeats(check, (*loc, "accounts"), item.accounts, "account")
+        _no_repeats(check, (*loc, "approver_groups"), item.approver_groups, "approver group")
+        for position, account_id in enumerate(item.accounts):
+            account_loc = (*loc, "accounts", position)
+            if not account_ref(account_loc, account_id):
+                continue
+            target = account_rows.get(account_id)
+            if target is None:
+                continue  # the account's own item is invalid and reported there
+            if target.business_unit != item.business_unit:
+                check.add(
+                    account_loc,
+                    f"account {account_id} belongs to business unit {target.business_unit!r}, "
+                    f"not {item.business_unit!r}",
+                )
+            elif item.environments and target.environment not in item.environments:
+                check.add(
+                    account_loc,
+                    f"account {account_id} is a {target.environment} account, outside this "
+                    f"row's environments ({', '.join(item.environments)})",
+                )
+        if item.access == "standing":
+            if item.max_grant_minutes is not None:
+                check.add(
+                    (*loc, "max_grant_minutes"),
+                    "max_grant_minutes applies to eligible rows only "
+                    "(standing access never expires)",
+                )
+            if item.approver_groups:
+                check.add(
+                    (*loc, "approver_groups"),
+                    "approver_groups applies to eligible rows only "
+                    "(standing access is not approved)",
+                )
+            max_grant = None
+        else:
+            max_grant = timedelta(minutes=item.max_grant_minutes or DEFAULT_MAX_GRANT_MINUTES)
+        row = MappingRow(
+            group=item.group,
+            role=item.role,
+            business_unit=item.business_unit,
+            access=item.access,
+            # Sorted as GroupMapping.clean() wants, so equal scopes meet in the unique index.
+            environments=tuple(sorted(set(item.environments))),
+            accounts=tuple(sorted(set(item.accounts))),
+            max_grant=max_grant,
+            approver_groups=tuple(sorted(set(item.approver_groups))),
+        )
+        duplicate(
+            loc,
+            "mapping",
+            row.key,
+            f"duplicate mapping: group {row.group!r} -> role {row.role!r} in "
+            f"{row.business_unit!r} with the same environments and accounts",
+        )
+        mapping_rows.append(row)
+
+    if check.errors:
+        raise MappingFileInvalid(check.errors)
+    return make_document(bu_rows, account_rows.values(), role_rows, account_role_rows, mapping_rows)
+
+
+def _yaml_loader(text: str) -> yaml.SafeLoader:
+    loader_class = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader: yaml.SafeLoader = loader_class(text)
+    return loader
+
+
+def _check_nodes(root: yaml.Node) -> list[MappingError]:
+    """Duplicate keys (PyYAML keeps the last silently) and aliases (billion-laughs) are refused."""
+    errors: list[MappingError] = []
+    seen: set[int] = set()
+    stack: list[yaml.Node] = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            errors.append(
+                MappingError(
+                    node.start_mark.line + 1,
+                    "",
+                    "anchors and aliases (&name, *name) are not supported in mapping files",
+                )
+            )
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode):
+                    line = key_node.start_mark.line + 1
+                    if key_node.value in keys:
+                        errors.append(
+                            MappingError(
+                                line,
+                                "",
+                                f"duplicate key {key_node.value!r} (first on line "
+                                f"{keys[key_node.value]})",
+                            )
+                        )
+                    keys.setdefault(key_node.value, line)
+                stack.extend((key_node, value_node))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return errors
+
+
+def parse_document(text: str) -> MappingDocument:
+    """Parse and validate a YAML mapping file (SPEC §3.3).
+
+    Raises MappingFileInvalid listing every fault found, each with the line of the item at
+    fault. Nothing touches the database.
+    """
+    if len(text) > MAX_DOCUMENT_CHARS:
+        raise MappingFileInvalid(
+            [MappingError(None, "", f"the file is larger than {MAX_DOCUMENT_CHARS} characters")]
+        )
+    loader = _yaml_loader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            raise MappingFileInvalid(
+                [
+                    MappingError(
+                        1, "", f"the file is empty; expected the sections {', '.join(SECTIONS)}"
+                    )
+                ]
+            )
+        node_errors = _check_nodes(root)
+        if node_errors:
+            raise MappingFileInvalid(node_errors)
+        data = loader.construct_document(root)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = ": ".join(p for p in (exc.context, exc.problem) if p)
+        line = mark.line + 1 if mark is not None else None
+        column = f" (column {mark.column + 1})" if mark is not None else ""
+        raise MappingFileInvalid(
+            [MappingError(line, "", f"not valid YAML{column}: {problem}")]
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise MappingFileInvalid([MappingError(None, "", f"not valid YAML: {exc}")]) from exc
+    except RecursionError as exc:
+        raise MappingFileInvalid([MappingError(None, "", "the YAML is nested too deeply")]) from exc
+    finally:
+        loader.dispose()
+    return _validate(data, root)
+
+
+def document_from_data(data: Any) -> MappingDocument:
+    """Validate an already-parsed document (a stored MappingVersion.document, a UI payload).
+
+    Same rules as parse_document; errors carry paths but no lines.
+    """
+    return _validate(data, None)

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.test import Client, override_settings
+
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@override_settings(SESSION_IDLE_TIMEOUT_SECONDS=60)
+def test_idle_session_is_signed_out(client: Client) -> None:
+    client.force_login(UserFactory())
+    assert client.get("/").status_code == 200
+    session = client.session
+    session["last_seen"] = int(time.time()) - 61
+    session.save()
+    assert client.get("/").status_code == 302
+
+
+def test_active_session_stays_signed_in(client: Client) -> None:
+    client.force_login(UserFactory())
+    for _ in range(3):
+        assert client.get("/").status_code == 200
+
+
+def test_logout_by_cross_site_post_without_csrf_token_is_refused() -> None:
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(UserFactory())
+    assert client.post("/logout/").status_code == 403
+    assert client.get("/").status_code == 200
