@@ -40,6 +40,8 @@ from federation.models import (
     LogicalRole,
     User,
 )
+from federation.permissions import is_admin
+from federation.scope import accounts_reached
 
 from .models import AccessRequest, Approval, Grant
 
@@ -135,10 +137,6 @@ def same_person(a: User, b: User) -> bool:
     if a.pk == b.pk:
         return True
     return bool(a.idp_id and a.subject) and (a.idp_id, a.subject) == (b.idp_id, b.subject)
-
-
-def is_admin(user: User) -> bool:
-    return bool(set(user.directory_groups) & set(settings.ADMIN_GROUPS))
 
 
 def approver_groups_for(access_request: AccessRequest) -> frozenset[str]:
@@ -259,21 +257,35 @@ def list_revocable(user: User, *, now: datetime) -> list[Grant]:
 # --- Submit ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _PlacedAccount:
+    account_id: str
+    business_unit: str
+    environment: str
+
+
 def _eligible_mapping(
     account: Account, entitlement: Entitlement, role_name: str
 ) -> GroupMapping | None:
     """The eligible row behind the entitlement whose max grant is the cap (longest, then first)."""
+    # The rows are already of the account's business unit; the scope rule has one home.
     rows = GroupMapping.objects.filter(
         group__in=list(entitlement.via),
         role__name=role_name,
         business_unit_id=account.business_unit_id,
         access=Access.ELIGIBLE,
     ).order_by("pk")
+    placed = _PlacedAccount(account.account_id, account.business_unit.slug, account.environment)
     reaching = [
         row
         for row in rows
-        if (not row.environments or account.environment in row.environments)
-        and (not row.accounts or account.account_id in row.accounts)
+        if accounts_reached(
+            placed.business_unit,
+            row.environments,
+            row.accounts,
+            accounts_by_id={placed.account_id: placed},
+            accounts_of_unit={placed.business_unit: (placed,)},
+        )
     ]
     if not reaching:
         return None

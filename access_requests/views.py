@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from federation.audit import request_ip
 from federation.models import User
+from federation.permissions import is_admin
 
 from . import services
 from .forms import DecisionForm, RequestForm, RevokeForm
@@ -99,7 +100,7 @@ def approvals(request: HttpRequest) -> HttpResponse:
         ],
         "unapprovable": services.list_unapprovable(user),
         "grants": services.list_revocable(user, now=now),
-        "is_admin": services.is_admin(user),
+        "is_admin": is_admin(user),
         "now": now,
     }
     return render(request, "access_requests/approvals.html", context)

@@ -361,3 +361,24 @@ def test_standing_and_unrelated_rows_never_become_requestable(world: World) -> N
         ("111111111111", "admin"),
         ("222222222222", "admin"),
     }
+
+
+def test_only_a_row_reaching_the_account_lends_its_approver_groups(world: World) -> None:
+    prod_only = GroupMappingFactory(
+        group="aws-pb-admin",
+        role=world.admin_role,
+        business_unit=world.dev.business_unit,
+        access="eligible",
+        accounts=["222222222222"],
+        max_grant=timedelta(hours=8),
+        approver_groups=["aws-pb-prod-leads"],
+    )
+    entitlements.clear_cache()
+    lead = UserFactory(directory_groups=["aws-pb-prod-leads"])
+
+    on_dev = submit(world, account="111111111111")
+    on_prod = submit(world, account="222222222222", minutes=480)
+
+    assert (on_dev.mapping, on_prod.mapping) == (world.eligible, prod_only)
+    assert lead not in services.list_approvers(on_dev)
+    assert lead in services.list_approvers(on_prod)
