@@ -13,8 +13,8 @@ import requests
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 
+from .approvers import list_admins, list_approvers
 from .models import AccessRequest
-from .services import list_admins, list_approvers
 
 # event -> (who hears about it, subject line)
 _SUBJECTS = {

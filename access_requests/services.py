@@ -11,14 +11,15 @@ the state before and after. The unique grant per request is the database's last 
 double grant. Side effects (mail, webhook, the IAM deny policy) are queued with
 ``transaction.on_commit`` so they never run for a change that rolled back, and their failure
 never undoes the change. Refusals are audited too, then raised as ``RequestRefused`` subclasses
-whose message is fit to show to the person.
+(``access_requests/refusals.py``) whose message is fit to show to the person. Who may act lives
+in ``approvers.py``, read-only queries for the pages in ``queries.py``.
 """
 
 from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,11 +28,10 @@ from typing import Any
 from celery.exceptions import Retry
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q, QuerySet
 
 from federation import entitlements, iam
 from federation.audit import record_event
-from federation.entitlements import Entitlement, find_entitlement, resolve_entitlements
+from federation.entitlements import Entitlement, find_entitlement
 from federation.models import (
     MAX_SESSION,
     MIN_SESSION,
@@ -44,215 +44,36 @@ from federation.models import (
 from federation.permissions import is_admin
 from federation.scope import accounts_reached
 
+from .approvers import (
+    approver_groups_for,
+    current_groups,
+    list_approvers,
+    same_person,
+    source_identity_for,
+)
 from .models import AccessRequest, Approval, Grant
+from .refusals import (
+    AlreadyDecided,
+    AlreadyGranted,
+    DuplicateRequest,
+    DurationOutOfBounds,
+    GrantNotActive,
+    JustificationRequired,
+    NotAllowedToRevoke,
+    NotAnApprover,
+    NotEligible,
+    NotTheRequester,
+    RequesterNotEligible,
+    RequestNotPending,
+    RequestRefused,
+    RevocationPolicyFailed,
+    SelfApprovalRefused,
+)
 
 logger = logging.getLogger(__name__)
 
 State = AccessRequest.State
 Decision = Approval.Decision
-
-
-# --- Refusals -------------------------------------------------------------------------------
-
-
-class RequestRefused(Exception):
-    """A refused action. ``code`` is stable (audit, API); the message is for the person."""
-
-    code = "refused"
-    status = 400
-
-
-class JustificationRequired(RequestRefused):
-    code = "justification_required"
-
-
-class NotEligible(RequestRefused):
-    code = "not_eligible"
-    status = 403
-
-
-class AlreadyGranted(RequestRefused):
-    code = "already_granted"
-    status = 409
-
-
-class DurationOutOfBounds(RequestRefused):
-    code = "duration_out_of_bounds"
-
-
-class DuplicateRequest(RequestRefused):
-    code = "duplicate_request"
-    status = 409
-
-
-class RequestNotPending(RequestRefused):
-    code = "request_not_pending"
-    status = 409
-
-
-class SelfApprovalRefused(RequestRefused):
-    code = "self_approval"
-    status = 403
-
-
-class NotAnApprover(RequestRefused):
-    code = "not_an_approver"
-    status = 403
-
-
-class AlreadyDecided(RequestRefused):
-    code = "already_decided"
-    status = 409
-
-
-class RequesterNotEligible(RequestRefused):
-    code = "requester_not_eligible"
-    status = 409
-
-
-class NotTheRequester(RequestRefused):
-    code = "not_the_requester"
-    status = 403
-
-
-class GrantNotActive(RequestRefused):
-    code = "grant_not_active"
-    status = 409
-
-
-class NotAllowedToRevoke(RequestRefused):
-    code = "not_allowed_to_revoke"
-    status = 403
-
-
-class RevocationPolicyFailed(Exception):
-    """The IAM deny policy for a revoked grant could not be put; the grant stays revoked and the
-    policy stays owed (``Grant.revocation_applied_at`` is NULL) until a retry succeeds."""
-
-
-# --- Who may do what ------------------------------------------------------------------------
-
-
-def same_person(a: User, b: User) -> bool:
-    """Identity is the IdP's immutable subject, never the email (SECURITY.md §5)."""
-    if a.pk == b.pk:
-        return True
-    return bool(a.idp_id and a.subject) and (a.idp_id, a.subject) == (b.idp_id, b.subject)
-
-
-def approver_groups_for(access_request: AccessRequest) -> frozenset[str]:
-    """The business unit's approver groups, the account's extra ones and, where the eligible
-    mapping row names its own, that row's."""
-    account = access_request.account
-    groups = set(account.business_unit.approver_groups) | set(account.approver_groups)
-    if access_request.mapping is not None:
-        groups |= set(access_request.mapping.approver_groups)
-    return frozenset(str(g) for g in groups)
-
-
-def _current_groups(user: User) -> set[str]:
-    # Read from the database, not from the caller's (possibly long-lived) object: a sign-in in
-    # between may have removed a group.
-    groups = User.objects.filter(pk=user.pk).values_list("directory_groups", flat=True).first()
-    return {str(g) for g in groups or ()}
-
-
-def is_approver(user: User, access_request: AccessRequest) -> bool:
-    """Whether ``user`` may decide this request now (by current groups, never their own)."""
-    if same_person(user, access_request.requester):
-        return False
-    return bool(set(user.directory_groups) & approver_groups_for(access_request))
-
-
-def list_approvers(access_request: AccessRequest) -> list[User]:
-    """Active users who may decide this request now (the requester excluded)."""
-    groups = approver_groups_for(access_request)
-    if not groups:
-        return []
-    users: QuerySet[User] = User.objects.filter(is_active=True)
-    if connection.vendor == "postgresql":
-        # jsonb ?| on the array of groups; SQLite (demo) filters in Python below.
-        users = users.filter(directory_groups__has_any_keys=sorted(groups))
-    return [
-        u
-        for u in users.order_by("pk")
-        if set(u.directory_groups) & groups and not same_person(u, access_request.requester)
-    ]
-
-
-def list_admins() -> list[User]:
-    """Active members of ADMIN_GROUPS (told when a request has too few possible approvers)."""
-    groups = set(settings.ADMIN_GROUPS)
-    if not groups:
-        return []
-    users: QuerySet[User] = User.objects.filter(is_active=True)
-    if connection.vendor == "postgresql":
-        users = users.filter(directory_groups__has_any_keys=sorted(groups))
-    return [u for u in users.order_by("pk") if set(u.directory_groups) & groups]
-
-
-def source_identity_for(user: User) -> str:
-    """The SourceIdentity issuance stamps on this user's sessions (SPEC §4: the user's email);
-    revocation must deny exactly that value."""
-    return user.email
-
-
-# --- Queries for the pages -----------------------------------------------------------------
-
-
-def list_requestable(user: User, *, now: datetime) -> list[Entitlement]:
-    """The (account, role) pairs ``user`` may request now: eligible, not standing, not granted."""
-    entitlements = resolve_entitlements(user.directory_groups, now=now, user_id=user.pk)
-    return [e for e in entitlements if e.access == Access.ELIGIBLE]
-
-
-def list_my_requests(user: User) -> QuerySet[AccessRequest]:
-    return (
-        AccessRequest.objects.filter(requester=user)
-        .select_related("account", "role", "grant")
-        .order_by("-created_at")
-    )
-
-
-def _pending_with_relations() -> QuerySet[AccessRequest]:
-    return AccessRequest.objects.filter(state=State.PENDING).select_related(
-        "requester", "account__business_unit", "role", "mapping"
-    )
-
-
-def list_decidable(user: User, *, now: datetime) -> list[AccessRequest]:
-    """Pending, undecided-in-time requests ``user`` may decide and has not voted on yet."""
-    voted = set(
-        Approval.objects.filter(approver=user, request__state=State.PENDING).values_list(
-            "request_id", flat=True
-        )
-    )
-    return [
-        r
-        for r in _pending_with_relations().filter(decide_by__gt=now).order_by("created_at")
-        if r.pk not in voted and is_approver(user, r)
-    ]
-
-
-def list_unapprovable(user: User) -> list[AccessRequest]:
-    """For admins only: pending requests flagged as having too few possible approvers."""
-    if not is_admin(user):
-        return []
-    return list(_pending_with_relations().filter(unapprovable=True).order_by("created_at"))
-
-
-def list_revocable(user: User, *, now: datetime) -> list[Grant]:
-    """Active grants ``user`` may revoke: all of them for admins, else those they could approve."""
-    grants = (
-        Grant.objects.filter(state=Grant.State.ACTIVE, ends_at__gt=now)
-        .select_related(
-            "user", "account", "role", "request__account__business_unit", "request__mapping"
-        )
-        .order_by("ends_at")
-    )
-    if is_admin(user):
-        return list(grants)
-    return [g for g in grants if set(user.directory_groups) & approver_groups_for(g.request)]
 
 
 # --- Submit ---------------------------------------------------------------------------------
@@ -521,7 +342,7 @@ def _decision_refusal(
         )
     if same_person(actor, access_request.requester):
         return SelfApprovalRefused("You cannot decide your own request.")
-    if not _current_groups(actor) & approver_groups_for(access_request):
+    if not current_groups(actor) & approver_groups_for(access_request):
         return NotAnApprover(
             f"You are not (or no longer) an approver for {access_request.account.alias}."
         )
@@ -530,7 +351,7 @@ def _decision_refusal(
     if decision == Decision.APPROVE:
         requester = access_request.requester
         entitlement = find_entitlement(
-            _current_groups(requester),
+            current_groups(requester),
             access_request.account.account_id,
             access_request.role.name,
             now=now,
@@ -729,7 +550,7 @@ def revoke_grant(
             .get(pk=grant_id)
         )
         allowed = is_admin(actor) or bool(
-            _current_groups(actor) & approver_groups_for(locked.request)
+            current_groups(actor) & approver_groups_for(locked.request)
         )
         if not allowed:
             refusal = NotAllowedToRevoke(
@@ -903,20 +724,6 @@ def apply_revocation_policy(grant_id: int, *, now: datetime) -> Grant:
     return grant
 
 
-def list_owed_revocations(*, now: datetime, older_than: timedelta) -> list[int]:
-    """Revoked grants whose deny policy IAM has not confirmed, revoked before ``now - older_than``
-    (younger ones still have their first task in flight)."""
-    return list(
-        Grant.objects.filter(
-            state=Grant.State.REVOKED,
-            revocation_applied_at__isnull=True,
-            revoked_at__lte=now - older_than,
-        )
-        .order_by("revoked_at")
-        .values_list("pk", flat=True)[:500]
-    )
-
-
 def collect_revocation_policies(*, now: datetime) -> int:
     """Drop deny statements no live session can match, on every role revoked from recently."""
     since = now - 2 * MAX_SESSION
@@ -1017,14 +824,3 @@ def _enqueue(task_name: str, *args: Any) -> None:
             logger.exception("could not run or queue %s%r", task_name, args)
 
     transaction.on_commit(send)
-
-
-def history_for(access_request: AccessRequest, *, limit: int = 5) -> Sequence[AccessRequest]:
-    """The requester's earlier requests, for the approver's context."""
-    return list(
-        AccessRequest.objects.filter(requester_id=access_request.requester_id)
-        .exclude(pk=access_request.pk)
-        .filter(~Q(state=State.PENDING))
-        .select_related("account", "role")
-        .order_by("-created_at")[:limit]
-    )

@@ -16,7 +16,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from . import notifications, services
+from . import notifications, queries, refusals, services
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def post_request_webhook(self: Any, request_id: int, event: str) -> bool:
 
 @shared_task(  # type: ignore[untyped-decorator]
     bind=True,
-    autoretry_for=(services.RevocationPolicyFailed,),
+    autoretry_for=(refusals.RevocationPolicyFailed,),
     max_retries=settings.REVOCATION_MAX_RETRIES,
     **_RETRY,
 )
@@ -69,7 +69,7 @@ def expire_due() -> dict[str, int]:
 @shared_task  # type: ignore[untyped-decorator]
 def retry_owed_revocations() -> int:
     """Re-queue revocations whose task was lost or ran out of retries: never drop a deny."""
-    owed = services.list_owed_revocations(now=timezone.now(), older_than=timedelta(minutes=1))
+    owed = queries.list_owed_revocations(now=timezone.now(), older_than=timedelta(minutes=1))
     for grant_id in owed:
         try:
             apply_revocation_policy.delay(grant_id)

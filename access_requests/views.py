@@ -17,7 +17,7 @@ from federation.audit import request_ip
 from federation.models import User
 from federation.permissions import is_admin
 
-from . import services
+from . import queries, refusals, services
 from .forms import DecisionForm, RequestForm, RevokeForm
 
 
@@ -32,7 +32,7 @@ def _user(request: HttpRequest) -> User:
 def my_requests(request: HttpRequest) -> HttpResponse:
     user = _user(request)
     now = timezone.now()
-    requestable = services.list_requestable(user, now=now)
+    requestable = queries.list_requestable(user, now=now)
     # ``?target=<account>/<role>`` preselects a pair (the portal can link eligible rows here).
     initial = {"target": request.GET.get("target", "")}
     form = RequestForm(request.POST or None, requestable=requestable, initial=initial)
@@ -51,7 +51,7 @@ def my_requests(request: HttpRequest) -> HttpResponse:
                     now=now,
                     ip=request_ip(request),
                 )
-            except services.RequestRefused as refusal:
+            except refusals.RequestRefused as refusal:
                 form.add_error(None, str(refusal))
                 status = refusal.status
             else:
@@ -65,7 +65,7 @@ def my_requests(request: HttpRequest) -> HttpResponse:
     context = {
         "form": form,
         "requestable": requestable,
-        "requests": services.list_my_requests(user),
+        "requests": queries.list_my_requests(user),
         "now": now,
     }
     return render(request, "access_requests/requests.html", context, status=status)
@@ -80,7 +80,7 @@ def cancel(request: HttpRequest, request_id: int) -> HttpResponse:
         )
     except ObjectDoesNotExist:
         raise Http404("no such request") from None
-    except services.RequestRefused as refusal:
+    except refusals.RequestRefused as refusal:
         messages.error(request, str(refusal))
     else:
         messages.success(request, f"Request #{request_id} cancelled.")
@@ -92,14 +92,14 @@ def cancel(request: HttpRequest, request_id: int) -> HttpResponse:
 def approvals(request: HttpRequest) -> HttpResponse:
     user = _user(request)
     now = timezone.now()
-    decidable = services.list_decidable(user, now=now)
+    decidable = queries.list_decidable(user, now=now)
     context = {
         "decidable": [
-            {"request": r, "history": services.history_for(r), "votes": list(r.approvals.all())}
+            {"request": r, "history": queries.history_for(r), "votes": list(r.approvals.all())}
             for r in decidable
         ],
-        "unapprovable": services.list_unapprovable(user),
-        "grants": services.list_revocable(user, now=now),
+        "unapprovable": queries.list_unapprovable(user),
+        "grants": queries.list_revocable(user, now=now),
         "is_admin": is_admin(user),
         "now": now,
     }
@@ -125,7 +125,7 @@ def decide(request: HttpRequest, request_id: int) -> HttpResponse:
         )
     except ObjectDoesNotExist:
         raise Http404("no such request") from None
-    except services.RequestRefused as refusal:
+    except refusals.RequestRefused as refusal:
         messages.error(request, str(refusal))
         return redirect("approvals")
     verb = "approval" if decision == "approve" else "denial"
@@ -150,7 +150,7 @@ def revoke(request: HttpRequest, grant_id: int) -> HttpResponse:
         )
     except ObjectDoesNotExist:
         raise Http404("no such grant") from None
-    except services.RequestRefused as refusal:
+    except refusals.RequestRefused as refusal:
         messages.error(request, str(refusal))
     else:
         messages.success(

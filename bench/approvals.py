@@ -118,7 +118,7 @@ def run(name: str, *, lock: bool, approvers: list[Any], requesters: list[Any], r
     from django.db import IntegrityError, connection
     from django.utils import timezone
 
-    from access_requests import services
+    from access_requests import refusals, services
     from access_requests.models import AccessRequest
     from federation.models import AuditEvent
 
@@ -147,7 +147,7 @@ def run(name: str, *, lock: bool, approvers: list[Any], requesters: list[Any], r
                         now=timezone.now(), ip=None, lock=lock,
                     )  # fmt: skip
                     outcome = "approved"
-                except services.RequestRefused as refusal:
+                except refusals.RequestRefused as refusal:
                     outcome = f"refused: {refusal.code}"
                 except IntegrityError:
                     outcome = "failed on the unique grant constraint"

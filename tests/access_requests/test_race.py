@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from access_requests import services
+from access_requests import refusals, services
 from access_requests.models import AccessRequest, Approval, Grant
 from federation.models import AuditEvent, User
 from tests.access_requests.conftest import World, build_world
@@ -72,7 +72,7 @@ def test_two_approvers_deciding_at_the_same_moment_create_exactly_one_grant() ->
         )
 
         winners = [r for r in results if isinstance(r, AccessRequest)]
-        losers = [r for r in results if isinstance(r, services.RequestNotPending)]
+        losers = [r for r in results if isinstance(r, refusals.RequestNotPending)]
         assert (len(winners), len(losers)) == (1, 1), results
         assert Grant.objects.filter(request=request).count() == 1
         granted = AuditEvent.objects.filter(event_type="grant.granted", data__request_id=request.pk)
@@ -94,7 +94,7 @@ def test_three_prod_approvers_at_once_make_one_grant_from_two_distinct_votes() -
         ]
     )
 
-    assert sum(isinstance(r, services.RequestNotPending) for r in results) == 1, results
+    assert sum(isinstance(r, refusals.RequestNotPending) for r in results) == 1, results
     request.refresh_from_db()
     assert request.state == AccessRequest.State.APPROVED
     assert Grant.objects.filter(request=request).count() == 1
@@ -115,7 +115,7 @@ def test_concurrent_approve_and_deny_leave_one_consistent_outcome() -> None:
         ]
     )
 
-    assert sum(isinstance(r, services.RequestNotPending) for r in results) == 1, results
+    assert sum(isinstance(r, refusals.RequestNotPending) for r in results) == 1, results
     request.refresh_from_db()
     assert Grant.objects.filter(request=request).count() == (
         1 if request.state == AccessRequest.State.APPROVED else 0

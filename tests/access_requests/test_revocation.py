@@ -13,7 +13,7 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from access_requests import services, tasks
+from access_requests import queries, refusals, services, tasks
 from access_requests.models import Grant
 from federation import iam
 from federation.entitlements import find_entitlement
@@ -167,7 +167,7 @@ def test_failing_iam_call_is_audited_and_retried_until_the_deny_is_in_place(
     failures = AuditEvent.objects.filter(event_type="grant.revocation_policy_failed")
     assert failures.exists()
     assert "admin" in failures.first().data["error"]  # type: ignore[union-attr]
-    assert services.list_owed_revocations(now=timezone.now(), older_than=timedelta(minutes=1)) == [
+    assert queries.list_owed_revocations(now=timezone.now(), older_than=timedelta(minutes=1)) == [
         grant.pk
     ]
 
@@ -179,29 +179,29 @@ def test_failing_iam_call_is_audited_and_retried_until_the_deny_is_in_place(
     assert [r.source_identity for r in iam.list_revocations(grant.role_arn)] == [
         world.requester.email
     ]
-    assert services.list_owed_revocations(now=timezone.now(), older_than=timedelta(0)) == []
+    assert queries.list_owed_revocations(now=timezone.now(), older_than=timedelta(0)) == []
 
 
 def test_non_approver_cannot_revoke_but_an_admin_can(world: World, aws: MotoServer) -> None:
     now = timezone.now()
     grant = granted(world, now)
 
-    with pytest.raises(services.NotAllowedToRevoke):
+    with pytest.raises(refusals.NotAllowedToRevoke):
         services.revoke_grant(grant, actor=world.outsider, now=now)
-    with pytest.raises(services.NotAllowedToRevoke):
+    with pytest.raises(refusals.NotAllowedToRevoke):
         services.revoke_grant(grant, actor=world.requester, now=now)
 
     admin = UserFactory(directory_groups=["aws-admins"])
     with override_settings(ADMIN_GROUPS=["aws-admins"]):
         assert services.revoke_grant(grant, actor=admin, now=now).state == Grant.State.REVOKED
-        with pytest.raises(services.GrantNotActive, match="already revoked"):
+        with pytest.raises(refusals.GrantNotActive, match="already revoked"):
             services.revoke_grant(grant, actor=admin, now=now)
 
 
 def test_expired_grant_cannot_be_revoked(world: World) -> None:
     now = timezone.now()
     grant = granted(world, now)
-    with pytest.raises(services.GrantNotActive, match="already expired"):
+    with pytest.raises(refusals.GrantNotActive, match="already expired"):
         services.revoke_grant(grant, actor=world.approver, now=grant.ends_at)
 
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.test import override_settings
 
-from access_requests import services
+from access_requests import approvers, queries, refusals, services
 from access_requests.models import AccessRequest, Approval, Grant
 from federation import entitlements
 from federation.audit import verify_chain
@@ -64,7 +64,7 @@ def test_eligible_user_files_a_pending_request_that_is_audited(world: World) -> 
 
 
 def test_request_for_a_standing_only_role_is_refused(world: World) -> None:
-    with pytest.raises(services.NotEligible, match="standing"):
+    with pytest.raises(refusals.NotEligible, match="standing"):
         services.submit_request(
             world.requester,
             account_id="111111111111",
@@ -79,7 +79,7 @@ def test_request_for_a_standing_only_role_is_refused(world: World) -> None:
 
 def test_request_for_an_unmapped_role_or_foreign_account_is_refused(world: World) -> None:
     LogicalRoleFactory(name="security")
-    with pytest.raises(services.NotEligible):
+    with pytest.raises(refusals.NotEligible):
         services.submit_request(
             world.requester,
             account_id="111111111111",
@@ -88,7 +88,7 @@ def test_request_for_an_unmapped_role_or_foreign_account_is_refused(world: World
             duration=timedelta(hours=1),
             now=NOW,
         )
-    with pytest.raises(services.NotEligible):
+    with pytest.raises(refusals.NotEligible):
         services.submit_request(
             world.outsider,
             account_id="111111111111",
@@ -101,15 +101,15 @@ def test_request_for_an_unmapped_role_or_foreign_account_is_refused(world: World
 
 
 def test_duration_over_the_mapping_cap_is_refused(world: World) -> None:
-    with pytest.raises(services.DurationOutOfBounds, match="240 minutes"):
+    with pytest.raises(refusals.DurationOutOfBounds, match="240 minutes"):
         submit(world, minutes=241)
-    with pytest.raises(services.DurationOutOfBounds, match="at least 15"):
+    with pytest.raises(refusals.DurationOutOfBounds, match="at least 15"):
         submit(world, minutes=10)
     assert submit(world, minutes=240).duration == timedelta(hours=4)
 
 
 def test_justification_is_required(world: World) -> None:
-    with pytest.raises(services.JustificationRequired):
+    with pytest.raises(refusals.JustificationRequired):
         services.submit_request(
             world.requester,
             account_id="111111111111",
@@ -122,7 +122,7 @@ def test_justification_is_required(world: World) -> None:
 
 def test_a_second_pending_request_for_the_same_target_is_refused(world: World) -> None:
     submit(world)
-    with pytest.raises(services.DuplicateRequest):
+    with pytest.raises(refusals.DuplicateRequest):
         submit(world)
     assert AccessRequest.objects.count() == 1
 
@@ -137,8 +137,8 @@ def test_request_nobody_can_approve_is_flagged_and_shown_to_admins(world: World)
     assert request.unapprovable
     admin = UserFactory(directory_groups=["aws-admins"])
     with override_settings(ADMIN_GROUPS=["aws-admins"]):
-        assert services.list_unapprovable(admin) == [request]
-        assert services.list_unapprovable(world.approver) == []
+        assert queries.list_unapprovable(admin) == [request]
+        assert queries.list_unapprovable(world.approver) == []
 
 
 def test_prod_request_with_fewer_approvers_than_its_threshold_is_flagged(world: World) -> None:
@@ -153,7 +153,7 @@ def test_eligible_row_approver_groups_add_approvers_for_that_row(world: World) -
     lead = UserFactory(directory_groups=["aws-pb-dba-leads"])
     request = submit(world)
 
-    assert lead in services.list_approvers(request)
+    assert lead in approvers.list_approvers(request)
     approve(request, lead)
     assert Grant.objects.get(request=request).user == world.requester
 
@@ -193,26 +193,26 @@ def test_requester_cannot_approve_own_request(world: World) -> None:
     world.requester.save()
     request = submit(world)
 
-    with pytest.raises(services.SelfApprovalRefused):
+    with pytest.raises(refusals.SelfApprovalRefused):
         approve(request, world.requester)
 
     assert not Approval.objects.exists()
     assert events("access_request.decision_refused")[0].data["reason"] == "self_approval"
-    assert world.requester not in services.list_approvers(request)
+    assert world.requester not in approvers.list_approvers(request)
 
 
 def test_identity_is_the_idp_subject_not_the_email(world: World) -> None:
     # Someone else who happens to share the address (a recycled mailbox) is a different person.
     namesake = UserFactory(email=world.requester.email, directory_groups=["aws-pb-managers"])
     request = submit(world)
-    assert services.same_person(world.requester, world.requester)
-    assert not services.same_person(world.requester, namesake)
+    assert approvers.same_person(world.requester, world.requester)
+    assert not approvers.same_person(world.requester, namesake)
     assert approve(request, namesake).state == AccessRequest.State.APPROVED
 
 
 def test_non_approver_cannot_decide(world: World) -> None:
     request = submit(world)
-    with pytest.raises(services.NotAnApprover):
+    with pytest.raises(refusals.NotAnApprover):
         approve(request, world.outsider)
     request.refresh_from_db()
     assert request.state == AccessRequest.State.PENDING
@@ -223,7 +223,7 @@ def test_approver_who_lost_the_group_since_is_refused(world: World) -> None:
     stale = world.approver  # the object still says "manager", as a long-lived session would
     User.objects.filter(pk=stale.pk).update(directory_groups=["aws-pb-cloud-eng"])
 
-    with pytest.raises(services.NotAnApprover, match="no longer"):
+    with pytest.raises(refusals.NotAnApprover, match="no longer"):
         approve(request, stale)
     assert not Grant.objects.exists()
 
@@ -232,7 +232,7 @@ def test_prod_needs_two_distinct_approvers(world: World) -> None:
     request = submit(world, account="222222222222")
 
     assert approve(request, world.approver).state == AccessRequest.State.PENDING
-    with pytest.raises(services.AlreadyDecided):
+    with pytest.raises(refusals.AlreadyDecided):
         approve(request, world.approver, minutes=2)
     assert not Grant.objects.exists()
     assert approve(request, world.second_approver, minutes=3).state == "approved"
@@ -267,14 +267,14 @@ def test_decision_on_a_request_no_longer_pending_is_refused(world: World, end_st
             request, actor=world.approver, decision=DECISION_FOR[end_state], now=NOW
         )
 
-    with pytest.raises(services.RequestNotPending, match=f"already {end_state}"):
+    with pytest.raises(refusals.RequestNotPending, match=f"already {end_state}"):
         approve(request, world.second_approver)
     assert Grant.objects.count() == (1 if end_state == "approved" else 0)
 
 
 def test_decision_after_the_deadline_is_refused(world: World) -> None:
     request = submit(world)
-    with pytest.raises(services.RequestNotPending, match="not decided in time"):
+    with pytest.raises(refusals.RequestNotPending, match="not decided in time"):
         services.decide_request(
             request, actor=world.approver, decision="approve", now=request.decide_by
         )
@@ -284,7 +284,7 @@ def test_approval_is_refused_once_the_requester_is_no_longer_eligible(world: Wor
     request = submit(world)
     User.objects.filter(pk=world.requester.pk).update(directory_groups=["aws-pb-cloud-eng"])
 
-    with pytest.raises(services.RequesterNotEligible):
+    with pytest.raises(refusals.RequesterNotEligible):
         approve(request, world.approver)
     denied = services.decide_request(request, actor=world.approver, decision="deny", now=NOW)
     assert denied.state == "denied"
@@ -295,11 +295,11 @@ def test_approval_is_refused_once_the_requester_is_no_longer_eligible(world: Wor
 
 def test_only_the_requester_cancels_a_pending_request(world: World) -> None:
     request = submit(world)
-    with pytest.raises(services.NotTheRequester):
+    with pytest.raises(refusals.NotTheRequester):
         services.cancel_request(request, actor=world.approver, now=NOW)
 
     assert services.cancel_request(request, actor=world.requester, now=NOW).state == "cancelled"
-    with pytest.raises(services.RequestNotPending):
+    with pytest.raises(refusals.RequestNotPending):
         services.cancel_request(request, actor=world.requester, now=NOW)
 
 
@@ -334,7 +334,7 @@ def test_undecided_request_expires_at_its_deadline(world: World) -> None:
 
     request.refresh_from_db()
     assert request.state == AccessRequest.State.EXPIRED
-    with pytest.raises(services.RequestNotPending):
+    with pytest.raises(refusals.RequestNotPending):
         approve(request, world.approver)
 
 
@@ -349,14 +349,14 @@ def test_audit_chain_stays_valid_through_the_workflow(world: World) -> None:
     request = submit(world, account="222222222222")
     approve(request, world.approver)
     approve(request, world.second_approver)
-    with pytest.raises(services.RequestNotPending):
+    with pytest.raises(refusals.RequestNotPending):
         approve(request, world.outsider)
     assert verify_chain().ok
 
 
 def test_standing_and_unrelated_rows_never_become_requestable(world: World) -> None:
     GroupMappingFactory(group="aws-dw-admin", role=world.admin_role)
-    requestable = services.list_requestable(world.requester, now=NOW)
+    requestable = queries.list_requestable(world.requester, now=NOW)
     assert {(e.account_id, e.role) for e in requestable} == {
         ("111111111111", "admin"),
         ("222222222222", "admin"),
@@ -380,5 +380,5 @@ def test_only_a_row_reaching_the_account_lends_its_approver_groups(world: World)
     on_prod = submit(world, account="222222222222", minutes=480)
 
     assert (on_dev.mapping, on_prod.mapping) == (world.eligible, prod_only)
-    assert lead not in services.list_approvers(on_dev)
-    assert lead in services.list_approvers(on_prod)
+    assert lead not in approvers.list_approvers(on_dev)
+    assert lead in approvers.list_approvers(on_prod)
