@@ -120,3 +120,16 @@ def test_concurrent_approve_and_deny_leave_one_consistent_outcome() -> None:
     assert Grant.objects.filter(request=request).count() == (
         1 if request.state == AccessRequest.State.APPROVED else 0
     )
+
+
+def test_double_click_on_send_request_files_one_request() -> None:
+    world = build_world()
+
+    results = run_at_once(
+        [lambda: file_request(world, "111111111111"), lambda: file_request(world, "111111111111")]
+    )
+
+    assert sum(isinstance(r, AccessRequest) for r in results) == 1, results
+    assert sum(isinstance(r, refusals.DuplicateRequest) for r in results) == 1, results
+    assert AccessRequest.objects.count() == 1
+    assert AuditEvent.objects.filter(event_type="access_request.submitted").count() == 1
