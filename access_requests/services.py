@@ -362,6 +362,12 @@ def _decision_refusal(
                 f"{requester.label} is no longer eligible for {access_request.role.name} in "
                 f"{access_request.account.alias}; the request can only be denied."
             )
+        if not iam.is_valid_source_identity(source_identity_for(requester)):
+            # No session could carry it, and a revocation could not name it: refuse up front.
+            return RequesterNotEligible(
+                f"{requester.label} has no identity usable as an AWS SourceIdentity; "
+                "the request can only be denied."
+            )
     return None
 
 

@@ -256,3 +256,39 @@ def test_cross_account_revocation_assumes_the_management_role_in_the_target_acco
     }
     # The broker's own account has no such role: the write went to the target account.
     assert [r["RoleName"] for r in boto3.client("iam").list_roles()["Roles"]] == []
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [
+        ("a", False),
+        ("ab", True),
+        ("x" * 64, True),
+        ("x" * 65, False),
+        ("rita+ops@corp.example", True),
+        ("rita o'neil@corp.example", False),
+        ("aws:rita", False),
+        ("rité@corp.example", False),
+    ],
+)
+def test_source_identity_follows_the_sts_rules(value: str, valid: bool) -> None:
+    assert iam.is_valid_source_identity(value) is valid
+
+
+def test_approval_is_refused_for_a_requester_without_a_usable_source_identity(
+    world: World,
+) -> None:
+    now = timezone.now()
+    request = services.submit_request(
+        world.requester,
+        account_id="111111111111",
+        role="admin",
+        justification="incident",
+        duration=timedelta(hours=1),
+        now=now,
+    )
+    User.objects.filter(pk=world.requester.pk).update(email="")
+
+    with pytest.raises(refusals.RequesterNotEligible, match="SourceIdentity"):
+        services.decide_request(request, actor=world.approver, decision="approve", now=now)
+    assert not Grant.objects.exists()
