@@ -122,9 +122,21 @@ CELERY_TIMEZONE = "UTC"
 
 # --- AWS: boto3's standard chain and AWS_ENDPOINT_URL_* are read by boto3 itself.
 STS_REGIONS = _env_list("STS_REGIONS", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+# Explicit STS endpoints, tried in this order instead of one per STS_REGIONS entry (private
+# endpoints, tests): comma-separated `URL` or `region=URL` items (docs/issuance.md).
+STS_ENDPOINTS = _env_list("STS_ENDPOINTS")
+# Does the broker itself run on role credentials (role chaining caps sessions at one hour)?
+# "auto" asks STS once per process (GetCallerIdentity); "true"/"false" skip the question.
+STS_BROKER_CHAINED = os.environ.get("STS_BROKER_CHAINED", "auto").strip().lower()
+if STS_BROKER_CHAINED not in {"auto", "true", "false"}:
+    raise ImproperlyConfigured("STS_BROKER_CHAINED must be auto, true or false.")
+# In demo mode the console link goes to the local stand-in of the federation endpoint.
 AWS_FEDERATION_URL = os.environ.get(
-    "AWS_FEDERATION_URL", "https://signin.aws.amazon.com/federation"
+    "AWS_FEDERATION_URL",
+    f"{BASE_URL}/demo-federation/" if DEMO_MODE else "https://signin.aws.amazon.com/federation",
 )
+# Personal API tokens (for the fedaccess CLI) live at most this many days.
+API_TOKEN_MAX_DAYS = int(os.environ.get("API_TOKEN_MAX_DAYS", "90"))
 
 # --- Cache: entitlement results are memoised per process under the mapping version.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -162,11 +174,19 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"redact_credentials": {"()": "federation.log_redaction.RedactCredentials"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         # botocore logs request bodies at DEBUG, which would include credentials.
         "botocore": {"level": "WARNING"},
         "urllib3": {"level": "WARNING"},
+        # Request lines of the demo federation stand-in carry session keys and sign-in tokens.
+        "django.server": {
+            "handlers": ["console"],
+            "level": "INFO",
+            "propagate": False,
+            "filters": ["redact_credentials"],
+        },
     },
 }

@@ -1,6 +1,6 @@
 """URL map of SPEC §3.4. Each protocol and workflow keeps its own routes beside its views."""
 
-from django.urls import path
+from django.urls import include, path
 
 from . import views
 
@@ -10,4 +10,5 @@ urlpatterns = [
     path("logout/", views.logout_view, name="logout"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("", include("federation.issuance_urls")),
 ]
