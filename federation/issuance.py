@@ -121,10 +121,13 @@ def session_name_for(identity: str) -> str:
             "Your account has no email address, which AWS sessions are named after. "
             "Ask your identity administrator to add one."
         )
-    encoded = "".join(
-        char if char in _SAFE_CHARS else "".join(f"={byte:02X}" for byte in char.encode())
-        for char in identity
-    )
+    try:
+        encoded = "".join(
+            char if char in _SAFE_CHARS else "".join(f"={byte:02X}" for byte in char.encode())
+            for char in identity
+        )
+    except UnicodeEncodeError:  # a lone surrogate: not text any IdP should send
+        raise IdentityNotExpressible("Your email address is not valid text.") from None
     if not _STS_NAME_RE.match(encoded) or encoded.lower().startswith("aws:"):
         raise IdentityNotExpressible(
             f"Your email address becomes {len(encoded)} characters as an AWS session name; "
