@@ -365,3 +365,44 @@ def test_endpoints_default_to_boto3_resolution_per_region(
 def test_clients_are_built_once_and_reused(world: World, broker: MotoServer) -> None:
     endpoint = sts.endpoints()[0]
     assert sts.client_for(endpoint) is sts.client_for(endpoint)
+
+
+def test_demo_roles_trust_only_the_broker_and_require_source_identity(
+    world: World, broker: MotoServer
+) -> None:
+    import json as _json
+
+    from federation.management.commands.run_demo import DEMO_BROKER_ARN, create_demo_roles
+
+    created = create_demo_roles()
+
+    assert "arn:aws:iam::111111111111:role/cloud-eng" in created
+    assert len(created) == 3 * 2  # three accounts, two logical roles
+    session = sts.assume_role(
+        sts.AssumeRoleRequest(
+            role_arn="arn:aws:iam::111111111111:role/admin",
+            session_name="probe",
+            source_identity="probe",
+            duration_seconds=900,
+        )
+    ).credentials
+    iam = boto3.client(
+        "iam",
+        endpoint_url=broker.url,
+        aws_access_key_id=session.access_key_id,
+        aws_secret_access_key=session.secret_access_key,
+        aws_session_token=session.session_token,
+    )
+    role = iam.get_role(RoleName="cloud-eng")["Role"]
+    policy = role["AssumeRolePolicyDocument"]
+    if isinstance(policy, str):
+        policy = _json.loads(policy)
+    statement = policy["Statement"][0]
+    assert statement["Principal"] == {"AWS": DEMO_BROKER_ARN}
+    assert set(statement["Action"]) == {
+        "sts:AssumeRole",
+        "sts:SetSourceIdentity",
+        "sts:TagSession",
+    }
+    assert statement["Condition"]["Null"] == {"sts:SourceIdentity": "false"}
+    assert role["MaxSessionDuration"] == 7200
