@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-# botocore refreshes credential_process credentials that have under 10 minutes left (its
-# mandatory refresh window); hand out cached ones only while they are clear of it.
-REFRESH_MARGIN = timedelta(minutes=11)
+# botocore asks credential_process again once credentials have under 15 minutes left (its
+# advisory refresh window): cached ones are handed out only while they are clear of it.
+REFRESH_MARGIN = timedelta(minutes=15)
 TIMEOUT_SECONDS = 30
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Subquery
 
 from access_requests.models import Grant
 
@@ -28,7 +27,6 @@ from .models import (
     SLUG_RE,
     Account,
     ApiToken,
-    LogicalRole,
     SessionIssuance,
     User,
 )
@@ -322,11 +320,10 @@ def _issue(
     except sts.StsError as error:
         raise _failure(error, context) from None
     expires_at = now + duration
-    account_pk, account_region, role_pk = _account_row(account_id, role)
     issuance = SessionIssuance.objects.create(
         user=user,
-        account_id=account_pk,
-        role_id=role_pk,
+        account_id=account_id,
+        role_id=role,
         grant=grant,
         api_token=api_token,
         kind=kind,
@@ -363,7 +360,8 @@ def _issue(
     console_url = None
     if kind == SessionIssuance.Kind.CONSOLE:
         try:
-            console_url = sts.console_link(session.credentials, region=account_region)
+            region = Account.objects.values_list("region", flat=True).get(account_id=account_id)
+            console_url = sts.console_link(session.credentials, region=region)
         except sts.ConsoleLinkFailed as error:
             # The session exists (CloudTrail has the AssumeRole), so its row and the event
             # above are kept; the failure event says the person never got into the console.
@@ -402,15 +400,3 @@ def _failure(error: sts.StsError, context: dict[str, Any]) -> IssuanceFailed:
         reason="sts_unavailable",
         status=503,
     )
-
-
-def _account_row(account_id: str, role: str) -> tuple[int, str, int]:
-    """(account pk, account region, role pk) in one query."""
-    row = (
-        Account.objects.filter(account_id=account_id)
-        .annotate(role_pk=Subquery(LogicalRole.objects.filter(name=role).values("pk")[:1]))
-        .values_list("pk", "region", "role_pk")
-        .first()
-    )
-    assert row is not None and row[2] is not None  # the entitlement named both
-    return int(row[0]), str(row[1]), int(row[2])

@@ -337,8 +337,14 @@ class SessionIssuance(models.Model):
         CLI = "cli", "CLI credentials"
 
     user = models.ForeignKey(User, on_delete=models.PROTECT, related_name="issuances")
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="issuances")
-    role = models.ForeignKey(LogicalRole, on_delete=models.PROTECT, related_name="issuances")
+    # Keyed on the AWS account id and the role name, as CloudTrail and the audit log name them;
+    # issuance then writes the row without first looking the keys up.
+    account = models.ForeignKey(
+        Account, to_field="account_id", on_delete=models.PROTECT, related_name="issuances"
+    )
+    role = models.ForeignKey(
+        LogicalRole, to_field="name", on_delete=models.PROTECT, related_name="issuances"
+    )
     grant = models.ForeignKey(
         "access_requests.Grant",
         null=True,

@@ -105,7 +105,7 @@ def test_credentials_print_credential_process_json_cached_until_near_expiry(
 
     [cache_file] = (logged_in / "cache").iterdir()
     assert _mode(cache_file) == 0o600
-    near_expiry = datetime.now(UTC) + timedelta(minutes=5)
+    near_expiry = datetime.now(UTC) + timedelta(minutes=14)
     cache_file.write_text(json.dumps({**first, "Expiration": near_expiry.isoformat()}))
 
     assert cli.main(args) == 0
