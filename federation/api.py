@@ -93,8 +93,10 @@ def credentials(request: HttpRequest, token: ApiToken) -> HttpResponse:
     if not isinstance(payload, dict):
         return _error(400, "invalid_request", "The body must be a JSON object.")
     duration = payload.get("duration_seconds")
-    if duration is not None and (not isinstance(duration, int) or isinstance(duration, bool)):
-        return _error(400, "invalid_request", "duration_seconds must be an integer.")
+    if duration is not None and (
+        not isinstance(duration, int) or isinstance(duration, bool) or not 0 < duration < 10**7
+    ):
+        return _error(400, "invalid_request", "duration_seconds must be a positive integer.")
     try:
         issued = issue_session(
             token.user,

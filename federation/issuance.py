@@ -204,10 +204,12 @@ def issue_session(
 
     Raises IssuanceRefused (a subclass says why) or IssuanceFailed (STS or console link).
     """
+    # The request's own fields are echoed into the audit only as far as a valid value could
+    # reach: a hostile form cannot bloat the log.
     context: dict[str, Any] = {
-        "kind": kind,
-        "role": role,
-        "requested_seconds": int(requested.total_seconds()) if requested else None,
+        "kind": kind[:16],
+        "role": role[:64],
+        "requested_seconds": int(requested.total_seconds()) if requested is not None else None,
         "via": "api" if api_token is not None else "portal",
     }
     if api_token is not None:
@@ -236,7 +238,7 @@ def issue_session(
             event,
             actor=user,
             account_id=account_id if re.match(ACCOUNT_ID_RE, account_id or "") else "",
-            target=_audit_target(account_id, role),
+            target=_audit_target(account_id[:32], role[:64]),
             ip=ip,
             now=now,
             data={**context, **outcome, "message": problem.message},

@@ -41,8 +41,9 @@ def _minutes(value: str | None) -> timedelta | None:
     try:
         minutes = int(value)
     except ValueError:
-        return timedelta(0)  # the service refuses it with a clear message
-    return timedelta(minutes=minutes)
+        minutes = 0
+    # Out of range (or not a number): zero, which the service refuses with a clear message.
+    return timedelta(minutes=minutes if 0 < minutes <= 100_000 else 0)
 
 
 @login_required

@@ -115,7 +115,14 @@ def test_credentials_endpoint_refuses_other_business_units(
 
 
 @pytest.mark.parametrize(
-    "body", [b"not json", b"[1]", b'{"account": "111111111111", "duration_seconds": "1h"}']
+    "body",
+    [
+        b"not json",
+        b"[1]",
+        b'{"account": "111111111111", "duration_seconds": "1h"}',
+        b'{"account": "111111111111", "role": "cloud-eng", "duration_seconds": 1e400}',
+        b'{"account": "111111111111", "role": "cloud-eng", "duration_seconds": 99999999999999}',
+    ],
 )
 def test_malformed_api_bodies_are_400(world: World, body: bytes) -> None:
     response = Client().post(

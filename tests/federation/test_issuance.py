@@ -406,3 +406,11 @@ def test_demo_roles_trust_only_the_broker_and_require_source_identity(
     }
     assert statement["Condition"]["Null"] == {"sts:SourceIdentity": "false"}
     assert role["MaxSessionDuration"] == 7200
+
+
+def test_hostile_form_values_do_not_bloat_the_audit_log(world: World, broker: MotoServer) -> None:
+    with pytest.raises(InvalidIssuanceRequest):
+        _issue(world, account_id="1" * 5000, role="r" * 5000, kind="k" * 5000)
+    event = AuditEvent.objects.get(event_type="issuance.refused")
+    assert len(event.target) <= 100 and len(event.data["role"]) == 64
+    assert event.account_id == ""

@@ -286,3 +286,14 @@ def test_access_log_lines_of_the_stand_in_lose_their_secrets() -> None:
     assert redact("/x?Action=login&SigninToken=abc&Destination=d") == (
         "/x?Action=login&SigninToken=<redacted>&Destination=d"
     )
+
+
+@pytest.mark.parametrize("minutes", ["abc", "-5", "10", "99999999999999999999"])
+def test_bad_durations_from_the_form_are_a_clear_400(
+    world: World, broker: MotoServer, minutes: str
+) -> None:
+    client = Client()
+    client.force_login(world.alice)
+    response = _post(client, "111111111111", "cloud-eng", "cli", duration_minutes=minutes)
+    assert response.status_code == 400  # type: ignore[attr-defined]
+    assert "between 15 minutes and 12 hours" in response.content.decode()  # type: ignore[attr-defined]
