@@ -137,6 +137,9 @@ AWS_FEDERATION_URL = os.environ.get(
 )
 # Personal API tokens (for the fedaccess CLI) live at most this many days.
 API_TOKEN_MAX_DAYS = int(os.environ.get("API_TOKEN_MAX_DAYS", "90"))
+# The API acts on the directory groups of the person's last sign-in: refuse it when that
+# sign-in is older than this, so a person removed from a group loses CLI access within it.
+API_SIGNIN_MAX_AGE_HOURS = int(os.environ.get("API_SIGNIN_MAX_AGE_HOURS", "24"))
 
 # --- Cache: entitlement results are memoised per process under the mapping version.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

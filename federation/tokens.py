@@ -105,6 +105,15 @@ def authenticate_api_token(plaintext: str, *, now: datetime) -> ApiToken:
     )
     if token is None or not token.is_usable_at(now) or not token.user.is_active:
         raise TokenRefused("This API token is unknown, expired or revoked.")
+    # Groups are as fresh as the last sign-in (SECURITY.md §5: re-check the requester).
+    max_age = timedelta(hours=settings.API_SIGNIN_MAX_AGE_HOURS)
+    last_login = token.user.last_login
+    if last_login is None or now - last_login > max_age:
+        raise TokenRefused(
+            f"Your last sign-in to the portal is more than {settings.API_SIGNIN_MAX_AGE_HOURS} "
+            "hours old, so your directory groups may have changed. Sign in to the portal "
+            "again; the token stays valid."
+        )
     if token.last_used_at is None or now - token.last_used_at > _LAST_USED_RESOLUTION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now

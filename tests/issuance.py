@@ -10,6 +10,7 @@ from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.utils import timezone
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from federation import sts
@@ -63,14 +64,20 @@ def world(db: None) -> World:
         max_grant=timedelta(hours=4),
     )
     idp = IdentityProviderFactory(slug="corp")
+    signed_in = timezone.now()
     alice = UserFactory(
         username="alice",
         email="alice@corp.example",
         idp=idp,
         directory_groups=["aws-pb-admin", "aws-pb-cloud-eng"],
+        last_login=signed_in,
     )
     dora = UserFactory(
-        username="dora", email="dora@corp.example", idp=idp, directory_groups=["aws-dw-cloud-eng"]
+        username="dora",
+        email="dora@corp.example",
+        idp=idp,
+        directory_groups=["aws-dw-cloud-eng"],
+        last_login=signed_in,
     )
     return World(pb, dw, pb_dev, pb_prod, dw_dev, cloud_eng, admin, idp, alice, dora)
 

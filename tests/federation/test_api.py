@@ -184,3 +184,12 @@ def test_openapi_document_describes_the_api(client: Client) -> None:
     post = document["paths"]["/credentials"]["post"]
     assert {"200", "401", "403", "503"} <= set(post["responses"])
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def test_token_of_someone_not_signed_in_lately_is_refused(world: World) -> None:
+    token = _token(world)
+    world.alice.last_login = timezone.now() - timedelta(hours=25)
+    world.alice.save()
+    response = Client().get("/api/v1/entitlements", **_bearer(token))
+    assert response.status_code == 401
+    assert "Sign in to the portal again" in response.json()["message"]
