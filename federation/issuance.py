@@ -9,7 +9,7 @@ views turn into pages and API errors. The role ARN only ever comes from the serv
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -103,7 +103,7 @@ class IssuedSession:
     duration: timedelta
     expires_at: datetime
     credentials: sts.Credentials
-    console_url: str | None = None
+    console_url: str | None = field(default=None, repr=False)  # a bearer login: never logged
 
 
 def session_name_for(identity: str) -> str:

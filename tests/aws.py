@@ -82,6 +82,8 @@ def moto_server() -> Iterator[MotoServer]:
         yield MotoServer(url)
     finally:
         server.stop()
+        if os.path.exists(os.environ["MOTO_RECORDER_FILEPATH"]):
+            os.remove(os.environ["MOTO_RECORDER_FILEPATH"])
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

@@ -91,6 +91,9 @@ def test_issued_credentials_work_and_name_the_role_and_session(
     assert event.data["role_arn"] == "arn:aws:iam::111111111111:role/cloud-eng"
     assert event.data["why"] == ["aws-pb-cloud-eng"]
     assert event.data["duration_seconds"] == 7200
+    creds = issued.credentials  # type: ignore[attr-defined]
+    for secret in (creds.access_key_id, creds.secret_access_key, creds.session_token):
+        assert secret not in repr(issued)
 
 
 def test_source_identity_tags_and_server_side_role_arn_are_sent(
