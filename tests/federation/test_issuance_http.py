@@ -31,7 +31,7 @@ def _post(client: Client, account: str, role: str, action: str, **extra: str) ->
 def federation_stand_in(live_server: LiveServer, settings: SettingsWrapper) -> str:
     """The demo federation endpoint, served over real HTTP by the live server."""
     settings.DEMO_MODE = True
-    settings.ROOT_URLCONF = "tests.demo_urls"
+    settings.ROOT_URLCONF = "tests.federation_stand_in_urls"
     settings.AWS_FEDERATION_URL = f"{live_server.url}/demo-federation/"
     return settings.AWS_FEDERATION_URL  # type: ignore[no-any-return]
 

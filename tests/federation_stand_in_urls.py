@@ -1,4 +1,4 @@
-"""The project's URLs plus the demo federation stand-in, for tests that run it (DEMO_MODE)."""
+"""The project's URLs plus the demo federation stand-in (as in demo mode), for tests only."""
 
 from django.urls import path
 
