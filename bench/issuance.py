@@ -7,6 +7,9 @@ Prints p50/p99 of
 * issuance: ``federation.issuance.issue_session`` (entitlement re-check, duration rules,
   AssumeRole through federation/sts.py, SessionIssuance row and hash-chained audit event, in
   one durable transaction on PostgreSQL),
+* three of its parts alone, to show where the overhead goes: the STS adapter
+  (``sts.assume_role``, failover loop and cached client), the entitlement re-check
+  (``find_entitlement``) and one audit append in its own transaction (``record_event``),
 
 interleaved call by call so both see the same machine noise, and the overhead (difference of
 the medians). The moto server runs in this process on a loopback port. Runs in its own
@@ -103,8 +106,12 @@ def run(url: str) -> None:
 
     import boto3
     from django.core.management import call_command
+    from django.db import transaction
     from django.utils import timezone
 
+    from federation import sts
+    from federation.audit import record_event
+    from federation.entitlements import find_entitlement
     from federation.issuance import issue_session
     from federation.models import (
         Access,
@@ -160,12 +167,43 @@ def run(url: str) -> None:
             ip="127.0.0.1",
         )
 
+    def entitlement_check() -> None:
+        find_entitlement(groups, "111111111111", "cloud-eng", now=timezone.now(), user_id=user.pk)
+
+    def audit_append() -> None:
+        with transaction.atomic(durable=True):
+            record_event(
+                "bench.audit",
+                actor=user,
+                account_id="111111111111",
+                target="111111111111/cloud-eng",
+                data={"kind": "cli", "role": "cloud-eng", "why": ["aws-pb-cloud-eng"]},
+            )
+
+    request = sts.AssumeRoleRequest(
+        role_arn=params["RoleArn"],
+        session_name="alice@corp.example",
+        source_identity="alice@corp.example",
+        duration_seconds=3600,
+        tags=(("BusinessUnit", "pb"), ("IdP", "corp"), ("AccessRequest", "12345")),
+    )
+
+    def adapter() -> None:
+        sts.assume_role(request)
+
+    calls = {
+        "baseline": bare,
+        "issuance": issuance,
+        "adapter": adapter,
+        "entitlement": entitlement_check,
+        "audit": audit_append,
+    }
     for _ in range(WARMUP):
-        bare()
-        issuance()
-    samples: dict[str, list[float]] = {"baseline": [], "issuance": []}
+        for call in calls.values():
+            call()
+    samples: dict[str, list[float]] = {name: [] for name in calls}
     for index in range(ITERATIONS):
-        order = (("baseline", bare), ("issuance", issuance))
+        order = list(calls.items())
         for name, call in order if index % 2 == 0 else reversed(order):
             start = time.perf_counter()
             call()
@@ -175,6 +213,9 @@ def run(url: str) -> None:
     for name, label in (
         ("baseline", "bare boto3 assume_role, reused client"),
         ("issuance", "issue_session (check + STS + row + audit)"),
+        ("adapter", "  of which: sts.assume_role alone"),
+        ("entitlement", "  of which: entitlement re-check alone"),
+        ("audit", "  of which: audit append + commit alone"),
     ):
         values = samples[name]
         print(

@@ -25,7 +25,8 @@ from urllib.parse import urlencode
 import boto3
 import requests
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 from django.conf import settings
 
 # Failover is our retry: one attempt per endpoint, and short timeouts so a dead region costs
@@ -204,7 +205,7 @@ def reset_clients() -> None:
 
 def _failover_problem(error: Exception) -> str | None:
     """Why this error means "try the next endpoint", or None if it is STS's real answer."""
-    if isinstance(error, ConnectionError | HTTPClientError):
+    if isinstance(error, BotoConnectionError | HTTPClientError):
         return f"connection: {type(error).__name__}"
     if isinstance(error, ClientError):
         code = str(error.response.get("Error", {}).get("Code", ""))
