@@ -71,7 +71,7 @@ def _login(request: HttpRequest) -> HttpResponse:
             status=400,
         )
     cache.delete(key)  # one use, like the real token
-    match = _ASSUMED_ROLE_RE.match(str(arn))
+    match = _ASSUMED_ROLE_RE.fullmatch(str(arn))
     response = render(
         request,
         "federation/demo_federation.html",

@@ -126,7 +126,7 @@ def session_name_for(identity: str) -> str:
         )
     except UnicodeEncodeError:  # a lone surrogate: not text any IdP should send
         raise IdentityNotExpressible("Your email address is not valid text.") from None
-    if not _STS_NAME_RE.match(encoded) or encoded.lower().startswith("aws:"):
+    if not _STS_NAME_RE.fullmatch(encoded) or encoded.lower().startswith("aws:"):
         raise IdentityNotExpressible(
             f"Your email address becomes {len(encoded)} characters as an AWS session name; "
             "AWS allows 2 to 64. It is not shortened, because a shortened name could be "
@@ -175,7 +175,7 @@ def session_tags(user: User, entitlement: Entitlement) -> tuple[tuple[str, str],
     if entitlement.request_id is not None:
         tags.append((TAG_ACCESS_REQUEST, str(entitlement.request_id)))
     for key, value in tags:
-        if not _TAG_VALUE_RE.match(value):
+        if not _TAG_VALUE_RE.fullmatch(value):
             raise InvalidIssuanceRequest(f"session tag {key} has a value AWS would refuse")
     return tuple(tags)
 
@@ -237,7 +237,7 @@ def issue_session(
         record_event(
             event,
             actor=user,
-            account_id=account_id if re.match(ACCOUNT_ID_RE, account_id or "") else "",
+            account_id=account_id if re.fullmatch(ACCOUNT_ID_RE, account_id or "") else "",
             target=_audit_target(account_id[:32], role[:64]),
             ip=ip,
             now=now,
@@ -260,7 +260,7 @@ def _issue(
 ) -> IssuedSession:
     if kind not in SessionIssuance.Kind.values:
         raise InvalidIssuanceRequest("Ask for a console sign-in or CLI credentials.")
-    if not re.match(ACCOUNT_ID_RE, account_id or "") or not re.match(SLUG_RE, role or ""):
+    if not re.fullmatch(ACCOUNT_ID_RE, account_id or "") or not re.fullmatch(SLUG_RE, role or ""):
         raise InvalidIssuanceRequest("The account must be a 12-digit id and the role a name.")
     if requested is not None and not MIN_SESSION <= requested <= MAX_SESSION:
         raise InvalidIssuanceRequest("A session lasts between 15 minutes and 12 hours.")

@@ -253,6 +253,8 @@ def test_groups_lost_since_sign_in_refuse_issuance(world: World, broker: MotoSer
     ("overrides", "problem"),
     [
         ({"account_id": "12345"}, InvalidIssuanceRequest),
+        ({"account_id": "111111111111\n"}, InvalidIssuanceRequest),
+        ({"role": "cloud-eng\n"}, InvalidIssuanceRequest),
         ({"role": "Bad Role"}, InvalidIssuanceRequest),
         ({"kind": "shell"}, InvalidIssuanceRequest),
         ({"requested": timedelta(minutes=5)}, InvalidIssuanceRequest),
