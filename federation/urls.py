@@ -33,4 +33,5 @@ urlpatterns = [
     path("audit/", audit_views.audit_log, name="audit"),
     path("audit/export.jsonl", audit_views.audit_export, name="audit-export"),
     path("oidc/", include("federation.idp.oidc_urls")),
+    path("", include("federation.issuance_urls")),
 ]
