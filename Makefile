@@ -22,7 +22,7 @@ venv: $(UV)
 demo: venv
 	DEMO_MODE=1 DEBUG=1 $(PY) manage.py migrate --verbosity 0
 	DEMO_MODE=1 DEBUG=1 $(PY) manage.py seed_demo
-	DEMO_MODE=1 DEBUG=1 $(PY) manage.py runserver 127.0.0.1:$(DEMO_PORT)
+	DEMO_MODE=1 DEBUG=1 BASE_URL=http://127.0.0.1:$(DEMO_PORT) $(PY) manage.py run_demo 127.0.0.1:$(DEMO_PORT)
 
 services:
 	@DATABASE_URL=$(TEST_DATABASE_URL) scripts/ensure-services
@@ -47,6 +47,7 @@ test: lint typecheck pytest
 bench: venv services
 	DATABASE_URL=$(TEST_DATABASE_URL) DEBUG=1 $(PY) bench/entitlements.py
 	DATABASE_URL=$(TEST_DATABASE_URL) DEBUG=1 $(PY) bench/mapping_import.py
+	DATABASE_URL=$(TEST_DATABASE_URL) DEBUG=1 $(PY) bench/issuance.py
 	DATABASE_URL=$(TEST_DATABASE_URL) DEBUG=1 $(PY) bench/approvals.py
 
 clean:

@@ -177,9 +177,24 @@ STS_REGIONS = _env_list("STS_REGIONS", os.environ.get("AWS_DEFAULT_REGION", "us-
 # Revocation (federation/iam.py): a role in each target account the broker assumes to edit IAM;
 # unset means the broker's own credentials act on the roles directly.
 IAM_MANAGEMENT_ROLE_NAME = os.environ.get("IAM_MANAGEMENT_ROLE_NAME", "")
+# Explicit STS endpoints, tried in this order instead of one per STS_REGIONS entry (private
+# endpoints, tests): comma-separated `URL` or `region=URL` items (docs/issuance.md).
+STS_ENDPOINTS = _env_list("STS_ENDPOINTS")
+# Does the broker itself run on role credentials (role chaining caps sessions at one hour)?
+# "auto" asks STS once per process (GetCallerIdentity); "true"/"false" skip the question.
+STS_BROKER_CHAINED = os.environ.get("STS_BROKER_CHAINED", "auto").strip().lower()
+if STS_BROKER_CHAINED not in {"auto", "true", "false"}:
+    raise ImproperlyConfigured("STS_BROKER_CHAINED must be auto, true or false.")
+# In demo mode the console link goes to the local stand-in of the federation endpoint.
 AWS_FEDERATION_URL = os.environ.get(
-    "AWS_FEDERATION_URL", "https://signin.aws.amazon.com/federation"
+    "AWS_FEDERATION_URL",
+    f"{BASE_URL}/demo-federation/" if DEMO_MODE else "https://signin.aws.amazon.com/federation",
 )
+# Personal API tokens (for the fedaccess CLI) live at most this many days.
+API_TOKEN_MAX_DAYS = int(os.environ.get("API_TOKEN_MAX_DAYS", "90"))
+# The API acts on the directory groups of the person's last sign-in: refuse it when that
+# sign-in is older than this, so a person removed from a group loses CLI access within it.
+API_SIGNIN_MAX_AGE_HOURS = int(os.environ.get("API_SIGNIN_MAX_AGE_HOURS", "24"))
 
 # --- Cache: entitlement results are memoised per process under the mapping version.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -217,6 +232,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"redact_credentials": {"()": "federation.log_redaction.RedactCredentials"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
@@ -225,5 +241,12 @@ LOGGING = {
         "urllib3": {"level": "WARNING"},
         # authlib logs PKCE verifiers and token requests at DEBUG.
         "authlib": {"level": "WARNING"},
+        # Request lines of the demo federation stand-in carry session keys and sign-in tokens.
+        "django.server": {
+            "handlers": ["console"],
+            "level": "INFO",
+            "propagate": False,
+            "filters": ["redact_credentials"],
+        },
     },
 }

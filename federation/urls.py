@@ -2,7 +2,7 @@
 
 from django.urls import include, path
 
-from . import audit_views, mapping_views, views
+from . import audit_views, mapping_views, review_views, views
 
 urlpatterns = [
     path("", views.portal, name="portal"),
@@ -30,8 +30,10 @@ urlpatterns = [
     ),
     path("mappings/versions/", mapping_views.version_list, name="mapping-versions"),
     path("mappings/versions/<int:number>/", mapping_views.version_detail, name="mapping-version"),
+    path("review/", review_views.access_review, name="access-review"),
     path("audit/", audit_views.audit_log, name="audit"),
     path("audit/export.jsonl", audit_views.audit_export, name="audit-export"),
     path("oidc/", include("federation.idp.oidc_urls")),
+    path("", include("federation.issuance_urls")),
     path("", include("access_requests.urls")),
 ]

@@ -6,13 +6,25 @@ point at a regional or private endpoint; no project-specific switch exists.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import socket
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 import pytest
 import requests
+
+# moto's request recorder (what the server received) writes here; it reads the variable when
+# moto is first imported, so this comes before that import.
+os.environ.setdefault(
+    "MOTO_RECORDER_FILEPATH",
+    os.path.join(tempfile.gettempdir(), f"moto-recording-{os.getpid()}.jsonl"),
+)
+
 from moto.server import ThreadedMotoServer
 
 
@@ -28,6 +40,27 @@ class MotoServer:
 
     def reset(self) -> None:
         requests.post(f"{self.url}/moto-api/reset", timeout=10).raise_for_status()
+
+    def start_recording(self) -> None:
+        """Record every request the server receives from now on (see ``received``)."""
+        for step in ("stop-recording", "reset-recording", "start-recording"):
+            requests.post(f"{self.url}/moto-api/recorder/{step}", timeout=10).raise_for_status()
+
+    def received(self, action: str) -> list[dict[str, str]]:
+        """The form parameters of each recorded request for a query-protocol ``action``
+        (e.g. "AssumeRole"), in arrival order, exactly as the server received them."""
+        response = requests.get(f"{self.url}/moto-api/recorder/download-recording", timeout=10)
+        response.raise_for_status()
+        found = []
+        for line in response.text.splitlines():
+            entry = json.loads(line)
+            body = entry.get("body") or ""
+            if entry.get("body_encoded"):
+                body = base64.b64decode(body).decode()
+            params = dict(parse_qsl(body, keep_blank_values=True))
+            if params.get("Action") == action:
+                found.append(params)
+        return found
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +82,8 @@ def moto_server() -> Iterator[MotoServer]:
         yield MotoServer(url)
     finally:
         server.stop()
+        if os.path.exists(os.environ["MOTO_RECORDER_FILEPATH"]):
+            os.remove(os.environ["MOTO_RECORDER_FILEPATH"])
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -65,3 +100,4 @@ def aws(moto_server: MotoServer) -> Iterator[MotoServer]:
     moto_server.reset()
     yield moto_server
     moto_server.reset()
+    requests.post(f"{moto_server.url}/moto-api/recorder/stop-recording", timeout=10)

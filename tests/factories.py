@@ -16,6 +16,7 @@ from federation.models import (
     GroupMapping,
     IdentityProvider,
     LogicalRole,
+    SessionIssuance,
     SignIn,
     User,
 )
@@ -135,3 +136,24 @@ class GrantFactory(factory.django.DjangoModelFactory):
     role = factory.LazyAttribute(lambda o: o.request.role)
     starts_at = factory.LazyFunction(timezone.now)
     ends_at = factory.LazyAttribute(lambda o: o.starts_at + timedelta(hours=1))
+
+
+class SessionIssuanceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SessionIssuance
+
+    user = factory.SubFactory(UserFactory)
+    account = factory.SubFactory(AccountFactory)
+    role = factory.SubFactory(LogicalRoleFactory)
+    kind = SessionIssuance.Kind.CONSOLE
+    access = "standing"
+    role_arn = factory.LazyAttribute(
+        lambda o: f"arn:aws:iam::{o.account.account_id}:role/{o.role.name}"
+    )
+    session_name = factory.LazyAttribute(lambda o: o.user.email)
+    source_identity = factory.LazyAttribute(lambda o: o.user.email)
+    region = "us-east-1"
+    endpoint = "https://sts.us-east-1.amazonaws.com"
+    duration = timedelta(hours=1)
+    issued_at = factory.LazyFunction(timezone.now)
+    expires_at = factory.LazyAttribute(lambda o: o.issued_at + o.duration)

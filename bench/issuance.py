@@ -1,0 +1,230 @@
+"""Benchmark: the issuance path against a bare boto3 AssumeRole, same moto server, same run.
+
+Prints p50/p99 of
+
+* baseline: ``assume_role`` on one reused boto3 client, with the same parameters the broker
+  sends (RoleArn, RoleSessionName, SourceIdentity, DurationSeconds, three session tags),
+* issuance: ``federation.issuance.issue_session`` (entitlement re-check, duration rules,
+  AssumeRole through federation/sts.py, SessionIssuance row and hash-chained audit event, in
+  one durable transaction on PostgreSQL),
+* three of its parts alone, to show where the overhead goes: the STS adapter
+  (``sts.assume_role``, failover loop and cached client), the entitlement re-check
+  (``find_entitlement``) and one audit append in its own transaction (``record_event``),
+
+interleaved call by call so both see the same machine noise, and the overhead (difference of
+the medians). The moto server runs in this process on a loopback port. Runs in its own
+database ``<DATABASE_URL name>_bench_issuance``, created and dropped here.
+Usage: ``DATABASE_URL=postgres://... python bench/issuance.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BASE_URL = os.environ.get("DATABASE_URL", "")
+if not BASE_URL.startswith(("postgres://", "postgresql://")):
+    sys.exit("bench/issuance.py needs DATABASE_URL=postgres://... (PostgreSQL)")
+parts = urlsplit(BASE_URL)
+BENCH_DB = (parts.path.lstrip("/") or "fedaccess") + "_bench_issuance"
+os.environ["DATABASE_URL"] = urlunsplit(parts._replace(path="/" + BENCH_DB))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "federation.settings")
+os.environ.setdefault("DEBUG", "1")
+os.environ["LOG_LEVEL"] = "WARNING"
+
+import psycopg  # noqa: E402
+
+ADMIN_URL = urlunsplit(parts._replace(path="/postgres"))
+ITERATIONS = int(os.environ.get("BENCH_ITERATIONS", "500"))
+WARMUP = 30
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def recreate_database() -> None:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}"')
+        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+
+
+def drop_database() -> None:
+    from django.db import connections
+
+    connections.close_all()
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}"')
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    url = f"http://127.0.0.1:{port}"
+    os.environ.update(
+        {
+            "AWS_ENDPOINT_URL": url,
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    )
+    recreate_database()
+    try:
+        import django
+
+        django.setup()
+        import logging
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        run(url)
+    finally:
+        drop_database()
+        moto.stop()
+
+
+def run(url: str) -> None:
+    from datetime import timedelta
+
+    import boto3
+    from django.core.management import call_command
+    from django.db import transaction
+    from django.utils import timezone
+
+    from federation import sts
+    from federation.audit import record_event
+    from federation.entitlements import find_entitlement
+    from federation.issuance import issue_session
+    from federation.models import (
+        Access,
+        Account,
+        BusinessUnit,
+        GroupMapping,
+        IdentityProvider,
+        LogicalRole,
+        MappingVersion,
+        User,
+    )
+
+    call_command("migrate", verbosity=0)
+    bu = BusinessUnit.objects.create(slug="pb", name="Personal Banking")
+    Account.objects.create(
+        account_id="111111111111", alias="pb-dev", business_unit=bu, environment="dev"
+    )
+    role = LogicalRole.objects.create(name="cloud-eng", max_session=timedelta(hours=1))
+    GroupMapping.objects.create(
+        group="aws-pb-cloud-eng", role=role, business_unit=bu, access=Access.STANDING
+    )
+    MappingVersion.objects.create(number=1, actor="bench", source="seed", document={})
+    idp = IdentityProvider.objects.create(slug="corp", protocol="saml", entity_id="corp")
+    groups = ["aws-pb-cloud-eng", *(f"unmapped-{n}" for n in range(50))]
+    user = User.objects.create(
+        username="alice", email="alice@corp.example", idp=idp, subject="1", directory_groups=groups
+    )
+
+    client = boto3.session.Session().client("sts", region_name="us-east-1")
+    params = {
+        "RoleArn": "arn:aws:iam::111111111111:role/cloud-eng",
+        "RoleSessionName": "alice@corp.example",
+        "SourceIdentity": "alice@corp.example",
+        "DurationSeconds": 3600,
+        "Tags": [
+            {"Key": "BusinessUnit", "Value": "pb"},
+            {"Key": "IdP", "Value": "corp"},
+            {"Key": "AccessRequest", "Value": "12345"},
+        ],
+    }
+
+    def bare() -> None:
+        client.assume_role(**params)
+
+    def issuance() -> None:
+        issue_session(
+            user,
+            account_id="111111111111",
+            role="cloud-eng",
+            kind="cli",
+            requested=None,
+            now=timezone.now(),
+            ip="127.0.0.1",
+        )
+
+    def entitlement_check() -> None:
+        find_entitlement(groups, "111111111111", "cloud-eng", now=timezone.now(), user_id=user.pk)
+
+    def audit_append() -> None:
+        with transaction.atomic(durable=True):
+            record_event(
+                "bench.audit",
+                actor=user,
+                account_id="111111111111",
+                target="111111111111/cloud-eng",
+                data={"kind": "cli", "role": "cloud-eng", "why": ["aws-pb-cloud-eng"]},
+            )
+
+    request = sts.AssumeRoleRequest(
+        role_arn=params["RoleArn"],
+        session_name="alice@corp.example",
+        source_identity="alice@corp.example",
+        duration_seconds=3600,
+        tags=(("BusinessUnit", "pb"), ("IdP", "corp"), ("AccessRequest", "12345")),
+    )
+
+    def adapter() -> None:
+        sts.assume_role(request)
+
+    calls = {
+        "baseline": bare,
+        "issuance": issuance,
+        "adapter": adapter,
+        "entitlement": entitlement_check,
+        "audit": audit_append,
+    }
+    for _ in range(WARMUP):
+        for call in calls.values():
+            call()
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for index in range(ITERATIONS):
+        order = list(calls.items())
+        for name, call in order if index % 2 == 0 else reversed(order):
+            start = time.perf_counter()
+            call()
+            samples[name].append((time.perf_counter() - start) * 1000)
+
+    print(f"issuance benchmark: {ITERATIONS} calls each, interleaved, moto at {url}")
+    for name, label in (
+        ("baseline", "bare boto3 assume_role, reused client"),
+        ("issuance", "issue_session (check + STS + row + audit)"),
+        ("adapter", "  of which: sts.assume_role alone"),
+        ("entitlement", "  of which: entitlement re-check alone"),
+        ("audit", "  of which: audit append + commit alone"),
+    ):
+        values = samples[name]
+        print(
+            f"  {label:<44} p50 {statistics.median(values):6.2f} ms   "
+            f"p99 {percentile(values, 0.99):6.2f} ms"
+        )
+    overhead = statistics.median(samples["issuance"]) - statistics.median(samples["baseline"])
+    print(f"  overhead at p50: {overhead:.2f} ms (target < 2 ms)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Access review: who can reach which role in an account (or a business unit), why, and when
+they last used it. The control loop's sensor: nobody has to read mapping rows in their head.
+
+Everything here is derived through ``resolve_entitlements``, the one definition of access, for
+every known person (groups of their last sign-in) and for every mapped group (so a group whose
+members never signed in still shows up).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Max
+
+from .entitlements import resolve_entitlements
+from .models import Account, GroupMapping, SessionIssuance, User
+
+
+@dataclass(frozen=True)
+class ReviewRow:
+    subject: str  # the person's email, or "group <name>" for members who never signed in
+    person: bool
+    account_id: str
+    account_alias: str
+    environment: str
+    role: str
+    privileged: bool
+    access: str  # standing, eligible or grant
+    why: str
+    grant_ends_at: datetime | None
+    last_used: datetime | None
+
+
+def review_access(
+    *, account_id: str | None = None, business_unit: str | None = None, now: datetime
+) -> list[ReviewRow]:
+    """Rows for one account or one business unit (exactly one must be given).
+
+    Raises ValueError for an unknown account or business unit, or when neither or both are given.
+    """
+    if bool(account_id) == bool(business_unit):
+        raise ValueError("Review one account or one business unit.")
+    accounts = Account.objects.select_related("business_unit")
+    scope = list(
+        accounts.filter(account_id=account_id)
+        if account_id
+        else accounts.filter(business_unit__slug=business_unit)
+    )
+    if not scope:
+        raise ValueError(f"Unknown {'account' if account_id else 'business unit'}.")
+    in_scope = {a.account_id for a in scope}
+    unit_ids = {a.business_unit_id for a in scope}
+
+    # SessionIssuance keys account and role on the AWS account id and the role name.
+    last_used: dict[tuple[int, str, str], datetime] = {
+        (row["user_id"], str(row["account_id"]), str(row["role_id"])): row["last"]
+        for row in SessionIssuance.objects.filter(account_id__in=in_scope)
+        .values("user_id", "account_id", "role_id")
+        .annotate(last=Max("issued_at"))
+    }
+    rows: list[ReviewRow] = []
+    covered_groups: set[str] = set()
+    for user in User.objects.exclude(directory_groups=[]).order_by("email"):
+        for e in resolve_entitlements(user.directory_groups, now=now, user_id=user.pk):
+            if e.account_id not in in_scope:
+                continue
+            covered_groups.update(g for g in e.via if not g.startswith("grant #"))
+            rows.append(
+                ReviewRow(
+                    subject=user.label,
+                    person=True,
+                    account_id=e.account_id,
+                    account_alias=e.account_alias,
+                    environment=e.environment,
+                    role=e.role,
+                    privileged=e.privileged,
+                    access=e.access,
+                    why=_why(e.access, e.via, e.grant_ends_at),
+                    grant_ends_at=e.grant_ends_at,
+                    last_used=last_used.get((user.pk, e.account_id, e.role)),
+                )
+            )
+    groups = (
+        GroupMapping.objects.filter(business_unit_id__in=unit_ids)
+        .exclude(group__in=covered_groups)
+        .values_list("group", flat=True)
+        .distinct()
+    )
+    for group in sorted(groups):
+        for e in resolve_entitlements([group], now=now):
+            if e.account_id in in_scope:
+                rows.append(
+                    ReviewRow(
+                        subject=f"group {group}",
+                        person=False,
+                        account_id=e.account_id,
+                        account_alias=e.account_alias,
+                        environment=e.environment,
+                        role=e.role,
+                        privileged=e.privileged,
+                        access=e.access,
+                        why=f"{e.access} via group {group} (no member has signed in)",
+                        grant_ends_at=None,
+                        last_used=None,
+                    )
+                )
+    rows.sort(key=lambda r: (r.account_alias, r.role, not r.person, r.subject))
+    return rows
+
+
+def _why(access: str, via: tuple[str, ...], ends: datetime | None) -> str:
+    groups = ", ".join(g for g in via if not g.startswith("grant #"))
+    if access == "grant":
+        grant = next(g for g in via if g.startswith("grant #"))
+        until = f" until {ends:%Y-%m-%d %H:%M} UTC" if ends else ""
+        return f"active {grant}{until} (eligible via {groups})"
+    return f"{access} via {groups}"

@@ -1,0 +1,264 @@
+"""JSON API under /api/v1/ for the fedaccess CLI and automation (SPEC §3.4, §3.5).
+
+Authenticated only by a personal token (``Authorization: Bearer fedat_...``), never by the
+session cookie, so CSRF does not apply and a browser session cannot be ridden into the API.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from .audit import request_ip
+from .entitlements import resolve_entitlements
+from .issuance import IssuanceFailed, IssuanceRefused, issue_session
+from .models import Account, ApiToken, SessionIssuance
+from .tokens import TokenRefused, authenticate_api_token
+
+TokenView = Callable[[HttpRequest, ApiToken], HttpResponse]
+
+
+def _error(status: int, code: str, message: str) -> JsonResponse:
+    response = JsonResponse({"error": code, "message": message}, status=status)
+    response["Cache-Control"] = "no-store"
+    if status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="fedaccess"'
+    return response
+
+
+def token_required(view: TokenView) -> Callable[[HttpRequest], HttpResponse]:
+    @wraps(view)
+    def wrapper(request: HttpRequest) -> HttpResponse:
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            return _error(401, "unauthenticated", "Send Authorization: Bearer <personal token>.")
+        try:
+            token = authenticate_api_token(value.strip(), now=timezone.now())
+        except TokenRefused as refusal:
+            return _error(refusal.status, "unauthenticated", refusal.message)
+        return view(request, token)
+
+    return csrf_exempt(wrapper)
+
+
+@require_GET
+@token_required
+def entitlements(request: HttpRequest, token: ApiToken) -> HttpResponse:
+    user = token.user
+    now = timezone.now()
+    items = resolve_entitlements(user.directory_groups, now=now, user_id=user.pk)
+    regions = dict(
+        Account.objects.filter(account_id__in={e.account_id for e in items}).values_list(
+            "account_id", "region"
+        )
+    )
+    body = {
+        "entitlements": [
+            {
+                "account": e.account_id,
+                "account_alias": e.account_alias,
+                "business_unit": e.business_unit,
+                "environment": e.environment,
+                "region": regions.get(e.account_id, "us-east-1"),
+                "role": e.role,
+                "access": e.access,
+                "usable": e.usable,
+                "max_session_seconds": int(e.max_session.total_seconds()),
+                "grant_ends_at": e.grant_ends_at.isoformat() if e.grant_ends_at else None,
+            }
+            for e in items
+        ]
+    }
+    response = JsonResponse(body)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_POST
+@token_required
+def credentials(request: HttpRequest, token: ApiToken) -> HttpResponse:
+    try:
+        payload = json.loads(request.body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "invalid_request", "The body must be a JSON object.")
+    if not isinstance(payload, dict):
+        return _error(400, "invalid_request", "The body must be a JSON object.")
+    duration = payload.get("duration_seconds")
+    if duration is not None and (
+        not isinstance(duration, int) or isinstance(duration, bool) or not 0 < duration < 10**7
+    ):
+        return _error(400, "invalid_request", "duration_seconds must be a positive integer.")
+    try:
+        issued = issue_session(
+            token.user,
+            account_id=str(payload.get("account", "")),
+            role=str(payload.get("role", "")),
+            kind=SessionIssuance.Kind.CLI,
+            requested=timedelta(seconds=duration) if duration is not None else None,
+            now=timezone.now(),
+            ip=request_ip(request),
+            api_token=token,
+        )
+    except (IssuanceRefused, IssuanceFailed) as problem:
+        return _error(problem.status, problem.reason, problem.message)
+    response = JsonResponse(issued.credentials.credential_process())
+    response["Cache-Control"] = "no-store"
+    response["Pragma"] = "no-cache"
+    return response
+
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error", "message"],
+    "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {
+        str(status): {
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        for status, description in (
+            (400, "Malformed request"),
+            (401, "Missing, unknown, expired or revoked token"),
+            (403, "Not entitled now (or only eligible, or the identity cannot name a session)"),
+            (409, "The grant ends in less than 15 minutes"),
+            (502, "AWS refused the session"),
+            (503, "No STS endpoint answered"),
+        )
+        if status in statuses
+    }
+
+
+def openapi_document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "fedaccess API",
+            "version": "1",
+            "description": "AWS role sessions for the signed-in directory identity. "
+            "Authenticate with a personal token from the portal's API tokens page.",
+        },
+        "servers": [{"url": f"{settings.BASE_URL}/api/v1"}],
+        "security": [{"bearer": []}],
+        "paths": {
+            "/entitlements": {
+                "get": {
+                    "operationId": "listEntitlements",
+                    "summary": "The accounts and roles I may use or request now",
+                    "responses": {
+                        "200": {
+                            "description": "Entitlements",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Entitlements"}
+                                }
+                            },
+                        },
+                        **_errors(401),
+                    },
+                }
+            },
+            "/credentials": {
+                "post": {
+                    "operationId": "issueCredentials",
+                    "summary": "Issue an AWS role session (credential_process shape)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/CredentialsRequest"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "Temporary credentials; never cache them in shared "
+                            "caches (Cache-Control: no-store).",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Credentials"}
+                                }
+                            },
+                        },
+                        **_errors(400, 401, 403, 409, 502, 503),
+                    },
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": _ERROR_SCHEMA,
+                "CredentialsRequest": {
+                    "type": "object",
+                    "required": ["account", "role"],
+                    "properties": {
+                        "account": {"type": "string", "pattern": "^[0-9]{12}$"},
+                        "role": {"type": "string"},
+                        "duration_seconds": {"type": "integer", "minimum": 900, "maximum": 43200},
+                    },
+                },
+                "Credentials": {
+                    "type": "object",
+                    "required": [
+                        "Version",
+                        "AccessKeyId",
+                        "SecretAccessKey",
+                        "SessionToken",
+                        "Expiration",
+                    ],
+                    "properties": {
+                        "Version": {"const": 1},
+                        "AccessKeyId": {"type": "string"},
+                        "SecretAccessKey": {"type": "string"},
+                        "SessionToken": {"type": "string"},
+                        "Expiration": {"type": "string", "format": "date-time"},
+                    },
+                },
+                "Entitlements": {
+                    "type": "object",
+                    "required": ["entitlements"],
+                    "properties": {
+                        "entitlements": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "account": {"type": "string"},
+                                    "account_alias": {"type": "string"},
+                                    "business_unit": {"type": "string"},
+                                    "environment": {"enum": ["dev", "test", "prod"]},
+                                    "region": {"type": "string"},
+                                    "role": {"type": "string"},
+                                    "access": {"enum": ["standing", "grant", "eligible"]},
+                                    "usable": {"type": "boolean"},
+                                    "max_session_seconds": {"type": "integer"},
+                                    "grant_ends_at": {
+                                        "type": ["string", "null"],
+                                        "format": "date-time",
+                                    },
+                                },
+                            },
+                        }
+                    },
+                },
+            },
+        },
+    }
+
+
+@require_GET
+def openapi(request: HttpRequest) -> HttpResponse:
+    return JsonResponse(openapi_document())

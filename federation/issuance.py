@@ -1,0 +1,404 @@
+"""Issuing AWS role sessions (SPEC §4 Issuance, SECURITY.md §4-§5): the business rules.
+
+``issue_session`` re-checks the entitlement at the moment of issuance, works out the duration,
+asks ``federation.sts`` for the session (and a console link), records a ``SessionIssuance`` row
+and audits it. Refusals and failures are audited too, and raised as the exceptions below, which
+views turn into pages and API errors. The role ARN only ever comes from the server-side tables.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+
+from access_requests.models import Grant
+
+from . import sts
+from .audit import record_event
+from .entitlements import Entitlement, find_entitlement
+from .models import (
+    ACCOUNT_ID_RE,
+    MAX_SESSION,
+    MIN_SESSION,
+    SLUG_RE,
+    Account,
+    ApiToken,
+    SessionIssuance,
+    User,
+)
+
+# Role chaining (the broker on role credentials) caps a session at one hour.
+CHAINED_MAX = timedelta(hours=1)
+# What STS accepts in RoleSessionName and SourceIdentity: 2-64 of [\w+=,.@-], \w being ASCII.
+_STS_NAME_RE = re.compile(r"^[A-Za-z0-9_+=,.@-]{2,64}$")
+_SAFE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_+,.@-")
+_TAG_VALUE_RE = re.compile(r"^[\w\s.:/=+\-@]{0,256}$")
+
+TAG_BUSINESS_UNIT = "BusinessUnit"
+TAG_IDP = "IdP"
+TAG_ACCESS_REQUEST = "AccessRequest"
+
+
+class IssuanceRefused(Exception):
+    """Issuance was refused by our rules. ``reason`` is a stable code for audit and API;
+    ``message`` is what the person reads; ``status`` the HTTP status views answer with."""
+
+    reason = "refused"
+    status = 403
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidIssuanceRequest(IssuanceRefused):
+    reason = "invalid_request"
+    status = 400
+
+
+class NotEntitled(IssuanceRefused):
+    reason = "not_entitled"
+
+
+class GrantRequired(IssuanceRefused):
+    reason = "grant_required"
+
+
+class GrantNotActive(IssuanceRefused):
+    reason = "grant_not_active"
+
+
+class DurationTooShort(IssuanceRefused):
+    reason = "duration_too_short"
+    status = 409
+
+
+class IdentityNotExpressible(IssuanceRefused):
+    reason = "identity_not_expressible"
+
+
+class IssuanceFailed(Exception):
+    """STS (or the federation endpoint) could not give a session. 503 when nothing answered,
+    502 when STS answered with a refusal or the console link failed."""
+
+    def __init__(self, message: str, *, reason: str, status: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+        self.status = status
+
+
+@dataclass(frozen=True)
+class IssuedSession:
+    issuance_id: int
+    account_id: str
+    role: str
+    role_arn: str
+    session_name: str
+    region: str
+    duration: timedelta
+    expires_at: datetime
+    credentials: sts.Credentials
+    console_url: str | None = field(default=None, repr=False)  # a bearer login: never logged
+
+
+def session_name_for(identity: str) -> str:
+    """RoleSessionName / SourceIdentity for an identity (the user's email), under STS's rules.
+
+    An identity made only of allowed characters is used as is. Any other character (and ``=``
+    itself) is written as ``=XX`` per UTF-8 byte, like quoted-printable, so the mapping stays
+    one-to-one: two people can never end up with the same name. A result outside 2-64
+    characters is refused, never truncated (truncation would collide identities).
+    """
+    if not identity:
+        raise IdentityNotExpressible(
+            "Your account has no email address, which AWS sessions are named after. "
+            "Ask your identity administrator to add one."
+        )
+    try:
+        encoded = "".join(
+            char if char in _SAFE_CHARS else "".join(f"={byte:02X}" for byte in char.encode())
+            for char in identity
+        )
+    except UnicodeEncodeError:  # a lone surrogate: not text any IdP should send
+        raise IdentityNotExpressible("Your email address is not valid text.") from None
+    if not _STS_NAME_RE.fullmatch(encoded) or encoded.lower().startswith("aws:"):
+        raise IdentityNotExpressible(
+            f"Your email address becomes {len(encoded)} characters as an AWS session name; "
+            "AWS allows 2 to 64. It is not shortened, because a shortened name could be "
+            "someone else's. Ask an administrator for help."
+        )
+    return encoded
+
+
+def session_duration(
+    *,
+    role_max: timedelta,
+    requested: timedelta | None,
+    grant_ends_at: datetime | None,
+    chained: bool,
+    now: datetime,
+) -> timedelta:
+    """min(requested, role max, grant remaining, 1 h when chained), in whole seconds.
+
+    Raises DurationTooShort below STS's 15-minute floor rather than outlive a grant.
+    """
+    limits = [role_max, MAX_SESSION]
+    if requested is not None:
+        limits.append(requested)
+    if grant_ends_at is not None:
+        limits.append(grant_ends_at - now)
+    if chained:
+        limits.append(CHAINED_MAX)
+    duration = timedelta(seconds=int(min(limits).total_seconds()))
+    if duration < MIN_SESSION:
+        if grant_ends_at is not None and grant_ends_at - now < MIN_SESSION:
+            raise DurationTooShort(
+                "Your grant ends in less than 15 minutes, the shortest session AWS issues. "
+                "Request access again to continue."
+            )
+        raise DurationTooShort("A session must last at least 15 minutes.")
+    return duration
+
+
+def session_tags(user: User, entitlement: Entitlement) -> tuple[tuple[str, str], ...]:
+    """Session tags: business unit, IdP and, under a grant, its access request. Values come
+    from our tables only (never free text), and are checked against STS's tag rules."""
+    tags = [
+        (TAG_BUSINESS_UNIT, entitlement.business_unit),
+        (TAG_IDP, user.idp.slug if user.idp is not None else "local"),
+    ]
+    if entitlement.request_id is not None:
+        tags.append((TAG_ACCESS_REQUEST, str(entitlement.request_id)))
+    for key, value in tags:
+        if not _TAG_VALUE_RE.fullmatch(value):
+            raise InvalidIssuanceRequest(f"session tag {key} has a value AWS would refuse")
+    return tuple(tags)
+
+
+def _audit_target(account_id: str, role: str) -> str:
+    return f"{account_id}/{role}"
+
+
+def issue_session(
+    user: User,
+    *,
+    account_id: str,
+    role: str,
+    kind: str,
+    requested: timedelta | None,
+    now: datetime,
+    ip: str | None,
+    api_token: ApiToken | None = None,
+) -> IssuedSession:
+    """Issue an AWS role session for ``user`` in (account, role), console or CLI ``kind``.
+
+    Guarantees: the entitlement is resolved again now from the user's groups and active grants
+    (a grant row is locked, so a concurrent revocation waits or wins); the role ARN comes from
+    our tables; the session is named after the user's email and carries it as SourceIdentity;
+    its duration never outlives the grant. Every outcome is audited with who, what and why.
+
+    Raises IssuanceRefused (a subclass says why) or IssuanceFailed (STS or console link).
+    """
+    # The request's own fields are echoed into the audit only as far as a valid value could
+    # reach: a hostile form cannot bloat the log.
+    context: dict[str, Any] = {
+        "kind": kind[:16],
+        "role": role[:64],
+        "requested_seconds": int(requested.total_seconds()) if requested is not None else None,
+        "via": "api" if api_token is not None else "portal",
+    }
+    if api_token is not None:
+        context["api_token"] = api_token.prefix
+    problem: IssuanceRefused | IssuanceFailed
+    with transaction.atomic(durable=True):
+        try:
+            return _issue(
+                user,
+                account_id=account_id,
+                role=role,
+                kind=kind,
+                requested=requested,
+                now=now,
+                ip=ip,
+                api_token=api_token,
+                context=context,
+            )
+        except IssuanceRefused as refusal:
+            problem = refusal
+            event, outcome = "issuance.refused", {"reason": refusal.reason}
+        except IssuanceFailed as failure:
+            problem = failure
+            event, outcome = "issuance.failed", {"reason": failure.reason}
+        record_event(
+            event,
+            actor=user,
+            account_id=account_id if re.fullmatch(ACCOUNT_ID_RE, account_id or "") else "",
+            target=_audit_target(account_id[:32], role[:64]),
+            ip=ip,
+            now=now,
+            data={**context, **outcome, "message": problem.message},
+        )
+    raise problem
+
+
+def _issue(
+    user: User,
+    *,
+    account_id: str,
+    role: str,
+    kind: str,
+    requested: timedelta | None,
+    now: datetime,
+    ip: str | None,
+    api_token: ApiToken | None,
+    context: dict[str, Any],
+) -> IssuedSession:
+    if kind not in SessionIssuance.Kind.values:
+        raise InvalidIssuanceRequest("Ask for a console sign-in or CLI credentials.")
+    if not re.fullmatch(ACCOUNT_ID_RE, account_id or "") or not re.fullmatch(SLUG_RE, role or ""):
+        raise InvalidIssuanceRequest("The account must be a 12-digit id and the role a name.")
+    if requested is not None and not MIN_SESSION <= requested <= MAX_SESSION:
+        raise InvalidIssuanceRequest("A session lasts between 15 minutes and 12 hours.")
+    entitlement = find_entitlement(
+        user.directory_groups, account_id, role, now=now, user_id=user.pk
+    )
+    if entitlement is None:
+        raise NotEntitled(f"You are not entitled to the role {role} in account {account_id}.")
+    context.update(
+        business_unit=entitlement.business_unit,
+        environment=entitlement.environment,
+        access=entitlement.access,
+        why=list(entitlement.via),
+    )
+    if not entitlement.usable:
+        raise GrantRequired(
+            f"The role {role} in account {account_id} needs an approved request first."
+        )
+    grant: Grant | None = None
+    if entitlement.grant_id is not None:
+        # Lock the grant: a revocation racing this issuance either waits for it (and its deny
+        # policy covers the session) or commits first and this re-check refuses.
+        grant = Grant.objects.select_for_update().filter(pk=entitlement.grant_id).first()
+        if grant is None or not grant.is_active_at(now):
+            raise GrantNotActive("Your grant for this role has ended or been revoked.")
+        context.update(grant_id=grant.pk, request_id=grant.request_id)
+    session_name = session_name_for(user.email)
+    grant_ends_at = grant.ends_at if grant is not None else None
+    try:
+        chained = sts.broker_is_chained()
+    except sts.StsError as error:
+        raise _failure(error, context) from None
+    duration = session_duration(
+        role_max=entitlement.max_session,
+        requested=requested,
+        grant_ends_at=grant_ends_at,
+        chained=chained,
+        now=now,
+    )
+    tags = session_tags(user, entitlement)
+    context.update(
+        role_arn=entitlement.role_arn,
+        session_name=session_name,
+        source_identity=session_name,
+        duration_seconds=int(duration.total_seconds()),
+        chained=chained,
+        tags=dict(tags),
+    )
+    try:
+        session = sts.assume_role(
+            sts.AssumeRoleRequest(
+                role_arn=entitlement.role_arn,
+                session_name=session_name,
+                source_identity=session_name,
+                duration_seconds=int(duration.total_seconds()),
+                tags=tags,
+            )
+        )
+    except sts.StsError as error:
+        raise _failure(error, context) from None
+    expires_at = now + duration
+    issuance = SessionIssuance.objects.create(
+        user=user,
+        account_id=account_id,
+        role_id=role,
+        grant=grant,
+        api_token=api_token,
+        kind=kind,
+        access=entitlement.access,
+        role_arn=entitlement.role_arn,
+        session_name=session_name,
+        source_identity=session_name,
+        region=session.region,
+        endpoint=session.endpoint,
+        aws_request_id=session.aws_request_id,
+        duration=duration,
+        issued_at=now,
+        expires_at=expires_at,
+        ip=ip,
+    )
+    context.update(
+        issuance_id=issuance.pk,
+        region=session.region,
+        endpoint=session.endpoint,
+        aws_request_id=session.aws_request_id,
+        assumed_role_arn=session.assumed_role_arn,
+        expires_at=expires_at.isoformat(),
+        failed_over=[vars(attempt) for attempt in session.attempts],
+    )
+    record_event(
+        "issuance.issued",
+        actor=user,
+        account_id=account_id,
+        target=_audit_target(account_id, role),
+        ip=ip,
+        now=now,
+        data=context,
+    )
+    console_url = None
+    if kind == SessionIssuance.Kind.CONSOLE:
+        try:
+            region = Account.objects.values_list("region", flat=True).get(account_id=account_id)
+            console_url = sts.console_link(session.credentials, region=region)
+        except sts.ConsoleLinkFailed as error:
+            # The session exists (CloudTrail has the AssumeRole), so its row and the event
+            # above are kept; the failure event says the person never got into the console.
+            raise IssuanceFailed(
+                f"AWS issued the session but the console sign-in link failed: {error.message}",
+                reason="console_link_failed",
+                status=502,
+            ) from None
+    return IssuedSession(
+        issuance_id=issuance.pk,
+        account_id=account_id,
+        role=role,
+        role_arn=entitlement.role_arn,
+        session_name=session_name,
+        region=session.region,
+        duration=duration,
+        expires_at=expires_at,
+        credentials=session.credentials,
+        console_url=console_url,
+    )
+
+
+def _failure(error: sts.StsError, context: dict[str, Any]) -> IssuanceFailed:
+    context["attempts"] = [vars(attempt) for attempt in error.attempts]
+    if isinstance(error, sts.StsRefused):
+        context.update(
+            sts_code=error.code, region=error.region, aws_request_id=error.aws_request_id
+        )
+        return IssuanceFailed(
+            f"AWS refused the session ({error.code}): {error.message}",
+            reason="sts_refused",
+            status=502,
+        )
+    return IssuanceFailed(
+        "AWS STS could not be reached in any configured region. Try again in a minute.",
+        reason="sts_unavailable",
+        status=503,
+    )

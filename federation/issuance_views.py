@@ -1,0 +1,171 @@
+"""Portal actions that hand out AWS sessions, and the personal API token page (SPEC §3.4).
+
+Thin views: they check who is asking, read the form, call one service and render. The rules
+live in ``federation.issuance`` and ``federation.tokens``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods, require_POST
+
+from .audit import request_ip
+from .issuance import IssuanceFailed, IssuanceRefused, IssuedSession, issue_session
+from .models import SessionIssuance, User
+from .tokens import TokenRefused, create_api_token, list_api_tokens, revoke_api_token
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    accept = request.headers.get("Accept", "")
+    return "application/json" in accept or request.POST.get("format") == "json"
+
+
+def _no_store(response: HttpResponse) -> HttpResponse:
+    # Credentials and bearer sign-in links: never cached, never leaked through a Referer.
+    response["Cache-Control"] = "no-store"
+    response["Pragma"] = "no-cache"
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def _minutes(value: str | None) -> timedelta | None:
+    if not value:
+        return None
+    try:
+        minutes = int(value)
+    except ValueError:
+        minutes = 0
+    # Out of range (or not a number): zero, which the service refuses with a clear message.
+    return timedelta(minutes=minutes if 0 < minutes <= 100_000 else 0)
+
+
+@login_required
+@require_POST
+def issue(request: HttpRequest) -> HttpResponse:
+    """POST account, role, action=console|cli [, duration_minutes]: a console redirect, or
+    credentials (JSON when asked for, else a page)."""
+    user = request.user
+    assert isinstance(user, User)
+    kind = request.POST.get("action", "")
+    try:
+        issued = issue_session(
+            user,
+            account_id=request.POST.get("account", ""),
+            role=request.POST.get("role", ""),
+            kind=kind,
+            requested=_minutes(request.POST.get("duration_minutes")),
+            now=timezone.now(),
+            ip=request_ip(request),
+        )
+    except (IssuanceRefused, IssuanceFailed) as problem:
+        return _problem_response(request, problem)
+    if kind == SessionIssuance.Kind.CONSOLE:
+        assert issued.console_url is not None
+        if _wants_json(request):
+            return _no_store(
+                JsonResponse(
+                    {"SigninUrl": issued.console_url, "Expiration": _iso(issued)},
+                )
+            )
+        return _no_store(HttpResponseRedirect(issued.console_url))
+    if _wants_json(request):
+        return _no_store(JsonResponse(issued.credentials.credential_process()))
+    return _no_store(
+        render(
+            request,
+            "federation/credentials.html",
+            {
+                "issued": issued,
+                "credentials": issued.credentials,
+                "credential_json": json.dumps(issued.credentials.credential_process(), indent=2),
+            },
+        )
+    )
+
+
+def _iso(issued: IssuedSession) -> str:
+    return issued.expires_at.isoformat().replace("+00:00", "Z")
+
+
+def _problem_response(
+    request: HttpRequest, problem: IssuanceRefused | IssuanceFailed
+) -> HttpResponse:
+    if _wants_json(request):
+        return _no_store(
+            JsonResponse(
+                {"error": problem.reason, "message": problem.message}, status=problem.status
+            )
+        )
+    return render(
+        request,
+        "federation/issuance_error.html",
+        {
+            "message": problem.message,
+            "reason": problem.reason,
+            "refused": isinstance(problem, IssuanceRefused),
+        },
+        status=problem.status,
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def api_tokens(request: HttpRequest) -> HttpResponse:
+    """List my tokens; POST name + days creates one and shows it once."""
+    user = request.user
+    assert isinstance(user, User)
+    created = None
+    error = ""
+    status = 200
+    if request.method == "POST":
+        try:
+            days = int(request.POST.get("days", "30"))
+        except ValueError:
+            days = 0
+        try:
+            created = create_api_token(
+                user,
+                name=request.POST.get("name", ""),
+                lifetime=timedelta(days=days),
+                now=timezone.now(),
+                ip=request_ip(request),
+            )
+        except TokenRefused as refusal:
+            error, status = refusal.message, refusal.status
+    response = render(
+        request,
+        "federation/api_tokens.html",
+        {
+            "tokens": list_api_tokens(user),
+            "created": created,
+            "error": error,
+            "now": timezone.now(),
+            "base_url": settings.BASE_URL,
+        },
+        status=status,
+    )
+    return _no_store(response)
+
+
+@login_required
+@require_POST
+def revoke_token(request: HttpRequest, token_id: int) -> HttpResponse:
+    user = request.user
+    assert isinstance(user, User)
+    try:
+        revoke_api_token(user, token_id=token_id, now=timezone.now(), ip=request_ip(request))
+    except TokenRefused as refusal:
+        return render(
+            request,
+            "federation/issuance_error.html",
+            {"message": refusal.message, "reason": "no_such_token", "refused": True},
+            status=refusal.status,
+        )
+    return redirect("api-tokens")

@@ -1,0 +1,88 @@
+"""/review/: the access review page and its CSV export, for admins and auditors."""
+
+from __future__ import annotations
+
+import csv
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from .access_review import review_access
+from .audit import record_event, request_ip
+from .models import Account, BusinessUnit, User
+from .permissions import can_read_audit, require
+
+CSV_FIELDS = (
+    "subject",
+    "account_id",
+    "account_alias",
+    "environment",
+    "role",
+    "privileged",
+    "access",
+    "why",
+    "grant_ends_at",
+    "last_used",
+)
+
+
+@require(can_read_audit, "auditors and administrators")
+@require_GET
+def access_review(request: HttpRequest) -> HttpResponse:
+    account_id = request.GET.get("account", "").strip() or None
+    unit = request.GET.get("bu", "").strip() or None
+    context: dict[str, Any] = {
+        "accounts": Account.objects.select_related("business_unit"),
+        "business_units": BusinessUnit.objects.all(),
+        "selected_account": account_id or "",
+        "selected_bu": unit or "",
+        "rows": None,
+        "error": "",
+    }
+    if not account_id and not unit:
+        return render(request, "federation/review.html", context)
+    try:
+        rows = review_access(account_id=account_id, business_unit=unit, now=timezone.now())
+    except ValueError as exc:
+        context["error"] = str(exc)
+        return render(request, "federation/review.html", context, status=400)
+    if request.GET.get("format") == "csv":
+        assert isinstance(request.user, User)
+        record_event(
+            "review.export",
+            actor=request.user,
+            account_id=account_id or "",
+            ip=request_ip(request),
+            data={"account": account_id, "business_unit": unit, "rows": len(rows)},
+        )
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="access-review.csv"'
+        writer = csv.writer(response)
+        writer.writerow(CSV_FIELDS)
+        for row in rows:
+            writer.writerow(
+                [
+                    _cell(row.subject),
+                    row.account_id,
+                    row.account_alias,
+                    row.environment,
+                    row.role,
+                    row.privileged,
+                    row.access,
+                    _cell(row.why),
+                    row.grant_ends_at.isoformat() if row.grant_ends_at else "",
+                    row.last_used.isoformat() if row.last_used else "",
+                ]
+            )
+        return response
+    context["rows"] = rows
+    context["query"] = request.GET.urlencode()
+    return render(request, "federation/review.html", context)
+
+
+def _cell(value: str) -> str:
+    # Spreadsheets run cells that start with these as formulas (CSV injection).
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value

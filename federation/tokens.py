@@ -1,0 +1,124 @@
+"""Personal API tokens for the JSON API and the fedaccess CLI (SPEC §3.5).
+
+A token is ``fedat_<prefix>_<secret>``; only its SHA-256 is stored, so a database dump yields
+nothing usable. Tokens expire (at most ``API_TOKEN_MAX_DAYS``) and can be revoked at any time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+
+from .audit import record_event
+from .models import ApiToken, User
+
+TOKEN_PREFIX = "fedat_"  # noqa: S105 - a public marker, not a secret
+# last_used_at is refreshed at most this often, so API calls do not all write.
+_LAST_USED_RESOLUTION = timedelta(minutes=5)
+
+
+class TokenRefused(Exception):
+    """A token was missing, unknown, expired or revoked; or a token change was not allowed."""
+
+    def __init__(self, message: str, *, status: int = 401) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class CreatedToken:
+    token: ApiToken
+    plaintext: str  # shown once, never stored
+
+
+def digest_of(plaintext: str) -> str:
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def create_api_token(
+    user: User, *, name: str, lifetime: timedelta, now: datetime, ip: str | None
+) -> CreatedToken:
+    """Create a token for ``user``. Raises TokenRefused (400) for a bad name or lifetime."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise TokenRefused("Give the token a name of 1 to 100 characters.", status=400)
+    if not timedelta(days=1) <= lifetime <= timedelta(days=settings.API_TOKEN_MAX_DAYS):
+        raise TokenRefused(
+            f"A token lives between 1 and {settings.API_TOKEN_MAX_DAYS} days.", status=400
+        )
+    prefix = secrets.token_hex(4)
+    plaintext = f"{TOKEN_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+    with transaction.atomic(durable=True):
+        token = ApiToken.objects.create(
+            user=user,
+            name=name,
+            prefix=f"{TOKEN_PREFIX}{prefix}",
+            digest=digest_of(plaintext),
+            created_at=now,
+            expires_at=now + lifetime,
+        )
+        record_event(
+            "api_token.created",
+            actor=user,
+            target=f"api-token:{token.prefix}",
+            ip=ip,
+            now=now,
+            data={"name": name, "expires_at": token.expires_at.isoformat()},
+        )
+    return CreatedToken(token=token, plaintext=plaintext)
+
+
+def revoke_api_token(user: User, *, token_id: int, now: datetime, ip: str | None) -> ApiToken:
+    """Revoke one of ``user``'s own tokens. Raises TokenRefused (404) for anyone else's."""
+    with transaction.atomic(durable=True):
+        token = ApiToken.objects.select_for_update().filter(pk=token_id, user=user).first()
+        if token is None:
+            raise TokenRefused("No such token.", status=404)
+        if token.revoked_at is None:
+            token.revoked_at = now
+            token.save(update_fields=["revoked_at"])
+            record_event(
+                "api_token.revoked",
+                actor=user,
+                target=f"api-token:{token.prefix}",
+                ip=ip,
+                now=now,
+                data={"name": token.name},
+            )
+    return token
+
+
+def authenticate_api_token(plaintext: str, *, now: datetime) -> ApiToken:
+    """The live token for ``plaintext`` (its user loaded). Raises TokenRefused (401)."""
+    if not plaintext.startswith(TOKEN_PREFIX) or len(plaintext) > 200:
+        raise TokenRefused("Send a personal API token: Authorization: Bearer fedat_...")
+    token = (
+        ApiToken.objects.select_related("user", "user__idp")
+        .filter(digest=digest_of(plaintext))
+        .first()
+    )
+    if token is None or not token.is_usable_at(now) or not token.user.is_active:
+        raise TokenRefused("This API token is unknown, expired or revoked.")
+    # Groups are as fresh as the last sign-in (SECURITY.md §5: re-check the requester).
+    max_age = timedelta(hours=settings.API_SIGNIN_MAX_AGE_HOURS)
+    last_login = token.user.last_login
+    if last_login is None or now - last_login > max_age:
+        raise TokenRefused(
+            f"Your last sign-in to the portal is more than {settings.API_SIGNIN_MAX_AGE_HOURS} "
+            "hours old, so your directory groups may have changed. Sign in to the portal "
+            "again; the token stays valid."
+        )
+    if token.last_used_at is None or now - token.last_used_at > _LAST_USED_RESOLUTION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token
+
+
+def list_api_tokens(user: User) -> list[ApiToken]:
+    return list(ApiToken.objects.filter(user=user).order_by("-created_at"))

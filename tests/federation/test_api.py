@@ -1,0 +1,195 @@
+"""Personal API tokens and the /api/v1/ JSON API."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import boto3
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from federation.models import ApiToken, AuditEvent, SessionIssuance
+from federation.tokens import create_api_token, digest_of
+from tests.aws import MotoServer
+from tests.issuance import World
+
+pytestmark = pytest.mark.django_db
+
+
+def _token(world: World, *, days: int = 30) -> str:
+    return create_api_token(
+        world.alice, name="laptop", lifetime=timedelta(days=days), now=timezone.now(), ip=None
+    ).plaintext
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+
+def test_token_page_shows_a_new_token_once_and_stores_only_its_hash(world: World) -> None:
+    client = Client()
+    client.force_login(world.alice)
+
+    response = client.post("/tokens/", {"name": "laptop", "days": "30"})
+
+    assert response.status_code == 200
+    assert response["Cache-Control"] == "no-store"
+    match = re.search(r"fedat_[0-9a-f]{8}_[A-Za-z0-9_-]{20,}", response.content.decode())
+    assert match
+    plaintext = match.group(0)
+    stored = ApiToken.objects.get()
+    assert stored.digest == digest_of(plaintext) and plaintext not in str(vars(stored))
+    assert plaintext.startswith(stored.prefix)
+    assert plaintext not in client.get("/tokens/").content.decode()
+    event = AuditEvent.objects.get(event_type="api_token.created")
+    assert plaintext not in str(event.data) and stored.prefix in event.target
+
+
+@pytest.mark.parametrize("days", ["0", "91", "x"])
+def test_token_lifetime_is_bounded(world: World, days: str) -> None:
+    client = Client()
+    client.force_login(world.alice)
+    assert client.post("/tokens/", {"name": "laptop", "days": days}).status_code == 400
+    assert not ApiToken.objects.exists()
+
+
+def test_token_page_needs_csrf(world: World) -> None:
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(world.alice)
+    assert client.post("/tokens/", {"name": "laptop", "days": "30"}).status_code == 403
+
+
+def test_entitlements_lists_what_the_token_owner_may_use(world: World) -> None:
+    response = Client().get("/api/v1/entitlements", **_bearer(_token(world)))
+    assert response.status_code == 200
+    items = {(e["account"], e["role"]): e for e in response.json()["entitlements"]}
+    assert set(items) == {
+        ("111111111111", "cloud-eng"),
+        ("222222222222", "cloud-eng"),
+        ("222222222222", "admin"),
+    }
+    assert items[("111111111111", "cloud-eng")]["region"] == "eu-west-1"
+    assert items[("222222222222", "admin")]["usable"] is False
+
+
+def test_credentials_endpoint_issues_working_credentials(world: World, broker: MotoServer) -> None:
+    token = _token(world)
+    response = Client().post(
+        "/api/v1/credentials",
+        {"account": "111111111111", "role": "cloud-eng", "duration_seconds": 1800},
+        content_type="application/json",
+        **_bearer(token),
+    )
+    assert response.status_code == 200, response.content
+    assert response["Cache-Control"] == "no-store"
+    body = response.json()
+    assert body["Version"] == 1
+    identity = boto3.client(
+        "sts",
+        endpoint_url=broker.url,
+        region_name="eu-west-1",
+        aws_access_key_id=body["AccessKeyId"],
+        aws_secret_access_key=body["SecretAccessKey"],
+        aws_session_token=body["SessionToken"],
+    ).get_caller_identity()
+    assert identity["Arn"].endswith(":assumed-role/cloud-eng/alice@corp.example")
+    row = SessionIssuance.objects.get()
+    assert row.api_token is not None and row.duration == timedelta(minutes=30)
+    assert AuditEvent.objects.get(event_type="issuance.issued").data["via"] == "api"
+
+
+def test_credentials_endpoint_refuses_other_business_units(
+    world: World, broker: MotoServer
+) -> None:
+    response = Client().post(
+        "/api/v1/credentials",
+        {"account": "333333333333", "role": "cloud-eng"},
+        content_type="application/json",
+        **_bearer(_token(world)),
+    )
+    assert response.status_code == 403
+    assert response.json()["error"] == "not_entitled"
+    assert AuditEvent.objects.get(event_type="issuance.refused").data["via"] == "api"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[1]",
+        b'{"account": "111111111111", "duration_seconds": "1h"}',
+        b'{"account": "111111111111", "role": "cloud-eng", "duration_seconds": 1e400}',
+        b'{"account": "111111111111", "role": "cloud-eng", "duration_seconds": 99999999999999}',
+    ],
+)
+def test_malformed_api_bodies_are_400(world: World, body: bytes) -> None:
+    response = Client().post(
+        "/api/v1/credentials", body, content_type="application/json", **_bearer(_token(world))
+    )
+    assert response.status_code == 400
+
+
+def test_api_ignores_the_session_cookie(world: World) -> None:
+    client = Client()
+    client.force_login(world.alice)
+    response = client.get("/api/v1/entitlements")
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize("header", ["", "Bearer", "Bearer nope", "Basic abc", "Bearer fedat_x_y"])
+def test_missing_or_unknown_tokens_are_401(world: World, header: str) -> None:
+    response = Client().get("/api/v1/entitlements", HTTP_AUTHORIZATION=header)
+    assert response.status_code == 401
+
+
+def test_expired_token_is_401(world: World) -> None:
+    token = create_api_token(
+        world.alice,
+        name="old",
+        lifetime=timedelta(days=1),
+        now=timezone.now() - timedelta(days=1, seconds=1),
+        ip=None,
+    ).plaintext
+    assert Client().get("/api/v1/entitlements", **_bearer(token)).status_code == 401
+
+
+def test_revoked_token_stops_working(world: World) -> None:
+    token = _token(world)
+    client = Client()
+    client.force_login(world.alice)
+    assert Client().get("/api/v1/entitlements", **_bearer(token)).status_code == 200
+
+    stored = ApiToken.objects.get()
+    assert client.post(f"/tokens/{stored.pk}/revoke/").status_code == 302
+
+    assert Client().get("/api/v1/entitlements", **_bearer(token)).status_code == 401
+    assert AuditEvent.objects.filter(event_type="api_token.revoked").count() == 1
+
+
+def test_nobody_revokes_someone_elses_token(world: World) -> None:
+    _token(world)
+    client = Client()
+    client.force_login(world.dora)
+    assert client.post(f"/tokens/{ApiToken.objects.get().pk}/revoke/").status_code == 404
+    assert ApiToken.objects.get().revoked_at is None
+
+
+def test_openapi_document_describes_the_api(client: Client) -> None:
+    document = client.get("/api/v1/openapi.json").json()
+    assert document["openapi"].startswith("3.")
+    assert set(document["paths"]) == {"/entitlements", "/credentials"}
+    post = document["paths"]["/credentials"]["post"]
+    assert {"200", "401", "403", "503"} <= set(post["responses"])
+    assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def test_token_of_someone_not_signed_in_lately_is_refused(world: World) -> None:
+    token = _token(world)
+    world.alice.last_login = timezone.now() - timedelta(hours=25)
+    world.alice.save()
+    response = Client().get("/api/v1/entitlements", **_bearer(token))
+    assert response.status_code == 401
+    assert "Sign in to the portal again" in response.json()["message"]
