@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import QuerySet
 
+from federation.issuance import session_name_for
 from federation.models import User
 
 from .models import AccessRequest
@@ -74,6 +75,6 @@ def list_admins() -> list[User]:
 
 
 def source_identity_for(user: User) -> str:
-    """The SourceIdentity issuance stamps on this user's sessions (SPEC §4: the user's email);
-    revocation must deny exactly that value."""
-    return user.email
+    """The SourceIdentity issuance stamps on this user's sessions, so a revocation denies exactly
+    that value. Raises ``IdentityNotExpressible`` when no session could carry one."""
+    return session_name_for(user.email)

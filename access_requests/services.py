@@ -32,6 +32,7 @@ from django.db import IntegrityError, connection, transaction
 from federation import entitlements, iam
 from federation.audit import record_event
 from federation.entitlements import Entitlement, find_entitlement
+from federation.issuance import IdentityNotExpressible
 from federation.models import (
     MAX_SESSION,
     MIN_SESSION,
@@ -362,7 +363,9 @@ def _decision_refusal(
                 f"{requester.label} is no longer eligible for {access_request.role.name} in "
                 f"{access_request.account.alias}; the request can only be denied."
             )
-        if not iam.is_valid_source_identity(source_identity_for(requester)):
+        try:
+            source_identity_for(requester)
+        except IdentityNotExpressible:
             # No session could carry it, and a revocation could not name it: refuse up front.
             return RequesterNotEligible(
                 f"{requester.label} has no identity usable as an AWS SourceIdentity; "
@@ -690,13 +693,13 @@ def apply_revocation_policy(grant_id: int, *, now: datetime) -> Grant:
         return grant
     assert grant.revoked_at is not None
     role_arn = grant.role_arn or grant.account.default_role_arn(grant.role.name)
-    source_identity = grant.source_identity or source_identity_for(grant.user)
     try:
+        source_identity = grant.source_identity or source_identity_for(grant.user)
         with _serialised_per_role(role_arn):
             iam.put_revocation_policy(
                 role_arn, source_identity=source_identity, issued_before=grant.revoked_at, now=now
             )
-    except (iam.IamCallFailed, ValueError) as exc:
+    except (iam.IamCallFailed, IdentityNotExpressible, ValueError) as exc:
         with transaction.atomic(durable=True):
             record_event(
                 "grant.revocation_policy_failed",
