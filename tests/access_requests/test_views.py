@@ -246,3 +246,13 @@ def test_a_link_can_preselect_the_account_and_role(client: Client, world: World)
     client.force_login(world.requester)
     body = client.get("/requests/?target=222222222222/admin").content.decode()
     assert '<option value="222222222222/admin" selected>' in body
+
+
+def test_portal_links_an_eligible_row_to_its_preselected_request_form(
+    client: Client, world: World
+) -> None:
+    client.force_login(world.requester)
+    portal = client.get("/").content.decode()
+    assert 'href="/requests/?target=222222222222/admin"' in portal
+    form = client.get("/requests/?target=222222222222/admin").content.decode()
+    assert '<option value="222222222222/admin" selected>' in form
