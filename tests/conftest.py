@@ -27,4 +27,4 @@ def _fresh_entitlement_memo() -> Iterator[None]:
     entitlements.clear_cache()
 
 
-pytest_plugins = ["tests.aws"]
+pytest_plugins = ["tests.aws", "tests.saml_idp"]
