@@ -86,7 +86,7 @@ class AuthnRequestSeen:
 
 
 @dataclass
-class TestIdp:
+class PysamlIdp:
     entity_id: str
     workdir: Path
     key_pem: bytes
@@ -266,7 +266,7 @@ class SamlFlow:
     """One IdP registered in the product from pysaml2's metadata, plus browser-side helpers."""
 
     idp: IdentityProvider
-    signer: TestIdp
+    signer: PysamlIdp
     client: Client
 
     def start(self, next_path: str | None = None, client: Client | None = None) -> AuthnRequestSeen:
@@ -298,7 +298,7 @@ class SamlFlow:
 
 def make_flow(slug: str, tmp_path: Path, client: Client, *, entity_id: str = "") -> SamlFlow:
     key_pem, cert_pem = cached_key_pair(slug)
-    signer = TestIdp(
+    signer = PysamlIdp(
         entity_id=entity_id or f"https://{slug}.idp.test/saml",
         workdir=tmp_path / f"idp-{slug}",
         key_pem=key_pem,

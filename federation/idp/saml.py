@@ -370,6 +370,10 @@ def _check_structure(document: Any) -> None:
 
 
 def _parse(xml: bytes, sp_settings: OneLogin_Saml2_Settings, b64: str) -> OneLogin_Saml2_Response:
+    if b"<!doctype" in xml.lower():
+        raise _Refusal(
+            "saml.dtd", "The sign-in response contains a DTD or entities, which are refused.", 400
+        ).exc()
     # Comments split text nodes; the parser drops them, yet a legitimate IdP never sends one in
     # a response, so their presence is refused outright (CVE-2017-11427 class, VU#475445).
     if b"<!--" in xml:
