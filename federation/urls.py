@@ -1,11 +1,11 @@
 """URL map of SPEC §3.4. Each protocol and workflow keeps its own routes beside its views."""
 
 from django.conf import settings
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 
 from . import views
 
-urlpatterns = [
+urlpatterns: list[URLPattern | URLResolver] = [
     path("", views.portal, name="portal"),
     path("login/", views.login_chooser, name="login"),
     path("logout/", views.logout_view, name="logout"),

@@ -193,7 +193,7 @@ def _validate_xml_cached(xml: Any, schema: str, debug: bool = False) -> Any:
 
 def use_compiled_schemas(enabled: bool = True) -> None:
     """Install (default) or remove the compiled-schema cache in python3-saml."""
-    OneLogin_Saml2_XML.validate_xml = staticmethod(  # type: ignore[method-assign]
+    OneLogin_Saml2_XML.validate_xml = staticmethod(
         _validate_xml_cached if enabled else _stock_validate_xml
     )
 
