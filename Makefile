@@ -22,6 +22,7 @@ venv: $(UV)
 demo: venv
 	DEMO_MODE=1 DEBUG=1 $(PY) manage.py migrate --verbosity 0
 	DEMO_MODE=1 DEBUG=1 $(PY) manage.py seed_demo
+	DEMO_MODE=1 DEBUG=1 $(PY) manage.py demo_idp
 	DEMO_MODE=1 DEBUG=1 $(PY) manage.py runserver 127.0.0.1:$(DEMO_PORT)
 
 services:
@@ -35,6 +36,8 @@ typecheck: venv
 	DEBUG=1 $(VENV)/bin/mypy
 
 pytest: venv services
+	@scripts/ensure-system-packages
+	$(PY) scripts/check-libxml2
 	DATABASE_URL=$(TEST_DATABASE_URL) DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
 	DATABASE_URL=$(TEST_DATABASE_URL) BASE_URL=https://fed.example.com \
 	  SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(64))') \
