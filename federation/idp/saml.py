@@ -15,6 +15,7 @@ import hashlib
 import json
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +24,7 @@ from urllib.parse import urlencode, urlsplit
 
 import onelogin.saml2
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from lxml import etree
@@ -247,6 +248,8 @@ def start_login(
 class SamlSignIn:
     identity: VerifiedIdentity
     next_path: str
+    # Marks the AuthnRequest and the assertion id used; pass to complete_sign_in(consume=...).
+    consume: Callable[[], None]
 
 
 class IdpInitiatedLogin(Exception):
@@ -525,11 +528,13 @@ def validate_response(
     relay_state: str | None,
     now: datetime | None = None,
 ) -> SamlSignIn:
-    """Validate a POSTed response fully, then consume its AuthnRequest and assertion id.
+    """Validate a POSTed response fully. Writes nothing.
 
-    Returns the identity and the local path to go to. Raises ``SignInRefused`` naming the fault
-    (nothing is consumed then), or ``IdpInitiatedLogin`` for an unsolicited response from an IdP
-    configured to allow them (the caller restarts an SP-initiated login; nobody is signed in).
+    Returns the identity, the local path to go to, and ``consume``, which marks the AuthnRequest
+    and the assertion id used (raising ``SignInRefused`` on a replay) and must run in the
+    sign-in transaction. Raises ``SignInRefused`` naming the fault, or ``IdpInitiatedLogin``
+    for an unsolicited response from an IdP configured to allow them (the caller restarts an
+    SP-initiated login; nobody is signed in).
     """
     now = now or timezone.now()
     if idp.protocol != IdentityProvider.Protocol.SAML or not idp.enabled:
@@ -553,31 +558,43 @@ def validate_response(
         raise _library_refusal(err).exc() from None
     not_on_or_after = _app_checks(idp, response, pending)
     identity = _identity(idp, response)
-    _consume(idp, pending, str(response.get_assertion_id()), not_on_or_after + CLOCK_DRIFT, now)
-    return SamlSignIn(identity=identity, next_path=pending.next_path)
+    consume = _consumer(
+        idp, pending, str(response.get_assertion_id()), not_on_or_after + CLOCK_DRIFT, now
+    )
+    return SamlSignIn(identity=identity, next_path=pending.next_path, consume=consume)
 
 
-def _consume(
+def _consumer(
     idp: IdentityProvider,
     pending: SamlAuthnRequest,
     assertion_id: str,
     keep_until: datetime,
     now: datetime,
-) -> None:
-    replay = _Refusal("saml.replay", "This sign-in response was already used.")
-    try:
-        with transaction.atomic():
-            # Single use across instances: the UPDATE and the unique insert are the arbiters.
-            used = SamlAuthnRequest.objects.filter(pk=pending.pk, consumed_at__isnull=True).update(
-                consumed_at=now
+) -> Callable[[], None]:
+    """Single use across instances: the conditional UPDATE and the unique insert are the
+    arbiters. Runs inside the sign-in transaction, so a refusal writes nothing."""
+
+    def consume() -> None:
+        replay = _Refusal("saml.replay", "This sign-in response was already used.")
+        used = SamlAuthnRequest.objects.filter(pk=pending.pk, consumed_at__isnull=True).update(
+            consumed_at=now
+        )
+        if used != 1:
+            raise replay.exc()
+        # ON CONFLICT instead of a savepoint around the insert: same arbiter (the unique
+        # constraint), two fewer round trips on the sign-in path.
+        meta = SamlConsumedAssertion._meta
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {meta.db_table} (idp_id, assertion_id, not_on_or_after, consumed_at) "  # noqa: S608
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (idp_id, assertion_id) DO NOTHING",
+                [idp.pk, assertion_id, keep_until, now],
             )
-            if used != 1:
-                raise replay.exc()
-            SamlConsumedAssertion.objects.create(
-                idp=idp, assertion_id=assertion_id, not_on_or_after=keep_until, consumed_at=now
-            )
-    except IntegrityError:
-        raise replay.exc() from None
+            inserted = cursor.rowcount
+        if inserted != 1:
+            raise replay.exc()
+
+    return consume
 
 
 def purge_expired(*, now: datetime | None = None) -> int:

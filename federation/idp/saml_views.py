@@ -50,6 +50,7 @@ def acs(request: HttpRequest, slug: str) -> HttpResponse:
             saml_response=posted.get("SAMLResponse"),
             relay_state=posted.get("RelayState"),
         )
+        complete_sign_in(request, result.identity, consume=result.consume)
     except saml.IdpInitiatedLogin:
         return HttpResponseRedirect(reverse("saml-login", args=[slug]))
     except SignInRefused as refusal:
@@ -61,7 +62,6 @@ def acs(request: HttpRequest, slug: str) -> HttpResponse:
             SignInRefused("saml.unknown_idp", "This identity provider is not known.", status=404),
             protocol="saml",
         )
-    complete_sign_in(request, result.identity)
     return HttpResponseRedirect(result.next_path)
 
 

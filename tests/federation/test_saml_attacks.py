@@ -558,3 +558,18 @@ def test_next_is_honoured_only_for_a_local_path(saml_flow: SamlFlow, target: str
     answer = saml_flow.post(saml_flow.signer.response_xml(seen), seen.relay_state)
     assert answer.status_code == 302
     assert answer["Location"] == "/"
+
+
+def test_assertion_id_already_used_under_another_request_is_refused(saml_flow: SamlFlow) -> None:
+    # The IdP reused an assertion id (or a copy got a fresh request): the database's unique
+    # constraint on (idp, assertion id) is the arbiter, whatever process handles the POST.
+    def edit(root: etree._Element) -> None:
+        _assertion(root).set("ID", "id-used-before")
+
+    SamlConsumedAssertion.objects.create(
+        idp=saml_flow.idp,
+        assertion_id="id-used-before",
+        not_on_or_after=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5),
+        consumed_at=dt.datetime.now(dt.UTC),
+    )
+    assert_refused(saml_flow, saml_flow.sign_in(edit=edit), "saml.replay")
