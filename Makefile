@@ -48,6 +48,8 @@ test: lint typecheck pytest
 
 bench: venv services
 	DATABASE_URL=$(TEST_DATABASE_URL) DEBUG=1 $(PY) bench/entitlements.py
+	@scripts/ensure-system-packages
+	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) bench/saml_acs.py
 
 clean:
 	rm -rf $(VENV) var/uv
