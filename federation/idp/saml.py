@@ -31,13 +31,14 @@ from lxml import etree
 from onelogin.saml2.authn_request import OneLogin_Saml2_Authn_Request
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 from onelogin.saml2.errors import OneLogin_Saml2_Error, OneLogin_Saml2_ValidationError
+from onelogin.saml2.logout_request import OneLogin_Saml2_Logout_Request
 from onelogin.saml2.response import OneLogin_Saml2_Response
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 from onelogin.saml2.xmlparser import DTDForbidden, EntitiesForbidden, NotSupportedError
 
-from ..models import IdentityProvider, SamlAuthnRequest, SamlConsumedAssertion
+from ..models import IdentityProvider, SamlAuthnRequest, SamlConsumedAssertion, User
 from ..signin import SignInRefused, VerifiedIdentity, groups_from
 
 # A SAML response is a few kilobytes; anything near this is hostile or broken.
@@ -100,6 +101,11 @@ def acs_url(idp: IdentityProvider) -> str:
     return f"{settings.BASE_URL}/saml/{idp.slug}/acs/"
 
 
+def sls_url(idp: IdentityProvider) -> str:
+    """Where the IdP returns the browser after single logout."""
+    return f"{settings.BASE_URL}/saml/{idp.slug}/sls/"
+
+
 def _request_data(idp: IdentityProvider) -> dict[str, str]:
     url = urlsplit(acs_url(idp))
     return {
@@ -116,6 +122,7 @@ def _settings_dict(idp: IdentityProvider, cfg: SamlIdpConfig) -> dict[str, Any]:
         "sp": {
             "entityId": sp_entity_id(idp),
             "assertionConsumerService": {"url": acs_url(idp), "binding": BINDING_POST},
+            "singleLogoutService": {"url": sls_url(idp), "binding": BINDING_REDIRECT},
             "NameIDFormat": "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
         },
         "idp": {
@@ -509,6 +516,7 @@ def _identity(idp: IdentityProvider, response: OneLogin_Saml2_Response) -> Verif
         auth_context={
             "protocol": "saml",
             "assertion_id": response.get_assertion_id(),
+            "name_id": name_id,
             "name_id_format": name_id_format,
             "session_index": response.get_session_index(),
             "authn_contexts": response.get_authn_contexts(),
@@ -610,3 +618,24 @@ def sp_metadata(idp: IdentityProvider) -> str:
     """This service's SP metadata XML for one IdP (entity id, ACS URL)."""
     xml = saml_settings(idp).get_sp_metadata()
     return xml.decode() if isinstance(xml, bytes) else str(xml)
+
+
+def logout_url(user: User) -> str:
+    """The IdP's single-logout URL carrying a LogoutRequest for this person's latest SAML
+    session, or "" when their IdP offers no single logout (or is not SAML)."""
+    idp = user.idp
+    if idp is None or idp.protocol != IdentityProvider.Protocol.SAML:
+        return ""
+    cfg = SamlIdpConfig.of(idp)
+    if not cfg.slo_url or not cfg.signing_certs:
+        return ""
+    last = user.sign_ins.filter(idp=idp).order_by("-at").first()
+    context = dict(last.auth_context) if last is not None else {}
+    request = OneLogin_Saml2_Logout_Request(
+        saml_settings(idp),
+        name_id=str(context.get("name_id") or user.subject),
+        session_index=context.get("session_index") or None,
+        name_id_format=context.get("name_id_format") or None,
+    )
+    query = urlencode({"SAMLRequest": request.get_request(deflate=True)})
+    return f"{cfg.slo_url}{'&' if '?' in cfg.slo_url else '?'}{query}"

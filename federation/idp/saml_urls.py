@@ -8,4 +8,5 @@ urlpatterns = [
     path("<slug:slug>/login/", saml_views.login, name="saml-login"),
     path("<slug:slug>/acs/", saml_views.acs, name="saml-acs"),
     path("<slug:slug>/metadata/", saml_views.metadata, name="saml-metadata"),
+    path("<slug:slug>/sls/", saml_views.single_logout_return, name="saml-sls"),
 ]

@@ -72,3 +72,10 @@ def metadata(request: HttpRequest, slug: str) -> HttpResponse:
         return HttpResponse(saml.sp_metadata(idp), content_type="application/samlmetadata+xml")
     except SignInRefused as refusal:
         return HttpResponse(refusal.message, status=409, content_type="text/plain")
+
+
+@require_GET
+def single_logout_return(request: HttpRequest, slug: str) -> HttpResponse:
+    # The local session ended at /logout/ before the browser went to the IdP. Nothing here is
+    # acted on: an unauthenticated GET must not be able to end anyone's session.
+    return HttpResponseRedirect(reverse("login"))

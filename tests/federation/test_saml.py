@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import html
+import re
+
 import pytest
 
 from federation.models import AuditEvent, SignIn, User
@@ -23,3 +26,34 @@ def test_sp_initiated_sign_in_creates_the_person_and_a_session(saml_flow: SamlFl
     assert SignIn.objects.get(user=user).groups == ["aws-pb-cloud-eng", "everyone"]
     assert saml_flow.client.session["_auth_user_id"] == str(user.pk)
     assert AuditEvent.objects.filter(event_type="signin.success").count() == 1
+
+
+def test_logout_ends_the_session_and_offers_the_idps_single_logout(saml_flow: SamlFlow) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from saml2 import BINDING_HTTP_REDIRECT
+
+    assert saml_flow.sign_in().status_code == 302
+    answer = saml_flow.client.post("/logout/")
+    assert answer.status_code == 200
+    assert "_auth_user_id" not in saml_flow.client.session
+    link = re.search(r'href="(https://corp\.idp\.test/slo\?[^"]+)"', answer.content.decode())
+    assert link is not None
+    url = html.unescape(link.group(1))
+    query = parse_qs(urlsplit(url).query)
+    # pysaml2, the independent IdP, reads our LogoutRequest.
+    parsed = saml_flow.signer.server.parse_logout_request(
+        query["SAMLRequest"][0], BINDING_HTTP_REDIRECT
+    )
+    assert parsed.message.name_id.text == "00u-alice"
+    sign_in = SignIn.objects.get()
+    assert parsed.message.session_index[0].text == sign_in.auth_context["session_index"]
+    assert saml_flow.client.get("/saml/corp/sls/").status_code == 302
+
+
+def test_logout_without_single_logout_goes_back_to_sign_in(saml_flow: SamlFlow) -> None:
+    saml_flow.idp.config["slo_url"] = ""
+    saml_flow.idp.save()
+    assert saml_flow.sign_in().status_code == 302
+    answer = saml_flow.client.post("/logout/")
+    assert (answer.status_code, answer["Location"]) == (302, "/login/")
