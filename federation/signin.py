@@ -127,8 +127,10 @@ def complete_sign_in(
                 "auth_context": dict(identity.auth_context),
             },
         )
-    # login() calls cycle_key(): a session id planted before sign-in is dead afterwards.
-    login(request, user, backend=AUTH_BACKEND)
+        # login() calls cycle_key(): a session id planted before sign-in is dead afterwards.
+        # Inside the transaction, so the new session row and Django's last_login update
+        # commit with the sign-in record (one commit instead of three).
+        login(request, user, backend=AUTH_BACKEND)
     return user
 
 
