@@ -335,6 +335,14 @@ _STRUCTURE_MESSAGE = (
 
 def _library_refusal(err: Exception) -> _Refusal:
     code = getattr(err, "code", None)
+    if isinstance(err, OneLogin_Saml2_Error) and code == OneLogin_Saml2_Error.PRIVATE_KEY_NOT_FOUND:
+        # We hold no decryption key: encryption is not authentication (SECURITY.md §1).
+        return _Refusal(
+            "saml.unsupported",
+            "Encrypted assertions are not supported; the identity provider must send a signed, "
+            "unencrypted assertion.",
+            400,
+        )
     if isinstance(err, OneLogin_Saml2_ValidationError) and code in _LIBRARY_REFUSALS:
         reason, message = _LIBRARY_REFUSALS[code]
         return _Refusal(reason, message)

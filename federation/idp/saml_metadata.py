@@ -199,6 +199,7 @@ def register_saml_idp(
     manager_attribute: str = "",
     subject_attribute: str = "",
     display_name: str = "",
+    want_messages_signed: bool = False,
     actor: User | str = "cli",
     now: datetime | None = None,
 ) -> IdentityProvider:
@@ -222,6 +223,7 @@ def register_saml_idp(
                 "metadata_url": metadata_url,
                 "metadata_signing_cert": metadata_signing_cert,
                 "subject_attribute": subject_attribute,
+                "want_messages_signed": want_messages_signed,
             }
         )
         idp.full_clean(exclude=["config"])

@@ -31,13 +31,20 @@ def login(request: HttpRequest, slug: str) -> HttpResponse:
         return refusal_response(request, slug, refusal, protocol="saml")
 
 
+def _content_length(request: HttpRequest) -> int:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
+
+
 # The IdP's cross-site POST carries no CSRF token; the signed, single-use response is the proof.
 @csrf_exempt
 @require_http_methods(["POST"])
 def acs(request: HttpRequest, slug: str) -> HttpResponse:
     try:
         idp = _idp(slug)
-        if int(request.META.get("CONTENT_LENGTH") or 0) > saml.MAX_RESPONSE_CHARS + 8192:
+        if _content_length(request) > saml.MAX_RESPONSE_CHARS + 8192:
             raise SignInRefused("saml.too_large", "The sign-in response is too large.", status=413)
         try:
             posted = request.POST

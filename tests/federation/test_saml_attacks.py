@@ -573,3 +573,29 @@ def test_assertion_id_already_used_under_another_request_is_refused(saml_flow: S
         consumed_at=dt.datetime.now(dt.UTC),
     )
     assert_refused(saml_flow, saml_flow.sign_in(edit=edit), "saml.replay")
+
+
+def test_encrypted_assertion_is_refused_with_a_clear_page(saml_flow: SamlFlow) -> None:
+    def edit(root: etree._Element) -> None:
+        assertion = _assertion(root)
+        encrypted = etree.Element(f"{SAML}EncryptedAssertion")
+        data = etree.SubElement(encrypted, "{http://www.w3.org/2001/04/xmlenc#}EncryptedData")
+        etree.SubElement(data, "{http://www.w3.org/2001/04/xmlenc#}CipherData")
+        root.replace(assertion, encrypted)
+
+    answer = saml_flow.sign_in(edit=edit, sign_assertion=False, sign_response=True)
+    assert_refused(saml_flow, answer, "saml.unsupported")
+
+
+def test_assertion_only_signature_is_refused_when_the_idp_signs_whole_responses(
+    saml_flow: SamlFlow,
+) -> None:
+    saml_flow.idp.config["want_messages_signed"] = True
+    saml_flow.idp.save()
+    assert_refused(saml_flow, saml_flow.sign_in(), "saml.unsigned")
+    assert saml_flow.sign_in(sign_response=True).status_code == 302
+
+
+def test_non_numeric_content_length_is_not_a_server_error(saml_flow: SamlFlow) -> None:
+    answer = saml_flow.client.post("/saml/corp/acs/", {}, CONTENT_LENGTH="x")
+    assert 400 <= answer.status_code < 500

@@ -32,6 +32,11 @@ class Command(BaseCommand):
         )
         parser.add_argument("--display-name", default="")
         parser.add_argument(
+            "--want-messages-signed",
+            action="store_true",
+            help="also require the whole Response to be signed (not only the assertion)",
+        )
+        parser.add_argument(
             "--metadata-signing-cert",
             type=Path,
             help="PEM certificate that must have signed the metadata (refused if unsigned)",
@@ -64,6 +69,7 @@ class Command(BaseCommand):
                 manager_attribute=options["manager_attribute"],
                 subject_attribute=options["subject_attribute"],
                 display_name=options["display_name"],
+                want_messages_signed=options["want_messages_signed"],
                 actor="cli:add_saml_idp",
             )
         except MetadataRefused as refusal:
