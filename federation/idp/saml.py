@@ -178,8 +178,9 @@ def saml_settings(idp: IdentityProvider) -> OneLogin_Saml2_Settings:
 
 
 # python3-saml 1.16 re-reads and recompiles its protocol XSD (with its imports) on every
-# strict is_valid, ~1.5 ms. Same contract, compiled once per process.
-_schemas: dict[str, etree.XMLSchema] = {}
+# strict is_valid, ~1.5 ms. Same contract, compiled once per thread (lxml validators are not
+# shared between threads).
+_schemas = threading.local()
 _stock_validate_xml = OneLogin_Saml2_XML.validate_xml
 
 
@@ -188,12 +189,13 @@ def _validate_xml_cached(xml: Any, schema: str, debug: bool = False) -> Any:
         xml = OneLogin_Saml2_XML.to_etree(xml)
     except Exception:
         return "unloaded_xml"
-    compiled = _schemas.get(schema)
+    compiled_by_name: dict[str, etree.XMLSchema] = _schemas.__dict__.setdefault("by_name", {})
+    compiled = compiled_by_name.get(schema)
     if compiled is None:
         schema_file = Path(onelogin.saml2.__file__).parent / "schemas" / schema
         with open(schema_file, "rb") as f_schema:
             compiled = etree.XMLSchema(etree.parse(f_schema))
-        _schemas[schema] = compiled
+        compiled_by_name[schema] = compiled
     if not compiled.validate(xml):
         return "invalid_xml"
     return xml
