@@ -348,7 +348,12 @@ def _library_refusal(err: Exception) -> _Refusal:
     if isinstance(err, OneLogin_Saml2_ValidationError) and code in _LIBRARY_REFUSALS:
         reason, message = _LIBRARY_REFUSALS[code]
         return _Refusal(reason, message)
-    return _Refusal("saml.structure", _STRUCTURE_MESSAGE, detail={"check": type(err).__name__})
+    # The library's error code (not its message, which may quote document content).
+    return _Refusal(
+        "saml.structure",
+        _STRUCTURE_MESSAGE,
+        detail={"check": type(err).__name__, "library_code": code},
+    )
 
 
 def _decode(saml_response: str) -> bytes:
