@@ -169,7 +169,15 @@ def saml_settings(idp: IdentityProvider) -> OneLogin_Saml2_Settings:
     key = (idp.pk, hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest())
     cached = _settings_cache.get(key)
     if cached is None:
-        cached = OneLogin_Saml2_Settings(raw, sp_validation_only=False)
+        try:
+            cached = OneLogin_Saml2_Settings(raw, sp_validation_only=False)
+        except OneLogin_Saml2_Error:
+            raise SignInRefused(
+                "saml.idp_not_configured",
+                "This identity provider's settings are not valid; an administrator must "
+                "register it again.",
+                status=400,
+            ) from None
         with _settings_lock:
             if len(_settings_cache) > 256:
                 _settings_cache.clear()
@@ -642,7 +650,7 @@ def logout_url(user: User) -> str:
     if idp is None or idp.protocol != IdentityProvider.Protocol.SAML:
         return ""
     cfg = SamlIdpConfig.of(idp)
-    if not cfg.slo_url or not cfg.signing_certs:
+    if not (cfg.slo_url and cfg.sso_url and cfg.signing_certs):
         return ""
     last = user.sign_ins.filter(idp=idp).order_by("-at").first()
     context = dict(last.auth_context) if last is not None else {}

@@ -217,3 +217,12 @@ def test_sp_metadata_command_and_endpoint_name_the_acs_url(saml_flow: SamlFlow) 
 
 def test_login_for_an_unknown_idp_is_404(client: Client) -> None:
     assert client.get("/saml/nope/login/").status_code == 404
+
+
+def test_a_half_configured_idp_gets_a_refusal_page_not_a_server_error(client: Client) -> None:
+    IdentityProvider.objects.create(
+        slug="half", protocol="saml", entity_id="https://half.test/", config={"sso_url": "x"}
+    )
+    answer = client.get("/saml/half/login/")
+    assert answer.status_code == 400
+    assert "no signing certificate" in answer.content.decode()
