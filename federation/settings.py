@@ -127,6 +127,16 @@ CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+# SAML: IdP metadata from a URL is re-read (certificate rollover); expired replay records go.
+CELERY_BEAT_SCHEDULE["refresh-saml-metadata"] = {
+    "task": "federation.refresh_saml_metadata",
+    "schedule": float(os.environ.get("SAML_METADATA_REFRESH_SECONDS", str(6 * 3600))),
+}
+CELERY_BEAT_SCHEDULE["purge-saml-replay-cache"] = {
+    "task": "federation.purge_saml_replay_cache",
+    "schedule": 3600.0,
+}
 
 # --- AWS: boto3's standard chain and AWS_ENDPOINT_URL_* are read by boto3 itself.
 STS_REGIONS = _env_list("STS_REGIONS", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
