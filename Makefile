@@ -22,6 +22,7 @@ venv: $(UV)
 demo: venv
 	DEMO_MODE=1 DEBUG=1 $(PY) manage.py migrate --verbosity 0
 	DEMO_MODE=1 DEBUG=1 $(PY) manage.py seed_demo
+	DEMO_MODE=1 DEBUG=1 BASE_URL=http://127.0.0.1:$(DEMO_PORT) $(PY) manage.py demo_idp
 	DEMO_MODE=1 DEBUG=1 BASE_URL=http://127.0.0.1:$(DEMO_PORT) $(PY) manage.py run_demo 127.0.0.1:$(DEMO_PORT)
 
 services:
@@ -35,6 +36,8 @@ typecheck: venv
 	DEBUG=1 $(VENV)/bin/mypy
 
 pytest: venv services
+	@scripts/ensure-system-packages
+	$(PY) scripts/check-libxml2
 	npm ci --no-audit --no-fund --prefix tests/oidc_provider
 	DATABASE_URL=$(TEST_DATABASE_URL) DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
 	DATABASE_URL=$(TEST_DATABASE_URL) BASE_URL=https://fed.example.com \
@@ -45,9 +48,11 @@ pytest: venv services
 test: lint typecheck pytest
 
 bench: venv services
+	@scripts/ensure-system-packages
 	DATABASE_URL=$(TEST_DATABASE_URL) DEBUG=1 $(PY) bench/entitlements.py
 	DATABASE_URL=$(TEST_DATABASE_URL) DEBUG=1 $(PY) bench/mapping_import.py
 	DATABASE_URL=$(TEST_DATABASE_URL) DEBUG=1 $(PY) bench/issuance.py
+	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) bench/saml_acs.py
 	DATABASE_URL=$(TEST_DATABASE_URL) DEBUG=1 $(PY) bench/approvals.py
 
 clean:

@@ -478,3 +478,49 @@ class MappingDraft(models.Model):
 
     def __str__(self) -> str:
         return f"draft #{self.pk} ({self.state})"
+
+
+class SamlAuthnRequest(models.Model):
+    """An AuthnRequest this service sent, so its response can be matched (SECURITY.md §1).
+
+    Keyed by an opaque ``relay_state`` because the session cookie (SameSite=Lax) does not come
+    back with the IdP's cross-site POST. Single use (``consumed_at``) and short-lived.
+    """
+
+    relay_state = models.CharField(max_length=64, unique=True)
+    request_id = models.CharField(max_length=128, unique=True)
+    idp = models.ForeignKey(
+        IdentityProvider, on_delete=models.CASCADE, related_name="saml_requests"
+    )
+    next_path = models.CharField(max_length=2000, default="/")
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    consumed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["expires_at"])]
+
+    def __str__(self) -> str:
+        return f"AuthnRequest {self.request_id} to {self.idp_id}"
+
+
+class SamlConsumedAssertion(models.Model):
+    """An accepted assertion id, kept until it expires so a replay fails on any instance."""
+
+    idp = models.ForeignKey(
+        IdentityProvider, on_delete=models.CASCADE, related_name="saml_consumed"
+    )
+    assertion_id = models.CharField(max_length=256)
+    not_on_or_after = models.DateTimeField()
+    consumed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["idp", "assertion_id"], name="saml_assertion_used_once"
+            ),
+        ]
+        indexes = [models.Index(fields=["not_on_or_after"])]
+
+    def __str__(self) -> str:
+        return f"assertion {self.assertion_id} from {self.idp_id}"

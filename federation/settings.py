@@ -129,21 +129,28 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+# SAML: IdP metadata from a URL is re-read (certificate rollover); expired replay records go.
+CELERY_BEAT_SCHEDULE["refresh-saml-metadata"] = {
+    "task": "federation.refresh_saml_metadata",
+    "schedule": float(os.environ.get("SAML_METADATA_REFRESH_SECONDS", str(6 * 3600))),
+}
+CELERY_BEAT_SCHEDULE["purge-saml-replay-cache"] = {
+    "task": "federation.purge_saml_replay_cache",
+    "schedule": 3600.0,
+}
 # Time-bound access (issue #6): expire on time, and keep retrying owed IAM deny policies.
-_EXPIRY_INTERVAL = float(os.environ.get("ACCESS_EXPIRY_INTERVAL_SECONDS", "60"))
-CELERY_BEAT_SCHEDULE = {
-    "expire-due-requests-and-grants": {
-        "task": "access_requests.tasks.expire_due",
-        "schedule": _EXPIRY_INTERVAL,
-    },
-    "retry-owed-revocation-policies": {
-        "task": "access_requests.tasks.retry_owed_revocations",
-        "schedule": 60.0,
-    },
-    "collect-expired-revocation-statements": {
-        "task": "access_requests.tasks.collect_revocation_policies",
-        "schedule": 3600.0,
-    },
+CELERY_BEAT_SCHEDULE["expire-due-requests-and-grants"] = {
+    "task": "access_requests.tasks.expire_due",
+    "schedule": float(os.environ.get("ACCESS_EXPIRY_INTERVAL_SECONDS", "60")),
+}
+CELERY_BEAT_SCHEDULE["retry-owed-revocation-policies"] = {
+    "task": "access_requests.tasks.retry_owed_revocations",
+    "schedule": 60.0,
+}
+CELERY_BEAT_SCHEDULE["collect-expired-revocation-statements"] = {
+    "task": "access_requests.tasks.collect_revocation_policies",
+    "schedule": 3600.0,
 }
 
 # --- Access requests (SPEC §4 Requests).

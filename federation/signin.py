@@ -8,7 +8,7 @@ and hand back a ``VerifiedIdentity`` or raise ``SignInRefused``; the views then 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -63,17 +63,25 @@ def _username_for(idp: IdentityProvider, subject: str) -> str:
 
 
 def complete_sign_in(
-    request: HttpRequest, identity: VerifiedIdentity, *, now: datetime | None = None
+    request: HttpRequest,
+    identity: VerifiedIdentity,
+    *,
+    now: datetime | None = None,
+    consume: Callable[[], None] | None = None,
 ) -> User:
     """Find or create the person keyed on (IdP, subject), store this sign-in and its groups,
     audit it, and start a fresh session (the session id is rotated).
 
-    An email change updates the same person; a recycled email on a new subject is a new person
-    who inherits nothing.
+    ``consume`` (optional) runs first inside the same transaction: a protocol's single-use
+    bookkeeping (SAML request and assertion ids, OIDC state). If it raises ``SignInRefused``
+    nothing is written. An email change updates the same person; a recycled email on a new
+    subject is a new person who inherits nothing.
     """
     now = now or timezone.now()
     groups = sorted(set(identity.groups))
     with transaction.atomic(durable=True):
+        if consume is not None:
+            consume()
         user = (
             User.objects.select_for_update()
             .filter(idp=identity.idp, subject=identity.subject)
@@ -119,8 +127,10 @@ def complete_sign_in(
                 "auth_context": dict(identity.auth_context),
             },
         )
-    # login() calls cycle_key(): a session id planted before sign-in is dead afterwards.
-    login(request, user, backend=AUTH_BACKEND)
+        # login() calls cycle_key(): a session id planted before sign-in is dead afterwards.
+        # Inside the transaction, so the new session row and Django's last_login update
+        # commit with the sign-in record (one commit instead of three).
+        login(request, user, backend=AUTH_BACKEND)
     return user
 
 

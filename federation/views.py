@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from .entitlements import resolve_entitlements
+from .idp.saml import logout_url as saml_logout_url
 from .models import IdentityProvider, User
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,13 @@ def login_chooser(request: HttpRequest) -> HttpResponse:
 def logout_view(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return render(request, "federation/logout.html")
+    user = request.user
+    # SAML single logout, where the IdP offers it: a link, not a redirect, because the CSP's
+    # form-action 'self' would block a form POST that redirects to the IdP.
+    idp_logout_url = saml_logout_url(user) if isinstance(user, User) else ""
     logout(request)  # flushes the session
+    if idp_logout_url:
+        return render(request, "federation/saml_logged_out.html", {"url": idp_logout_url})
     return redirect("login")
 
 

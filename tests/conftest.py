@@ -29,4 +29,4 @@ def _fresh_entitlement_memo() -> Iterator[None]:
     audit.forget_verification()
 
 
-pytest_plugins = ["tests.aws", "tests.oidc_fixture", "tests.issuance"]
+pytest_plugins = ["tests.aws", "tests.oidc_fixture", "tests.issuance", "tests.saml_idp"]

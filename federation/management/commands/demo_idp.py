@@ -1,0 +1,26 @@
+"""`manage.py demo_idp`: point the ``demo`` IdP at the development IdP (demo mode only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from federation.idp.dev_idp import configure_demo_idp, key_dir
+
+
+class Command(BaseCommand):
+    help = (
+        "Demo mode only: generate the development IdP's key under var/demo-idp/ (once) and "
+        "store its certificate and sign-in URL on the 'demo' identity provider."
+    )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.DEMO_MODE:
+            raise CommandError("the development IdP exists only in demo mode: set DEMO_MODE=1")
+        idp = configure_demo_idp()
+        self.stdout.write(
+            f"demo IdP ready: sign in at {settings.BASE_URL}/saml/{idp.slug}/login/ "
+            f"(key in {key_dir()})"
+        )

@@ -1,0 +1,18 @@
+"""Celery tasks of the federation app: thin wrappers that call services."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from .idp import saml, saml_metadata
+
+
+@shared_task(name="federation.refresh_saml_metadata")  # type: ignore[untyped-decorator]
+def refresh_saml_metadata() -> int:
+    """Refresh every SAML IdP registered from a metadata URL (keeps the last good on failure)."""
+    return saml_metadata.refresh_all_metadata()
+
+
+@shared_task(name="federation.purge_saml_replay_cache")  # type: ignore[untyped-decorator]
+def purge_saml_replay_cache() -> int:
+    return saml.purge_expired()
