@@ -39,6 +39,7 @@ pytest: venv services
 	@scripts/ensure-system-packages
 	$(PY) scripts/check-libxml2
 	npm ci --no-audit --no-fund --prefix tests/oidc_provider
+	npm ci --no-audit --no-fund --prefix tests/browser
 	DATABASE_URL=$(TEST_DATABASE_URL) DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
 	DATABASE_URL=$(TEST_DATABASE_URL) BASE_URL=https://fed.example.com \
 	  SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(64))') \
