@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import kombu.pools
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -149,9 +150,9 @@ def _use_broker(**conf: Any) -> None:
     the configuration on first use (an eager test may have built them for the default broker),
     so they are dropped and rebuilt lazily from the new one."""
     celery_app.conf.update(**conf)
-    pool = celery_app._pool
-    if pool is not None:
-        pool.force_close_all()
+    # kombu keeps process-wide pools per broker URL; close and forget them all, so nothing
+    # (eager apply_async acquires a producer too) is handed a pool closed here.
+    kombu.pools.reset()
     celery_app._pool = None
     celery_app.amqp._producer_pool = None
 
