@@ -55,6 +55,12 @@ class AccessRequest(models.Model):
             models.CheckConstraint(
                 condition=Q(decide_by__gt=F("created_at")), name="access_request_deadline_after"
             ),
+            # A second click on "request" must not queue a duplicate for the approvers.
+            models.UniqueConstraint(
+                fields=["requester", "account", "role"],
+                condition=Q(state="pending"),
+                name="one_pending_request_per_target",
+            ),
         ]
         indexes = [
             models.Index(fields=["state", "decide_by"]),
@@ -63,6 +69,10 @@ class AccessRequest(models.Model):
 
     def __str__(self) -> str:
         return f"request #{self.pk} ({self.state})"
+
+    @property
+    def duration_minutes(self) -> int:
+        return int(self.duration.total_seconds() // 60)
 
 
 class Approval(models.Model):
@@ -114,6 +124,13 @@ class Grant(models.Model):
         on_delete=models.PROTECT,
         related_name="+",
     )
+    # Snapshots taken at approval, so a revocation denies exactly what the grant allowed even if
+    # the mapping or the user's email changes afterwards (SECURITY.md §4).
+    role_arn = models.CharField(max_length=2048, blank=True)
+    source_identity = models.CharField(max_length=64, blank=True)
+    # When IAM accepted the deny policy for a revoked grant; NULL on a revoked grant means the
+    # policy is still owed, and the retry sweep keeps trying until it is set.
+    revocation_applied_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-starts_at"]
@@ -129,7 +146,19 @@ class Grant(models.Model):
                 name="grant_revoked_has_time",
             ),
         ]
-        indexes = [models.Index(fields=["user", "state", "ends_at"])]
+        indexes = [
+            models.Index(fields=["user", "state", "ends_at"]),
+            models.Index(
+                fields=["state", "ends_at"],
+                condition=Q(state="active"),
+                name="grant_active_ends_at_idx",
+            ),
+            models.Index(
+                fields=["revoked_at"],
+                condition=Q(state="revoked", revocation_applied_at__isnull=True),
+                name="grant_revocation_owed_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"grant #{self.pk} ({self.state})"

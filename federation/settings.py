@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -127,6 +128,7 @@ CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TIMEZONE = "UTC"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
 # SAML: IdP metadata from a URL is re-read (certificate rollover); expired replay records go.
 CELERY_BEAT_SCHEDULE["refresh-saml-metadata"] = {
@@ -137,9 +139,51 @@ CELERY_BEAT_SCHEDULE["purge-saml-replay-cache"] = {
     "task": "federation.purge_saml_replay_cache",
     "schedule": 3600.0,
 }
+# Time-bound access (issue #6): expire on time, and keep retrying owed IAM deny policies.
+CELERY_BEAT_SCHEDULE["expire-due-requests-and-grants"] = {
+    "task": "access_requests.tasks.expire_due",
+    "schedule": float(os.environ.get("ACCESS_EXPIRY_INTERVAL_SECONDS", "60")),
+}
+CELERY_BEAT_SCHEDULE["retry-owed-revocation-policies"] = {
+    "task": "access_requests.tasks.retry_owed_revocations",
+    "schedule": 60.0,
+}
+CELERY_BEAT_SCHEDULE["collect-expired-revocation-statements"] = {
+    "task": "access_requests.tasks.collect_revocation_policies",
+    "schedule": 3600.0,
+}
+
+# --- Access requests (SPEC §4 Requests).
+ACCESS_REQUEST_DECIDE_WITHIN = timedelta(
+    minutes=int(os.environ.get("ACCESS_REQUEST_DECIDE_WITHIN_MINUTES", str(24 * 60)))
+)
+NOTIFICATION_MAX_RETRIES = int(os.environ.get("NOTIFICATION_MAX_RETRIES", "8"))
+REVOCATION_MAX_RETRIES = int(os.environ.get("REVOCATION_MAX_RETRIES", "10"))
+# Slack-compatible incoming webhook; unset means no webhook notifications.
+SLACK_WEBHOOK_URL = os.environ.get("SLACK_WEBHOOK_URL", "")
+WEBHOOK_TIMEOUT = float(os.environ.get("WEBHOOK_TIMEOUT_SECONDS", "10"))
+
+# --- Email (Django's SMTP backend). Without EMAIL_HOST, DEBUG/demo print mail to the console.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = _env_bool("EMAIL_USE_TLS")
+EMAIL_USE_SSL = _env_bool("EMAIL_USE_SSL")
+EMAIL_TIMEOUT = int(os.environ.get("EMAIL_TIMEOUT_SECONDS", "10"))
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "aws-access@localhost")
+EMAIL_BACKEND = (
+    "django.core.mail.backends.console.EmailBackend"
+    if not EMAIL_HOST and (DEBUG or DEMO_MODE)
+    else "django.core.mail.backends.smtp.EmailBackend"
+)
+EMAIL_HOST = EMAIL_HOST or "localhost"
 
 # --- AWS: boto3's standard chain and AWS_ENDPOINT_URL_* are read by boto3 itself.
 STS_REGIONS = _env_list("STS_REGIONS", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+# Revocation (federation/iam.py): a role in each target account the broker assumes to edit IAM;
+# unset means the broker's own credentials act on the roles directly.
+IAM_MANAGEMENT_ROLE_NAME = os.environ.get("IAM_MANAGEMENT_ROLE_NAME", "")
 # Explicit STS endpoints, tried in this order instead of one per STS_REGIONS entry (private
 # endpoints, tests): comma-separated `URL` or `region=URL` items (docs/issuance.md).
 STS_ENDPOINTS = _env_list("STS_ENDPOINTS")

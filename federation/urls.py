@@ -36,6 +36,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("audit/export.jsonl", audit_views.audit_export, name="audit-export"),
     path("oidc/", include("federation.idp.oidc_urls")),
     path("", include("federation.issuance_urls")),
+    path("", include("access_requests.urls")),
 ]
 urlpatterns += [path("saml/", include("federation.idp.saml_urls"))]
 # The development IdP signs responses for anyone who asks: it exists only in demo mode.

@@ -117,6 +117,8 @@ class Command(BaseCommand):
         os.environ.pop("AWS_PROFILE", None)
         os.environ.setdefault("AWS_DEFAULT_REGION", settings.STS_REGIONS[0])
         settings.STS_ENDPOINTS = []
+        # Revocation edits roles in each account's own IAM, as the roles were created above.
+        settings.IAM_MANAGEMENT_ROLE_NAME = settings.IAM_MANAGEMENT_ROLE_NAME or "demo-bootstrap"
         sts.reset_clients()
         try:
             roles = create_demo_roles()

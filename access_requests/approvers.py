@@ -1,0 +1,80 @@
+"""Who may decide, revoke or be told about a request (SPEC §4, SECURITY.md §5).
+
+Approvers are people whose *current* directory groups meet the approver groups that apply; the
+requester never counts, compared by IdP identity. Services re-check these under their locks.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import QuerySet
+
+from federation.issuance import session_name_for
+from federation.models import User
+
+from .models import AccessRequest
+
+
+def same_person(a: User, b: User) -> bool:
+    """Identity is the IdP's immutable subject, never the email (SECURITY.md §5)."""
+    if a.pk == b.pk:
+        return True
+    return bool(a.idp_id and a.subject) and (a.idp_id, a.subject) == (b.idp_id, b.subject)
+
+
+def approver_groups_for(access_request: AccessRequest) -> frozenset[str]:
+    """The business unit's approver groups, the account's extra ones and, where the eligible
+    mapping row names its own, that row's."""
+    account = access_request.account
+    groups = set(account.business_unit.approver_groups) | set(account.approver_groups)
+    if access_request.mapping is not None:
+        groups |= set(access_request.mapping.approver_groups)
+    return frozenset(str(g) for g in groups)
+
+
+def current_groups(user: User) -> set[str]:
+    # Read from the database, not from the caller's (possibly long-lived) object: a sign-in in
+    # between may have removed a group.
+    groups = User.objects.filter(pk=user.pk).values_list("directory_groups", flat=True).first()
+    return {str(g) for g in groups or ()}
+
+
+def is_approver(user: User, access_request: AccessRequest) -> bool:
+    """Whether ``user`` may decide this request now (by current groups, never their own)."""
+    if same_person(user, access_request.requester):
+        return False
+    return bool(set(user.directory_groups) & approver_groups_for(access_request))
+
+
+def list_approvers(access_request: AccessRequest) -> list[User]:
+    """Active users who may decide this request now (the requester excluded)."""
+    groups = approver_groups_for(access_request)
+    if not groups:
+        return []
+    users: QuerySet[User] = User.objects.filter(is_active=True)
+    if connection.vendor == "postgresql":
+        # jsonb ?| on the array of groups; SQLite (demo) filters in Python below.
+        users = users.filter(directory_groups__has_any_keys=sorted(groups))
+    return [
+        u
+        for u in users.order_by("pk")
+        if set(u.directory_groups) & groups and not same_person(u, access_request.requester)
+    ]
+
+
+def list_admins() -> list[User]:
+    """Active members of ADMIN_GROUPS (told when a request has too few possible approvers)."""
+    groups = set(settings.ADMIN_GROUPS)
+    if not groups:
+        return []
+    users: QuerySet[User] = User.objects.filter(is_active=True)
+    if connection.vendor == "postgresql":
+        users = users.filter(directory_groups__has_any_keys=sorted(groups))
+    return [u for u in users.order_by("pk") if set(u.directory_groups) & groups]
+
+
+def source_identity_for(user: User) -> str:
+    """The SourceIdentity issuance stamps on this user's sessions, so a revocation denies exactly
+    that value. Raises ``IdentityNotExpressible`` when no session could carry one."""
+    return session_name_for(user.email)

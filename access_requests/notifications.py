@@ -1,0 +1,119 @@
+"""What approvers and requesters are told, by email and by a Slack-compatible webhook.
+
+Called only from tasks (``access_requests.tasks``), after the change they describe has
+committed. Both functions raise on delivery failure so Celery retries them; nothing here
+changes state. Messages carry no secrets: people follow the link and sign in to act.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import requests
+from django.conf import settings
+from django.core.mail import EmailMessage, get_connection
+
+from .approvers import list_admins, list_approvers
+from .models import AccessRequest
+
+# event -> (who hears about it, subject line)
+_SUBJECTS = {
+    "submitted": "Access request #{pk}: {requester} asks for {role} in {account}",
+    "approval_recorded": "Access request #{pk}: one approval recorded, more needed",
+    "approved": "Access request #{pk} approved: {role} in {account}",
+    "denied": "Access request #{pk} denied: {role} in {account}",
+    "expired": "Access request #{pk} expired undecided: {role} in {account}",
+}
+_PAST = {"approve": "approved", "deny": "denied"}
+
+
+@dataclass(frozen=True)
+class Notice:
+    recipients: tuple[str, ...]
+    subject: str
+    body: str
+
+
+def build_notice(access_request: AccessRequest, event: str) -> Notice:
+    if event not in _SUBJECTS:
+        raise ValueError(f"unknown notification event {event!r}")
+    requester = access_request.requester
+    account = access_request.account
+    fields = {
+        "pk": access_request.pk,
+        "requester": requester.label,
+        "role": access_request.role.name,
+        "account": f"{account.alias} ({account.account_id})",
+    }
+    subject = _SUBJECTS[event].format(**fields)
+    minutes = int(access_request.duration.total_seconds() // 60)
+    lines = [
+        f"Requester: {requester.label}",
+        f"Account: {fields['account']}, environment {account.environment}",
+        f"Role: {access_request.role.name}",
+        f"Duration: {minutes} minutes",
+        f"Justification: {access_request.justification}",
+    ]
+    if access_request.ticket:
+        lines.append(f"Ticket: {access_request.ticket}")
+    if event == "submitted":
+        people = list_approvers(access_request)
+        lines += ["", f"Decide at {settings.BASE_URL}/approvals/"]
+        if access_request.unapprovable:
+            # Never stuck silently: the admins hear about it and can fix the approver groups.
+            people += list_admins()
+            lines.append(
+                "Warning: fewer people than required can approve this request; "
+                "admins, check the approver groups of this account and business unit."
+            )
+        recipients = tuple(sorted({u.email for u in people if u.email and u.pk != requester.pk}))
+    else:
+        recipients = (requester.email,) if requester.email else ()
+        comments = [
+            f"{a.approver.label} {_PAST[a.decision]}" + (f": {a.comment}" if a.comment else "")
+            for a in access_request.approvals.select_related("approver")
+        ]
+        lines += ["", f"State: {access_request.state}", *comments]
+        lines.append(f"See {settings.BASE_URL}/requests/")
+    return Notice(recipients, subject, "\n".join(lines) + "\n")
+
+
+def _load(request_id: int) -> AccessRequest | None:
+    return (
+        AccessRequest.objects.select_related(
+            "requester", "account__business_unit", "role", "mapping"
+        )
+        .filter(pk=request_id)
+        .first()
+    )
+
+
+def send_request_email(request_id: int, event: str) -> int:
+    """Mail the people concerned; returns how many messages went out (0 if nobody to tell)."""
+    access_request = _load(request_id)
+    if access_request is None:  # requests are never deleted in service; only a test reset does
+        return 0
+    notice = build_notice(access_request, event)
+    if not notice.recipients:
+        return 0
+    # One message per recipient: approvers do not learn each other's addresses.
+    messages = [
+        EmailMessage(notice.subject, notice.body, settings.DEFAULT_FROM_EMAIL, [to])
+        for to in notice.recipients
+    ]
+    with get_connection(fail_silently=False) as mail:
+        return int(mail.send_messages(messages) or 0)
+
+
+def post_request_webhook(request_id: int, event: str) -> bool:
+    """Post a Slack-compatible ``{"text": ...}`` message; False when no webhook is configured."""
+    url = settings.SLACK_WEBHOOK_URL
+    access_request = _load(request_id)
+    if not url or access_request is None:
+        return False
+    notice = build_notice(access_request, event)
+    response = requests.post(
+        url, json={"text": f"{notice.subject}\n{notice.body}"}, timeout=settings.WEBHOOK_TIMEOUT
+    )
+    response.raise_for_status()
+    return True

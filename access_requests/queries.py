@@ -1,0 +1,97 @@
+"""Read-only queries behind the request and approval pages and the sweeps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from django.db.models import Q, QuerySet
+
+from federation.entitlements import Entitlement, resolve_entitlements
+from federation.models import Access, User
+from federation.permissions import is_admin
+
+from .approvers import approver_groups_for, is_approver
+from .models import AccessRequest, Approval, Grant
+
+State = AccessRequest.State
+
+
+def list_requestable(user: User, *, now: datetime) -> list[Entitlement]:
+    """The (account, role) pairs ``user`` may request now: eligible, not standing, not granted."""
+    entitlements = resolve_entitlements(user.directory_groups, now=now, user_id=user.pk)
+    return [e for e in entitlements if e.access == Access.ELIGIBLE]
+
+
+def list_my_requests(user: User) -> QuerySet[AccessRequest]:
+    return (
+        AccessRequest.objects.filter(requester=user)
+        .select_related("account", "role", "grant")
+        .order_by("-created_at")
+    )
+
+
+def _pending_with_relations() -> QuerySet[AccessRequest]:
+    return AccessRequest.objects.filter(state=State.PENDING).select_related(
+        "requester", "account__business_unit", "role", "mapping"
+    )
+
+
+def list_decidable(user: User, *, now: datetime) -> list[AccessRequest]:
+    """Pending, undecided-in-time requests ``user`` may decide and has not voted on yet."""
+    voted = set(
+        Approval.objects.filter(approver=user, request__state=State.PENDING).values_list(
+            "request_id", flat=True
+        )
+    )
+    return [
+        r
+        for r in _pending_with_relations().filter(decide_by__gt=now).order_by("created_at")
+        if r.pk not in voted and is_approver(user, r)
+    ]
+
+
+def list_unapprovable(user: User) -> list[AccessRequest]:
+    """For admins only: pending requests flagged as having too few possible approvers."""
+    if not is_admin(user):
+        return []
+    return list(_pending_with_relations().filter(unapprovable=True).order_by("created_at"))
+
+
+def list_revocable(user: User, *, now: datetime) -> list[Grant]:
+    """Active grants ``user`` may revoke: all of them for admins, else those they could approve."""
+    grants = (
+        Grant.objects.filter(state=Grant.State.ACTIVE, ends_at__gt=now)
+        .select_related(
+            "user", "account", "role", "request__account__business_unit", "request__mapping"
+        )
+        .order_by("ends_at")
+    )
+    if is_admin(user):
+        return list(grants)
+    return [g for g in grants if set(user.directory_groups) & approver_groups_for(g.request)]
+
+
+def history_for(access_request: AccessRequest, *, limit: int = 5) -> Sequence[AccessRequest]:
+    """The requester's earlier requests, for the approver's context."""
+    return list(
+        AccessRequest.objects.filter(requester_id=access_request.requester_id)
+        .exclude(pk=access_request.pk)
+        .filter(~Q(state=State.PENDING))
+        .select_related("account", "role")
+        .order_by("-created_at")[:limit]
+    )
+
+
+def list_owed_revocations(*, now: datetime, older_than: timedelta) -> list[int]:
+    """Revoked grants whose deny policy IAM has not confirmed, revoked before ``now - older_than``
+    (younger ones still have their first task in flight)."""
+    return list(
+        Grant.objects.filter(
+            state=Grant.State.REVOKED,
+            revocation_applied_at__isnull=True,
+            revoked_at__lte=now - older_than,
+        )
+        .order_by("revoked_at")
+        .values_list("pk", flat=True)[:500]
+    )

@@ -1,0 +1,79 @@
+"""Why an action on a request or grant was refused: one exception per refusal (STYLE: named for
+the refusal). Services raise them after auditing; views show ``str(refusal)`` to the person."""
+
+from __future__ import annotations
+
+
+class RequestRefused(Exception):
+    """A refused action. ``code`` is stable (audit, API); the message is for the person."""
+
+    code = "refused"
+    status = 400
+
+
+class JustificationRequired(RequestRefused):
+    code = "justification_required"
+
+
+class NotEligible(RequestRefused):
+    code = "not_eligible"
+    status = 403
+
+
+class AlreadyGranted(RequestRefused):
+    code = "already_granted"
+    status = 409
+
+
+class DurationOutOfBounds(RequestRefused):
+    code = "duration_out_of_bounds"
+
+
+class DuplicateRequest(RequestRefused):
+    code = "duplicate_request"
+    status = 409
+
+
+class RequestNotPending(RequestRefused):
+    code = "request_not_pending"
+    status = 409
+
+
+class SelfApprovalRefused(RequestRefused):
+    code = "self_approval"
+    status = 403
+
+
+class NotAnApprover(RequestRefused):
+    code = "not_an_approver"
+    status = 403
+
+
+class AlreadyDecided(RequestRefused):
+    code = "already_decided"
+    status = 409
+
+
+class RequesterNotEligible(RequestRefused):
+    code = "requester_not_eligible"
+    status = 409
+
+
+class NotTheRequester(RequestRefused):
+    code = "not_the_requester"
+    status = 403
+
+
+class GrantNotActive(RequestRefused):
+    code = "grant_not_active"
+    status = 409
+
+
+class NotAllowedToRevoke(RequestRefused):
+    code = "not_allowed_to_revoke"
+    status = 403
+
+
+class RevocationPolicyFailed(Exception):
+    """The IAM deny policy for a revoked grant could not be put; the grant stays revoked and the
+    policy stays owed (``Grant.revocation_applied_at`` is NULL) until a retry succeeds."""

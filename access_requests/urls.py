@@ -1,0 +1,13 @@
+"""Routes of the request workflow (SPEC §3.4), included from federation/urls.py."""
+
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("requests/", views.my_requests, name="requests"),
+    path("requests/<int:request_id>/cancel/", views.cancel, name="request-cancel"),
+    path("approvals/", views.approvals, name="approvals"),
+    path("approvals/<int:request_id>/decide/", views.decide, name="request-decide"),
+    path("approvals/grants/<int:grant_id>/revoke/", views.revoke, name="grant-revoke"),
+]

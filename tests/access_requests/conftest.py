@@ -1,0 +1,72 @@
+"""A small world for the request workflow: one business unit with a dev and a prod account, an
+eligible privileged role and a standing one, a requester, two approvers and an outsider."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from federation.models import Access, Account, GroupMapping, LogicalRole, User
+from tests.access_requests.live import celery_worker, mail_sink, webhook_sink
+from tests.factories import (
+    AccountFactory,
+    BusinessUnitFactory,
+    GroupMappingFactory,
+    LogicalRoleFactory,
+    UserFactory,
+)
+
+__all__ = ["celery_worker", "mail_sink", "webhook_sink"]  # fixtures for the task tests
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class World:
+    dev: Account
+    prod: Account
+    admin_role: LogicalRole
+    standing_role: LogicalRole
+    eligible: GroupMapping
+    requester: User
+    approver: User
+    second_approver: User
+    outsider: User
+
+
+def build_world() -> World:
+    pb = BusinessUnitFactory(slug="pb", approver_groups=["aws-pb-managers"])
+    dev = AccountFactory(alias="pb-dev", account_id="111111111111", business_unit=pb)
+    prod = AccountFactory(
+        alias="pb-prod", account_id="222222222222", business_unit=pb, environment="prod"
+    )
+    admin_role = LogicalRoleFactory(name="admin", privileged=True)
+    standing_role = LogicalRoleFactory(name="cloud-eng")
+    eligible = GroupMappingFactory(
+        group="aws-pb-admin",
+        role=admin_role,
+        business_unit=pb,
+        access=Access.ELIGIBLE,
+        max_grant=timedelta(hours=4),
+    )
+    GroupMappingFactory(group="aws-pb-cloud-eng", role=standing_role, business_unit=pb)
+    return World(
+        dev=dev,
+        prod=prod,
+        admin_role=admin_role,
+        standing_role=standing_role,
+        eligible=eligible,
+        requester=UserFactory(
+            username="rita", directory_groups=["aws-pb-admin", "aws-pb-cloud-eng"]
+        ),
+        approver=UserFactory(username="anna", directory_groups=["aws-pb-managers"]),
+        second_approver=UserFactory(username="bob", directory_groups=["aws-pb-managers"]),
+        outsider=UserFactory(username="olga", directory_groups=["aws-dw-managers"]),
+    )
+
+
+@pytest.fixture
+def world(db: None) -> World:
+    return build_world()

@@ -1,0 +1,240 @@
+"""Real services for task tests: a local SMTP server (aiosmtpd), a local webhook receiver, and a
+Celery worker subprocess (with beat) on the Redis broker, all on loopback.
+
+The worker reads the *test* database (pytest-django's ``test_<name>``), so tests using it must be
+``transaction=True``: it only sees committed rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import kombu.pools
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from django.db import connection
+
+from federation.celery import app as celery_app
+from tests.aws import MotoServer, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+BROKER_URL = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/7")
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float = 30, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+
+
+@dataclass
+class MailSink:
+    """Collects delivered messages; ``fail_next`` makes the next N deliveries get a 451."""
+
+    port: int = 0
+    messages: list[Message] = field(default_factory=list)
+    fail_next: int = 0
+    refused: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        with self.lock:
+            if self.fail_next > 0:
+                self.fail_next -= 1
+                self.refused += 1
+                return "451 4.3.0 try again later"
+            assert isinstance(envelope.content, bytes)
+            self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+    def to(self, address: str) -> list[Message]:
+        with self.lock:
+            return [m for m in self.messages if m["To"] == address]
+
+    def reset(self) -> None:
+        with self.lock:
+            self.messages.clear()
+            self.fail_next = self.refused = 0
+
+
+@dataclass
+class WebhookSink:
+    port: int = 0
+    posts: list[dict[str, Any]] = field(default_factory=list)
+    fail_next: int = 0
+    refused: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks/slack"
+
+    def reset(self) -> None:
+        with self.lock:
+            self.posts.clear()
+            self.fail_next = self.refused = 0
+
+
+@pytest.fixture(scope="session")
+def mail_sink() -> Iterator[MailSink]:
+    sink = MailSink(port=free_port())
+    controller = Controller(sink, hostname="127.0.0.1", port=sink.port)
+    controller.start()
+    try:
+        yield sink
+    finally:
+        controller.stop()
+
+
+@pytest.fixture(scope="session")
+def webhook_sink() -> Iterator[WebhookSink]:
+    sink = WebhookSink()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            with sink.lock:
+                failing = sink.fail_next > 0
+                if failing:
+                    sink.fail_next -= 1
+                    sink.refused += 1
+                else:
+                    sink.posts.append(json.loads(body))
+            self.send_response(503 if failing else 200)
+            self.end_headers()
+            self.wfile.write(b"busy" if failing else b"ok")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    sink.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield sink
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _test_database_url() -> str:
+    db = connection.settings_dict
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    user = db.get("USER") or "postgres"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"
+
+
+def _use_broker(**conf: Any) -> None:
+    """Point this process's Celery app at another broker. The connection pools are built from
+    the configuration on first use (an eager test may have built them for the default broker),
+    so they are dropped and rebuilt lazily from the new one."""
+    celery_app.conf.update(**conf)
+    # kombu keeps process-wide pools per broker URL; close and forget them all, so nothing
+    # (eager apply_async acquires a producer too) is handed a pool closed here.
+    kombu.pools.reset()
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+
+
+@dataclass(frozen=True)
+class Worker:
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def celery_worker(
+    django_db_setup: None,
+    django_db_blocker: Any,
+    moto_server: MotoServer,
+    mail_sink: MailSink,
+    webhook_sink: WebhookSink,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Worker]:
+    """A real worker with embedded beat (expiry every second) on Redis db 7; this process sends
+    its tasks there too instead of running them eagerly."""
+    with django_db_blocker.unblock():
+        database_url = _test_database_url()
+    workdir = tmp_path_factory.mktemp("celery")
+    log = workdir / "worker.log"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": BROKER_URL,
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "EMAIL_HOST": "127.0.0.1",
+        "EMAIL_PORT": str(mail_sink.port),
+        "DEFAULT_FROM_EMAIL": "aws-access@corp.example",
+        "SLACK_WEBHOOK_URL": webhook_sink.url,
+        "ACCESS_EXPIRY_INTERVAL_SECONDS": "1",
+        "PYTHONPATH": str(ROOT),
+    }
+    env.pop("DEBUG", None)
+    saved = {k: celery_app.conf[k] for k in ("broker_url", "task_always_eager")}
+    _use_broker(broker_url=BROKER_URL, task_always_eager=False)
+    celery_app.control.purge()
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "federation",
+                "worker",
+                "--beat",
+                "--pool=solo",
+                "--loglevel=INFO",
+                "--without-gossip",
+                "--without-mingle",
+                f"--schedule={workdir / 'beat-schedule'}",
+                f"--hostname=test-{secrets.token_hex(4)}@%h",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    worker = Worker(process, log)
+    try:
+        wait_for(
+            lambda: "ready." in worker.output() or process.poll() is not None,
+            timeout=60,
+            what="the Celery worker to start",
+        )
+        if process.poll() is not None:
+            raise RuntimeError(f"the Celery worker exited:\n{worker.output()}")
+        yield worker
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        celery_app.control.purge()
+        _use_broker(**saved)

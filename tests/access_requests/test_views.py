@@ -1,0 +1,258 @@
+"""The /requests/ and /approvals/ pages through the Django client: thin views over the services."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core import mail
+from django.test import Client, override_settings
+from django.utils import timezone
+
+from access_requests import services
+from access_requests.models import AccessRequest, Grant
+from tests.access_requests.conftest import World
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def file_via_page(client: Client, **overrides: str) -> Any:
+    data = {
+        "target": "111111111111/admin",
+        "duration_minutes": "60",
+        "justification": "CHG-7 rotate keys",
+        "ticket": "CHG-7",
+        **overrides,
+    }
+    return client.post("/requests/", data)
+
+
+def test_pages_require_sign_in(client: Client) -> None:
+    for url in ("/requests/", "/approvals/"):
+        response = client.get(url)
+        assert response.status_code == 302 and response["Location"].startswith("/login/")
+
+
+def test_request_form_offers_only_eligible_targets_with_labels(
+    client: Client, world: World
+) -> None:
+    client.force_login(world.requester)
+    body = client.get("/requests/").content.decode()
+
+    options = re.findall(r'<option value="([^"]+)"', body)
+    assert sorted(options) == ["111111111111/admin", "222222222222/admin"]
+    for field in ("id_target", "id_duration_minutes", "id_justification", "id_ticket"):
+        assert f'<label for="{field}">' in body
+    assert "<script" not in body
+
+
+def test_filing_a_request_lists_it_and_mails_the_approvers(
+    client: Client, world: World, django_capture_on_commit_callbacks: Callable[..., Any]
+) -> None:
+    client.force_login(world.requester)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = file_via_page(client)
+
+    assert response.status_code == 302
+    request = AccessRequest.objects.get()
+    assert (request.ticket, request.duration) == ("CHG-7", timedelta(hours=1))
+    body = client.get("/requests/").content.decode()
+    assert "CHG-7 rotate keys" in body and "pending" in body
+    assert sorted(m.to[0] for m in mail.outbox) == sorted(
+        [world.approver.email, world.second_approver.email]
+    )
+    assert "asks for admin in pb-dev" in mail.outbox[0].subject
+
+
+def test_a_target_outside_my_eligibility_is_refused_by_the_form(
+    client: Client, world: World
+) -> None:
+    client.force_login(world.requester)
+    response = file_via_page(client, target="111111111111/cloud-eng")
+    assert response.status_code == 400
+    assert not AccessRequest.objects.exists()
+
+
+def test_a_refusal_from_the_service_is_shown_on_the_form(client: Client, world: World) -> None:
+    client.force_login(world.requester)
+    response = file_via_page(client, duration_minutes="300")
+    assert response.status_code == 400
+    assert "The longest grant for this role is 240 minutes." in response.content.decode()
+
+
+def test_requester_cancels_a_pending_request(client: Client, world: World) -> None:
+    client.force_login(world.requester)
+    file_via_page(client)
+    request = AccessRequest.objects.get()
+
+    response = client.post(f"/requests/{request.pk}/cancel/", follow=True)
+
+    assert "cancelled" in response.content.decode()
+    request.refresh_from_db()
+    assert request.state == AccessRequest.State.CANCELLED
+
+
+def test_approver_sees_context_and_approves_with_a_comment(client: Client, world: World) -> None:
+    requester = Client()
+    requester.force_login(world.requester)
+    file_via_page(requester)
+    request = AccessRequest.objects.get()
+    client.force_login(world.approver)
+
+    page = client.get("/approvals/").content.decode()
+    assert "CHG-7 rotate keys" in page and "CHG-7" in page
+    assert "aws-pb-admin, aws-pb-cloud-eng" in page  # the requester's groups
+    assert '<label for="comment-' in page
+
+    response = client.post(
+        f"/approvals/{request.pk}/decide/", {"decision": "approve", "comment": "ok"}, follow=True
+    )
+
+    assert "approved" in response.content.decode()
+    assert Grant.objects.filter(request=request).count() == 1
+    assert "Nothing is waiting for your decision." in client.get("/approvals/").content.decode()
+
+
+def test_requester_does_not_see_own_request_and_cannot_post_a_decision(
+    client: Client, world: World
+) -> None:
+    world.requester.directory_groups = [*world.requester.directory_groups, "aws-pb-managers"]
+    world.requester.save()
+    client.force_login(world.requester)
+    file_via_page(client)
+    request = AccessRequest.objects.get()
+
+    assert f'data-request="{request.pk}"' not in client.get("/approvals/").content.decode()
+    response = client.post(f"/approvals/{request.pk}/decide/", {"decision": "approve"}, follow=True)
+
+    assert "You cannot decide your own request." in response.content.decode()
+    assert not Grant.objects.exists()
+
+
+def test_second_click_on_a_decided_request_gets_a_clear_message(
+    client: Client, world: World
+) -> None:
+    request = services.submit_request(
+        world.requester,
+        account_id="111111111111",
+        role="admin",
+        justification="x",
+        duration=timedelta(hours=1),
+        now=timezone.now(),
+    )
+    services.decide_request(
+        request, actor=world.second_approver, decision="approve", now=timezone.now()
+    )
+    client.force_login(world.approver)
+
+    response = client.post(f"/approvals/{request.pk}/decide/", {"decision": "deny"}, follow=True)
+
+    assert "is already approved; it can no longer be decided" in response.content.decode()
+
+
+def test_approver_revokes_an_active_grant_from_the_page(client: Client, world: World) -> None:
+    now = timezone.now()
+    request = services.submit_request(
+        world.requester,
+        account_id="111111111111",
+        role="admin",
+        justification="x",
+        duration=timedelta(hours=1),
+        now=now,
+    )
+    services.decide_request(request, actor=world.approver, decision="approve", now=now)
+    grant = Grant.objects.get()
+    client.force_login(world.second_approver)
+    assert f'data-grant="{grant.pk}"' in client.get("/approvals/").content.decode()
+
+    # No IAM here: the deny policy is owed (audited) and retried, the revocation stands.
+    response = client.post(f"/approvals/grants/{grant.pk}/revoke/", {"reason": "done"}, follow=True)
+
+    assert "revoked" in response.content.decode()
+    grant.refresh_from_db()
+    assert grant.state == Grant.State.REVOKED
+
+
+def test_outsider_sees_nothing_to_decide_or_revoke(client: Client, world: World) -> None:
+    now = timezone.now()
+    request = services.submit_request(
+        world.requester,
+        account_id="111111111111",
+        role="admin",
+        justification="x",
+        duration=timedelta(hours=1),
+        now=now,
+    )
+    client.force_login(world.outsider)
+    page = client.get("/approvals/").content.decode()
+    assert f'data-request="{request.pk}"' not in page
+    assert client.post("/approvals/999999/decide/", {"decision": "approve"}).status_code == 404
+
+
+def test_admin_sees_requests_nobody_can_approve(client: Client, world: World) -> None:
+    business_unit = world.dev.business_unit
+    business_unit.approver_groups = []
+    business_unit.save()
+    request = services.submit_request(
+        world.requester,
+        account_id="111111111111",
+        role="admin",
+        justification="x",
+        duration=timedelta(hours=1),
+        now=timezone.now(),
+    )
+    client.force_login(UserFactory(directory_groups=["aws-admins"]))
+    with override_settings(ADMIN_GROUPS=["aws-admins"]):
+        page = client.get("/approvals/").content.decode()
+    assert f'data-unapprovable="{request.pk}"' in page
+
+
+def test_decisions_need_post_and_csrf(world: World) -> None:
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(world.approver)
+    assert client.get("/approvals/1/decide/").status_code == 405
+    assert client.post("/approvals/1/decide/", {"decision": "approve"}).status_code == 403
+
+
+def test_admins_are_mailed_about_a_request_nobody_can_approve(
+    world: World, django_capture_on_commit_callbacks: Callable[..., Any]
+) -> None:
+    business_unit = world.dev.business_unit
+    business_unit.approver_groups = []
+    business_unit.save()
+    admin = UserFactory(directory_groups=["aws-admins"])
+    with (
+        override_settings(ADMIN_GROUPS=["aws-admins"]),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        services.submit_request(
+            world.requester,
+            account_id="111111111111",
+            role="admin",
+            justification="x",
+            duration=timedelta(hours=1),
+            now=timezone.now(),
+        )
+    (message,) = mail.outbox
+    assert message.to == [admin.email]
+    assert "fewer people than required" in message.body
+
+
+def test_a_link_can_preselect_the_account_and_role(client: Client, world: World) -> None:
+    client.force_login(world.requester)
+    body = client.get("/requests/?target=222222222222/admin").content.decode()
+    assert '<option value="222222222222/admin" selected>' in body
+
+
+def test_portal_links_an_eligible_row_to_its_preselected_request_form(
+    client: Client, world: World
+) -> None:
+    client.force_login(world.requester)
+    portal = client.get("/").content.decode()
+    assert 'href="/requests/?target=222222222222/admin"' in portal
+    form = client.get("/requests/?target=222222222222/admin").content.decode()
+    assert '<option value="222222222222/admin" selected>' in form
