@@ -107,6 +107,30 @@ def test_employee_sees_own_business_unit_and_gets_console_and_cli(
     assert_accessible(page)
 
 
+def test_portal_works_from_the_keyboard(
+    people: BrowserIdp,
+    site: str,
+    console_stand_in: str,
+    new_context: Callable[[], BrowserContext],
+) -> None:
+    page = new_context().new_page()
+    sign_in(page, site, "alice")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("main")).to_be_focused()
+    console = page.get_by_role("button", name="Open the AWS console in pb-dev as cloud-eng")
+    for _ in range(20):  # tab through the page until the first Console button has focus
+        page.keyboard.press("Tab")
+        if console.evaluate("el => el === document.activeElement"):
+            break
+    expect(console).to_be_focused()
+    outline = console.evaluate("el => getComputedStyle(el).outlineStyle")
+    assert outline != "none"  # a visible focus ring
+    page.keyboard.press("Enter")
+    expect(page.get_by_text("You would now be in account")).to_be_visible()
+
+
 def test_employee_cannot_reach_another_business_unit_by_editing_the_form(
     people: BrowserIdp,
     site: str,
