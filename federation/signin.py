@@ -128,8 +128,8 @@ def complete_sign_in(
             },
         )
         # login() calls cycle_key(): a session id planted before sign-in is dead afterwards.
-        # Inside the transaction, so the new session row and Django's last_login update
-        # commit with the sign-in record (one commit instead of three).
+        # Inside the transaction, so the new session row commits with the sign-in record.
+        # (last_login is saved above; federation/apps.py drops Django's second UPDATE of it.)
         login(request, user, backend=AUTH_BACKEND)
     return user
 

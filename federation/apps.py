@@ -1,0 +1,16 @@
+"""App configuration for the core domain."""
+
+from django.apps import AppConfig
+
+
+class FederationConfig(AppConfig):
+    name = "federation"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.contrib.auth.models import update_last_login
+        from django.contrib.auth.signals import user_logged_in
+
+        # complete_sign_in() sets last_login in the same save as the person's groups; Django's
+        # receiver would write it again in a second UPDATE on every sign-in.
+        user_logged_in.disconnect(update_last_login, dispatch_uid="update_last_login")
