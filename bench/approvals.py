@@ -28,43 +28,16 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchdb import scratch_database
 
-BASE_URL = os.environ.get("DATABASE_URL", "")
-if not BASE_URL.startswith(("postgres://", "postgresql://")):
-    sys.exit("bench/approvals.py needs DATABASE_URL=postgres://... (PostgreSQL)")
-parts = urlsplit(BASE_URL)
-BENCH_DB = (parts.path.lstrip("/") or "fedaccess") + "_bench_approvals"
-os.environ["DATABASE_URL"] = urlunsplit(parts._replace(path="/" + BENCH_DB))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "federation.settings")
-os.environ.setdefault("DEBUG", "1")
+SCRATCH = scratch_database("bench/approvals.py", "bench_approvals")
 os.environ.pop("CELERY_BROKER_URL", None)  # notifications run eagerly, into a dummy mailer
 os.environ["LOG_LEVEL"] = "ERROR"
 
-import psycopg  # noqa: E402
-
-ADMIN_URL = urlunsplit(parts._replace(path="/postgres"))
 CLIENTS = 8
 PAIRS = CLIENTS // 2
-
-
-def recreate_database() -> None:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}"')
-        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-
-
-def drop_database() -> None:
-    from django.db import connections
-
-    connections.close_all()
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}"')
 
 
 @dataclass
@@ -217,7 +190,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=60, help="requests per pair and run")
     args = parser.parse_args()
 
-    recreate_database()
+    SCRATCH.recreate()
     try:
         import django
 
@@ -245,7 +218,7 @@ def main() -> None:
         if runs[0].double_grants:
             sys.exit("FAIL: the shipped code made double grants")
     finally:
-        drop_database()
+        SCRATCH.drop()
 
 
 if __name__ == "__main__":

@@ -21,42 +21,16 @@ import statistics
 import sys
 import time
 from datetime import timedelta
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchdb import scratch_database
 
-BASE_URL = os.environ.get("DATABASE_URL", "")
-if not BASE_URL.startswith(("postgres://", "postgresql://")):
-    sys.exit("bench/entitlements.py needs DATABASE_URL=postgres://... (PostgreSQL)")
-parts = urlsplit(BASE_URL)
-BENCH_DB = (parts.path.lstrip("/") or "fedaccess") + "_bench"
-os.environ["DATABASE_URL"] = urlunsplit(parts._replace(path="/" + BENCH_DB))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "federation.settings")
-os.environ.setdefault("DEBUG", "1")
+SCRATCH = scratch_database("bench/entitlements.py", "bench")
 
 import psycopg  # noqa: E402
-
-ADMIN_URL = urlunsplit(parts._replace(path="/postgres"))
 
 BUS, ACCOUNTS, ROLES, GROUPS, ROWS_PER_GROUP = 50, 2000, 10, 50_000, 2
 USER_GROUPS = 1000
 ITERATIONS = {"floor": 200, "cold": 200, "warm": 2000}
-
-
-def recreate_database() -> None:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}"')
-        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-
-
-def drop_database() -> None:
-    from django.db import connections
-
-    connections.close_all()
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}"')
 
 
 def populate(rng: random.Random) -> None:
@@ -142,7 +116,7 @@ def measure(fn: object, n: int) -> tuple[float, float]:
 def main() -> None:
     keep = "--keep" in sys.argv  # reuse a populated database (profiling)
     if not keep:
-        recreate_database()
+        SCRATCH.recreate()
     import django
 
     django.setup()
@@ -233,7 +207,7 @@ def main() -> None:
             print(f"query plan used by resolve_entitlements ({mapped} mapped groups):\n{plan}")
     finally:
         if not keep:
-            drop_database()
+            SCRATCH.drop()
 
 
 if __name__ == "__main__":

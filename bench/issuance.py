@@ -22,27 +22,13 @@ from __future__ import annotations
 import os
 import socket
 import statistics
-import sys
 import time
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchdb import scratch_database
 
-BASE_URL = os.environ.get("DATABASE_URL", "")
-if not BASE_URL.startswith(("postgres://", "postgresql://")):
-    sys.exit("bench/issuance.py needs DATABASE_URL=postgres://... (PostgreSQL)")
-parts = urlsplit(BASE_URL)
-BENCH_DB = (parts.path.lstrip("/") or "fedaccess") + "_bench_issuance"
-os.environ["DATABASE_URL"] = urlunsplit(parts._replace(path="/" + BENCH_DB))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "federation.settings")
-os.environ.setdefault("DEBUG", "1")
+SCRATCH = scratch_database("bench/issuance.py", "bench_issuance")
 os.environ["LOG_LEVEL"] = "WARNING"
 
-import psycopg  # noqa: E402
-
-ADMIN_URL = urlunsplit(parts._replace(path="/postgres"))
 ITERATIONS = int(os.environ.get("BENCH_ITERATIONS", "500"))
 WARMUP = 30
 
@@ -51,20 +37,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def recreate_database() -> None:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}"')
-        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-
-
-def drop_database() -> None:
-    from django.db import connections
-
-    connections.close_all()
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}"')
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -87,7 +59,7 @@ def main() -> None:
             "AWS_DEFAULT_REGION": "us-east-1",
         }
     )
-    recreate_database()
+    SCRATCH.recreate()
     try:
         import django
 
@@ -97,7 +69,7 @@ def main() -> None:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         run(url)
     finally:
-        drop_database()
+        SCRATCH.drop()
         moto.stop()
 
 
