@@ -212,6 +212,7 @@ SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = int(os.environ.get("SESSION_MAX_AGE_SECONDS", str(8 * 3600)))
 SESSION_IDLE_TIMEOUT_SECONDS = int(os.environ.get("SESSION_IDLE_TIMEOUT_SECONDS", str(3600)))
 CSRF_COOKIE_HTTPONLY = True
+CSRF_FAILURE_VIEW = "federation.views.csrf_failure"
 CSRF_COOKIE_SAMESITE = "Lax"
 CSRF_TRUSTED_ORIGINS = [f"{_base.scheme}://{_base.netloc}"]
 X_FRAME_OPTIONS = "DENY"

@@ -14,6 +14,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
+from .audit import record_event, request_ip
 from .entitlements import resolve_entitlements
 from .idp.saml import logout_url as saml_logout_url
 from .models import IdentityProvider, User
@@ -99,3 +100,17 @@ def _broker_status() -> str:
     except Exception:
         logger.warning("readiness: broker unreachable")
         return "unreachable"
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """A refused cross-site (or stale) form post: a clear page and an audit event, so forged
+    issuance, approval or revocation attempts show up in the log."""
+    user = request.user if isinstance(request.user, User) else None
+    record_event(
+        "request.csrf_refused",
+        actor=user or "anonymous",
+        target=request.path[:500],
+        ip=request_ip(request),
+        data={"method": request.method, "reason": reason[:200]},
+    )
+    return render(request, "federation/csrf_failure.html", status=403)

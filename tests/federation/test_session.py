@@ -31,3 +31,19 @@ def test_logout_by_cross_site_post_without_csrf_token_is_refused() -> None:
     client.force_login(UserFactory())
     assert client.post("/logout/").status_code == 403
     assert client.get("/").status_code == 200
+
+
+def test_forged_post_is_refused_with_a_page_and_an_audit_event() -> None:
+    from federation.models import AuditEvent
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(UserFactory(email="victim@corp.example"))
+    response = client.post("/sessions/", {"account": "111111111111", "role": "admin"})
+    assert response.status_code == 403
+    assert "could not be verified as coming from this site" in response.content.decode()
+    event = AuditEvent.objects.get(event_type="request.csrf_refused")
+    assert (event.actor, event.target, event.data["method"]) == (
+        "victim@corp.example",
+        "/sessions/",
+        "POST",
+    )
