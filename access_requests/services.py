@@ -126,16 +126,16 @@ def _audit_refusal(
     target: str = "",
     data: dict[str, Any] | None = None,
 ) -> None:
-    with transaction.atomic(durable=True):
-        record_event(
-            event_type,
-            actor=actor,
-            account_id=account_id,
-            target=target,
-            ip=ip,
-            now=now,
-            data={"reason": refusal.code, "message": str(refusal), **(data or {})},
-        )
+    """Audit a refusal, inside the caller's transaction when there is one (as record_event)."""
+    record_event(
+        event_type,
+        actor=actor,
+        account_id=account_id,
+        target=target,
+        ip=ip,
+        now=now,
+        data={"reason": refusal.code, "message": str(refusal), **(data or {})},
+    )
 
 
 def submit_request(
@@ -305,8 +305,9 @@ def _decide(
         target = f"request #{access_request.pk}"
         account_id = access_request.account.account_id
         if refusal is not None:
-            record_event(
+            _audit_refusal(
                 "access_request.decision_refused",
+                refusal,
                 actor=actor,
                 account_id=account_id,
                 target=target,
@@ -315,8 +316,6 @@ def _decide(
                 data={
                     "request_id": access_request.pk,
                     "decision": decision,
-                    "reason": refusal.code,
-                    "message": str(refusal),
                     "state": access_request.state,
                 },
             )
@@ -516,14 +515,15 @@ def cancel_request(
         if refusal is None:
             _transition(locked, State.CANCELLED, actor=actor, now=now, ip=ip)
         else:
-            record_event(
+            _audit_refusal(
                 "access_request.cancel_refused",
+                refusal,
                 actor=actor,
                 account_id=locked.account.account_id,
                 target=f"request #{locked.pk}",
                 ip=ip,
                 now=now,
-                data={"reason": refusal.code, "state": locked.state},
+                data={"state": locked.state},
             )
     if refusal is not None:
         raise refusal
@@ -568,14 +568,15 @@ def revoke_grant(
         elif not locked.is_active_at(now):
             refusal = GrantNotActive(f"Grant #{locked.pk} is already {_grant_state(locked, now)}.")
         if refusal is not None:
-            record_event(
+            _audit_refusal(
                 "grant.revoke_refused",
+                refusal,
                 actor=actor,
                 account_id=locked.account.account_id,
                 target=f"grant #{locked.pk}",
                 ip=ip,
                 now=now,
-                data={"reason": refusal.code, "state": locked.state},
+                data={"state": locked.state},
             )
         else:
             _revoke_locked(locked, actor=actor, now=now, reason=reason, ip=ip)
