@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 from .audit import request_ip
 from .entitlements import resolve_entitlements
 from .issuance import IssuanceFailed, IssuanceRefused, issue_session
-from .models import Account, ApiToken, SessionIssuance
+from .models import ApiToken, SessionIssuance
 from .tokens import TokenRefused, authenticate_api_token
 
 TokenView = Callable[[HttpRequest, ApiToken], HttpResponse]
@@ -56,11 +56,6 @@ def entitlements(request: HttpRequest, token: ApiToken) -> HttpResponse:
     user = token.user
     now = timezone.now()
     items = resolve_entitlements(user.directory_groups, now=now, user_id=user.pk)
-    regions = dict(
-        Account.objects.filter(account_id__in={e.account_id for e in items}).values_list(
-            "account_id", "region"
-        )
-    )
     body = {
         "entitlements": [
             {
@@ -68,7 +63,7 @@ def entitlements(request: HttpRequest, token: ApiToken) -> HttpResponse:
                 "account_alias": e.account_alias,
                 "business_unit": e.business_unit,
                 "environment": e.environment,
-                "region": regions.get(e.account_id, "us-east-1"),
+                "region": e.region,
                 "role": e.role,
                 "access": e.access,
                 "usable": e.usable,

@@ -46,6 +46,7 @@ class Entitlement(NamedTuple):
     grant_id: int | None = None
     request_id: int | None = None
     grant_ends_at: datetime | None = None
+    region: str = "us-east-1"  # the account's console region
 
     @property
     def usable(self) -> bool:
@@ -64,6 +65,7 @@ class _AccountInfo:
     business_unit: str
     environment: str
     rank: int  # position in portal order (business unit, environment, alias)
+    region: str
 
 
 ENV_ORDER = {Environment.DEV.value: 0, Environment.TEST.value: 1, Environment.PROD.value: 2}
@@ -81,12 +83,22 @@ class _Catalog:
     by_account_id: dict[str, _AccountInfo] = field(default_factory=dict)
     by_pk: dict[int, _AccountInfo] = field(default_factory=dict)
     roles: dict[int, tuple[str, timedelta, bool, int]] = field(default_factory=dict)
+    role_ids: dict[str, int] = field(default_factory=dict)
     overrides: dict[tuple[int, int], tuple[str, timedelta | None]] = field(default_factory=dict)
     # (business unit, environments JSON, accounts JSON) -> the accounts a row with that scope
     # reaches; scopes repeat heavily, so each is worked out once.
     scopes: dict[tuple[int, Any, Any], tuple[int, ...]] = field(default_factory=dict)
     # Per packed (account, role) key: the fixed fields of an entitlement and its sort rank.
-    templates: dict[int, tuple[tuple[Any, ...], tuple[Any, ...], int]] = field(default_factory=dict)
+    templates: dict[int, tuple[tuple[Any, ...], tuple[Any, ...], int, str]] = field(
+        default_factory=dict
+    )
+
+    def key_of(self, account_id: str, role: str) -> int | None:
+        """The packed key of one (account, role), or None when either is unknown."""
+        account, role_id = self.by_account_id.get(account_id), self.role_ids.get(role)
+        if account is None or role_id is None:
+            return None
+        return (account.pk << _ROLE_BITS) | role_id
 
     def targets(self, bu_id: int, environments: Any, accounts: Any) -> tuple[int, ...]:
         """The packed key bases (account pk << _ROLE_BITS) a row with this scope reaches."""
@@ -110,7 +122,7 @@ class _Catalog:
             self.scopes[key] = cached
         return cached
 
-    def template(self, key: int) -> tuple[tuple[Any, ...], tuple[Any, ...], int]:
+    def template(self, key: int) -> tuple[tuple[Any, ...], tuple[Any, ...], int, str]:
         cached = self.templates.get(key)
         if cached is None:
             account = self.by_pk[key >> _ROLE_BITS]
@@ -126,7 +138,7 @@ class _Catalog:
                 arn or f"arn:aws:iam::{account.account_id}:role/{name}",
             )
             extra = (override_max or role_max, privileged)
-            cached = (fixed, extra, account.rank * len(self.roles) + role_rank)
+            cached = (fixed, extra, account.rank * len(self.roles) + role_rank, account.region)
             self.templates[key] = cached
         return cached
 
@@ -159,13 +171,19 @@ def _load_catalog(version: int) -> _Catalog:
     catalog = _Catalog(version=version)
     accounts = sorted(
         Account.objects.values_list(
-            "pk", "account_id", "alias", "business_unit_id", "business_unit__slug", "environment"
+            "pk",
+            "account_id",
+            "alias",
+            "business_unit_id",
+            "business_unit__slug",
+            "environment",
+            "region",
         ),
         key=lambda a: (a[4], ENV_ORDER.get(a[5], 9), a[2]),
     )
     by_bu: dict[str, list[_AccountInfo]] = {}
-    for rank, (pk, account_id, alias, bu_id, bu_slug, env) in enumerate(accounts):
-        info = _AccountInfo(pk, account_id, alias, bu_slug, env, rank)
+    for rank, (pk, account_id, alias, bu_id, bu_slug, env, region) in enumerate(accounts):
+        info = _AccountInfo(pk, account_id, alias, bu_slug, env, rank, region)
         catalog.bu_slugs[bu_id] = bu_slug
         by_bu.setdefault(bu_slug, []).append(info)
         catalog.by_account_id[account_id] = info
@@ -178,6 +196,7 @@ def _load_catalog(version: int) -> _Catalog:
         if pk >= 1 << _ROLE_BITS:
             raise ValueError("logical role ids beyond 2**20 are not supported")
         catalog.roles[pk] = (name, max_session, privileged, rank)
+        catalog.role_ids[name] = pk
     for account_pk, role_pk, arn, override_max in AccountRole.objects.values_list(
         "account_id", "role_id", "role_arn", "max_session"
     ):
@@ -276,16 +295,23 @@ def _resolve_mappings(catalog: _Catalog, rows: list[tuple[Any, ...]]) -> _Resolv
     built: list[tuple[int, int, Entitlement]] = []
     template, make = catalog.template, Entitlement._make
     for key, groups in standing.items():
-        fixed, extra, rank = template(key)
+        fixed, extra, rank, region = template(key)
         via = (groups[0],) if len(groups) == 1 else tuple(sorted(set(groups)))
-        built.append((rank, key, make((*fixed, "standing", via, *extra, None, None, None, None))))
+        built.append(
+            (rank, key, make((*fixed, "standing", via, *extra, None, None, None, None, region)))
+        )
     for key, groups in eligible.items():
         if key in standing:
             continue
-        fixed, extra, rank = template(key)
+        fixed, extra, rank, region = template(key)
         via = (groups[0],) if len(groups) == 1 else tuple(sorted(set(groups)))
+        longest_grant = longest.get(key)
         built.append(
-            (rank, key, make((*fixed, "eligible", via, *extra, longest.get(key), None, None, None)))
+            (
+                rank,
+                key,
+                make((*fixed, "eligible", via, *extra, longest_grant, None, None, None, region)),
+            )
         )
     built.sort()  # ranks are unique, so tuples never compare past them
     return _Resolved(
@@ -345,20 +371,55 @@ def resolve_entitlements(
     version, grant_rows = _current_version_and_grants(user_id, now)
     resolved = _mapping_entitlements(groups, version)
     result = list(resolved.entitlements)
-    for grant_id, account_pk, role_id, ends_at, request_id in grant_rows:
-        index = resolved.position.get((account_pk << _ROLE_BITS) | role_id)
-        if index is None or result[index].access != "eligible":
-            # No longer eligible (groups changed) or already standing: the grant adds nothing.
-            continue
-        base = result[index]
-        result[index] = base._replace(
-            access="grant",
-            via=(f"grant #{grant_id}", *base.via),
-            grant_id=int(grant_id),
-            request_id=int(request_id),
-            grant_ends_at=_aware(ends_at),
-        )
+    for grant in grant_rows:
+        index = resolved.position.get(_grant_key(grant))
+        if index is not None:
+            result[index] = _with_grant(result[index], grant)
     return result
+
+
+def find_entitlement(
+    groups: Iterable[str], account_id: str, role: str, *, now: datetime, user_id: int | None = None
+) -> Entitlement | None:
+    """The entitlement for one (account, role), or None: what issuance and requests check.
+
+    Same answer as picking it out of resolve_entitlements(), by one dictionary look-up instead
+    of copying and scanning the whole list (issuance's hot path).
+    """
+    version, grant_rows = _current_version_and_grants(user_id, now)
+    resolved = _mapping_entitlements(groups, version)
+    key = _get_catalog(version).key_of(account_id, role)
+    index = resolved.position.get(key) if key is not None else None
+    if index is None:
+        return None
+    entitlement = resolved.entitlements[index]
+    for grant in grant_rows:
+        if _grant_key(grant) == key:
+            entitlement = _with_grant(entitlement, grant)
+    return entitlement
+
+
+def _grant_key(grant: tuple[Any, ...]) -> int:
+    _, account_pk, role_id, _, _ = grant
+    return (int(account_pk) << _ROLE_BITS) | int(role_id)
+
+
+def _with_grant(base: Entitlement, grant: tuple[Any, ...]) -> Entitlement:
+    """``base`` made usable by an active grant, if the user is still only eligible for it.
+
+    Standing access needs no grant; and if the groups no longer make the user eligible, the
+    (account, role) is not in the resolved set at all, so the grant adds nothing.
+    """
+    grant_id, _, _, ends_at, request_id = grant
+    if base.access != "eligible":
+        return base
+    return base._replace(
+        access="grant",
+        via=(f"grant #{grant_id}", *base.via),
+        grant_id=int(grant_id),
+        request_id=int(request_id),
+        grant_ends_at=_aware(ends_at),
+    )
 
 
 def _aware(value: Any) -> datetime:
@@ -367,13 +428,3 @@ def _aware(value: Any) -> datetime:
         assert parsed is not None
         value = parsed
     return make_aware(value) if is_naive(value) else value
-
-
-def find_entitlement(
-    groups: Iterable[str], account_id: str, role: str, *, now: datetime, user_id: int | None = None
-) -> Entitlement | None:
-    """The entitlement for one (account, role), or None: what issuance and requests check."""
-    for entitlement in resolve_entitlements(groups, now=now, user_id=user_id):
-        if entitlement.account_id == account_id and entitlement.role == role:
-            return entitlement
-    return None

@@ -25,7 +25,6 @@ from .models import (
     MAX_SESSION,
     MIN_SESSION,
     SLUG_RE,
-    Account,
     ApiToken,
     SessionIssuance,
     User,
@@ -321,6 +320,14 @@ def _issue(
         )
     except sts.StsError as error:
         raise _failure(error, context) from None
+    # The console link is an outbound HTTP call: make it before the audit append, which holds
+    # the chain-head lock until commit and would make every audited action wait on AWS.
+    console_url, link_failure = None, None
+    if kind == SessionIssuance.Kind.CONSOLE:
+        try:
+            console_url = sts.console_link(session.credentials, region=entitlement.region)
+        except sts.ConsoleLinkFailed as error:
+            link_failure = error
     expires_at = now + duration
     issuance = SessionIssuance.objects.create(
         user=user,
@@ -359,19 +366,14 @@ def _issue(
         now=now,
         data=context,
     )
-    console_url = None
-    if kind == SessionIssuance.Kind.CONSOLE:
-        try:
-            region = Account.objects.values_list("region", flat=True).get(account_id=account_id)
-            console_url = sts.console_link(session.credentials, region=region)
-        except sts.ConsoleLinkFailed as error:
-            # The session exists (CloudTrail has the AssumeRole), so its row and the event
-            # above are kept; the failure event says the person never got into the console.
-            raise IssuanceFailed(
-                f"AWS issued the session but the console sign-in link failed: {error.message}",
-                reason="console_link_failed",
-                status=502,
-            ) from None
+    if link_failure is not None:
+        # The session exists (CloudTrail has the AssumeRole), so its row and the event above
+        # are kept; the failure event says the person never got into the console.
+        raise IssuanceFailed(
+            f"AWS issued the session but the console sign-in link failed: {link_failure.message}",
+            reason="console_link_failed",
+            status=502,
+        )
     return IssuedSession(
         issuance_id=issuance.pk,
         account_id=account_id,

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from access_requests.models import Grant
 from federation import entitlements
-from federation.entitlements import resolve_entitlements
+from federation.entitlements import find_entitlement, resolve_entitlements
 from federation.models import Access, Account, GroupMapping, MappingVersion
 from tests.factories import (
     AccountFactory,
@@ -150,6 +150,13 @@ def test_active_grant_makes_an_eligible_role_usable_until_it_ends(
     user, grant = _eligible_with_grant(two_bus, starts_at=now, ends_at=now + timedelta(hours=1))
     [e] = resolve_entitlements(["g"], now=now + timedelta(minutes=5), user_id=user.pk)
     assert (e.access, e.grant_id, e.grant_ends_at) == ("grant", grant.pk, grant.ends_at)
+    account = grant.account
+    assert (
+        find_entitlement(
+            ["g"], account.account_id, "admin", now=now + timedelta(minutes=5), user_id=user.pk
+        )
+        == e
+    )
     assert e.usable
     [later] = resolve_entitlements(["g"], now=now + timedelta(hours=1), user_id=user.pk)
     assert later.access == "eligible"
@@ -246,7 +253,8 @@ def test_business_units_never_leak(
                 )
             )
 
-        result = resolve_entitlements(user_groups, now=timezone.now())
+        now = timezone.now()
+        result = resolve_entitlements(user_groups, now=now)
 
         # Oracle: the naive definition, row by row over every account.
         expected: dict[tuple[str, str], str] = {}
@@ -264,6 +272,13 @@ def test_business_units_never_leak(
                 if expected.get(k) != "standing":
                     expected[k] = m.access
         assert {e.key: e.access for e in result} == expected
+        # The single look-up issuance uses agrees with the full list, hit or miss.
+        for e in result:
+            assert find_entitlement(user_groups, e.account_id, e.role, now=now) == e
+        for a in accounts:
+            for r in roles:
+                if (a.account_id, r.name) not in expected:
+                    assert find_entitlement(user_groups, a.account_id, r.name, now=now) is None
         bu_of = {a.account_id: a.business_unit.slug for a in accounts}
         for e in result:
             assert e.business_unit == bu_of[e.account_id]
