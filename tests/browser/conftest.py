@@ -225,3 +225,7 @@ def accessibility_violations(page: Page) -> list[dict[str, Any]]:
         for v in result["violations"]
         if v["impact"] in ("serious", "critical")
     ]
+
+
+def assert_accessible(page: Page) -> None:
+    assert accessibility_violations(page) == []

@@ -17,7 +17,7 @@ from access_requests.models import AccessRequest, Grant
 from federation import iam, sts
 from federation.mappings import apply_document, parse_document
 from tests.aws import MotoServer
-from tests.browser.conftest import BrowserIdp, accessibility_violations, screenshot, sign_in
+from tests.browser.conftest import BrowserIdp, assert_accessible, screenshot, sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,10 +58,6 @@ def local_aws(settings: SettingsWrapper, aws: MotoServer) -> MotoServer:
         RoleName="admin", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17"})
     )
     return aws
-
-
-def assert_accessible(page: Page) -> None:
-    assert accessibility_violations(page) == []
 
 
 def approve_as(new_context: Callable[[], BrowserContext], site: str, who: str) -> Page:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from playwright.sync_api import BrowserContext, expect
@@ -18,9 +17,9 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 
 from federation import sts
 from federation.mappings import apply_document, parse_document
-from federation.models import GroupMapping, MappingVersion
+from federation.models import AuditEvent, GroupMapping, MappingVersion, SessionIssuance
 from tests.aws import MotoServer
-from tests.browser.conftest import BrowserIdp, accessibility_violations, screenshot, sign_in
+from tests.browser.conftest import BrowserIdp, assert_accessible, screenshot, sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -71,10 +70,6 @@ def console_stand_in(site: str, settings: SettingsWrapper, aws: MotoServer) -> s
     settings.STS_ENDPOINTS = []
     sts.reset_clients()
     return str(settings.AWS_FEDERATION_URL)
-
-
-def assert_accessible(page: Any) -> None:
-    assert accessibility_violations(page) == []
 
 
 def test_employee_sees_own_business_unit_and_gets_console_and_cli(
@@ -141,9 +136,20 @@ def test_employee_cannot_reach_another_business_unit_by_editing_the_form(
     sign_in(page, site, "alice")
     # Tamper with the form in the page, as an attacker with devtools would.
     page.evaluate("document.querySelector('input[name=account]').value = '333333333333'")
-    page.locator("form[action='/sessions/'] button[value=console]").first.click()
+    with page.expect_response(f"{site}/sessions/") as answer:
+        page.locator("form[action='/sessions/'] button[value=console]").first.click()
+    assert answer.value.status == 403
+    expect(
+        page.get_by_text("not entitled to the role cloud-eng in account 333333333333")
+    ).to_be_visible()
     expect(page.get_by_text("You would now be in account")).to_have_count(0)
-    assert "333333333333" not in page.url
+    assert not SessionIssuance.objects.filter(account_id="333333333333").exists()
+    refused = AuditEvent.objects.get(event_type="issuance.refused")
+    assert (refused.actor, refused.account_id, refused.data["reason"]) == (
+        "alice@corp.example",
+        "333333333333",
+        "not_entitled",
+    )
 
 
 def test_admin_change_needs_a_second_admin_and_rolls_back(
