@@ -77,6 +77,7 @@ def test_readyz_checks_database_and_reports_eager_tasks(client: Client) -> None:
     body = client.get("/readyz").json()
     assert body["checks"]["database"] == "ok"
     assert body["status"] == "ok"
+    assert body["checks"]["broker"] == "eager (no broker configured)"
 
 
 @override_settings(CELERY_BROKER_URL="redis://127.0.0.1:1/0")

@@ -20,10 +20,17 @@ def test_idle_session_is_signed_out(client: Client) -> None:
     assert client.get("/").status_code == 302
 
 
+@override_settings(SESSION_IDLE_TIMEOUT_SECONDS=600)
 def test_active_session_stays_signed_in(client: Client) -> None:
     client.force_login(UserFactory())
     for _ in range(3):
         assert client.get("/").status_code == 200
+    # Idle for just under the limit: still signed in, and the clock restarts.
+    session = client.session
+    session["last_seen"] = int(time.time()) - 590
+    session.save()
+    assert client.get("/").status_code == 200
+    assert client.session["last_seen"] >= int(time.time()) - 5
 
 
 def test_logout_by_cross_site_post_without_csrf_token_is_refused() -> None:
