@@ -24,7 +24,7 @@ from django.db import connection
 from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_naive, make_aware
 
-from .models import Access, Account, AccountRole, Environment, LogicalRole
+from .models import ENV_ORDER, Access, Account, AccountRole, LogicalRole
 from .scope import accounts_reached
 
 
@@ -68,7 +68,6 @@ class _AccountInfo:
     region: str
 
 
-ENV_ORDER = {Environment.DEV.value: 0, Environment.TEST.value: 1, Environment.PROD.value: 2}
 # Keys of (account, role) pairs are packed into one int: cheaper to hash than a tuple.
 _ROLE_BITS = 20
 

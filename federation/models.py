@@ -30,6 +30,10 @@ class Environment(models.TextChoices):
     PROD = "prod", "prod"
 
 
+# Portal, export and plan order: dev before test before prod.
+ENV_ORDER = {Environment.DEV.value: 0, Environment.TEST.value: 1, Environment.PROD.value: 2}
+
+
 class Access(models.TextChoices):
     STANDING = "standing", "standing"
     ELIGIBLE = "eligible", "eligible"

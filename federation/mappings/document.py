@@ -9,11 +9,11 @@ from typing import Any
 
 import yaml
 
+from ..models import ENV_ORDER
+
 DEFAULT_REGION = "us-east-1"
 DEFAULT_SESSION_MINUTES = 60
 DEFAULT_MAX_GRANT_MINUTES = 60
-
-ENV_ORDER = {"dev": 0, "test": 1, "prod": 2}
 
 
 def _minutes(value: timedelta) -> int:

@@ -9,10 +9,18 @@ from typing import Any, Generic, Protocol, TypeVar
 from django.db import models
 from django.db.models import Count
 
-from ..models import Access, Account, AccountRole, BusinessUnit, GroupMapping, LogicalRole, User
+from ..models import (
+    ENV_ORDER,
+    Access,
+    Account,
+    AccountRole,
+    BusinessUnit,
+    GroupMapping,
+    LogicalRole,
+    User,
+)
 from ..scope import accounts_reached
 from .document import (
-    ENV_ORDER,
     AccountRoleRow,
     AccountRow,
     BusinessUnitRow,
