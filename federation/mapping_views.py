@@ -7,10 +7,12 @@ Admins only. Every change becomes a draft showing its plan; nothing touches the 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django import forms
 from django.contrib import messages
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -42,9 +44,11 @@ from .models import (
     User,
 )
 from .permissions import is_admin, require
+from .scope import accounts_reached
 
 admin_only = require(is_admin, "administrators")
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024
+MAX_ROWS_SHOWN = 500
 
 
 def _names(value: str) -> list[str]:
@@ -222,24 +226,21 @@ def mapping_index(request: HttpRequest) -> HttpResponse:
         rows = rows.filter(business_unit__slug=filters["bu"])
     if filters["role"]:
         rows = rows.filter(role__name=filters["role"])
+    accounts = list(Account.objects.select_related("business_unit"))
+    shown: list[GroupMapping]
     if filters["account"]:
-        account = Account.objects.filter(account_id=filters["account"]).first()
-        rows = rows.filter(business_unit_id=account.business_unit_id) if account else rows.none()
-        if account:
-            rows = [  # type: ignore[assignment]
-                r
-                for r in rows
-                if (not r.accounts or account.account_id in r.accounts)
-                and (not r.environments or account.environment in r.environments)
-            ]
+        account = next((a for a in accounts if a.account_id == filters["account"]), None)
+        shown = [] if account is None else _rows_reaching(account, rows)
+    else:
+        shown = list(rows[:MAX_ROWS_SHOWN])
     return render(
         request,
         "federation/mappings/index.html",
         {
-            "rows": list(rows)[:500],
+            "rows": shown[:MAX_ROWS_SHOWN],
             "filters": filters,
             "business_units": BusinessUnit.objects.all(),
-            "accounts": Account.objects.select_related("business_unit"),
+            "accounts": accounts,
             "roles": LogicalRole.objects.all(),
             "drafts": MappingDraft.objects.filter(state=MappingDraft.State.OPEN).select_related(
                 "created_by"
@@ -247,6 +248,30 @@ def mapping_index(request: HttpRequest) -> HttpResponse:
             "version": MappingVersion.objects.order_by("-number").first(),
         },
     )
+
+
+@dataclass(frozen=True)
+class _Placed:
+    business_unit: str
+    environment: str
+
+
+def _rows_reaching(account: Account, rows: QuerySet[GroupMapping]) -> list[GroupMapping]:
+    """The rows whose scope reaches ``account``, by the one scope rule entitlements use."""
+    placed = _Placed(account.business_unit.slug, account.environment)
+    by_id = {account.account_id: placed}
+    of_unit = {placed.business_unit: (placed,)}
+    return [
+        row
+        for row in rows.filter(business_unit_id=account.business_unit_id)
+        if accounts_reached(
+            placed.business_unit,
+            row.environments,
+            row.accounts,
+            accounts_by_id=by_id,
+            accounts_of_unit=of_unit,
+        )
+    ]
 
 
 def _draft_form(

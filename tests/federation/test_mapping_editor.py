@@ -236,3 +236,15 @@ def test_another_admin_can_reject_and_rejected_drafts_cannot_be_applied() -> Non
     response = author.post(f"/mappings/drafts/{draft.pk}/apply/", follow=True)
     assert "only open drafts can be applied" in response.content.decode()
     assert MappingVersion.objects.count() == 1
+
+
+def test_account_filter_lists_only_rows_that_reach_the_account() -> None:
+    client = admin_client("root@corp.example")
+
+    def groups_shown(account: str) -> bool:
+        return "aws-pb-cloud-eng" in client.get("/mappings/", {"account": account}).content.decode()
+
+    assert groups_shown("111111111111")  # pb-dev: the row's environment
+    assert not groups_shown("222222222222")  # pb-prod: outside the row's environments
+    assert not groups_shown("333333333333")  # dw-dev: another business unit
+    assert not groups_shown("999999999999")  # unknown account: nothing
