@@ -21,12 +21,14 @@ from django.utils import timezone
 from .audit import record_event
 from .mappings import (
     ApplyResult,
+    DocumentData,
     MappingConflict,
     MappingDocument,
+    Plan,
     RemovalRefused,
     apply_document,
     document_from_data,
-    export_document,
+    plan_change,
     plan_document,
 )
 from .models import MappingDraft, User
@@ -85,15 +87,17 @@ def propose_change(
     summary: str,
     reason: str,
     now: datetime | None = None,
+    plan: Plan | None = None,
 ) -> MappingDraft:
-    """Store ``document`` as an open draft with its plan. Raises NothingToChange when the
+    """Store ``document`` as an open draft with its plan (``plan`` if the caller already made
+    it against the state the document was built from). Raises NothingToChange when the
     document equals the tables, DraftRefused when the actor is not an admin."""
     if not is_admin(actor):
         raise DraftRefused("Only administrators can propose mapping changes.")
     if not reason.strip():
         raise DraftRefused("Say why: a reason is required for every mapping change.")
     now = now or timezone.now()
-    plan = plan_document(document)
+    plan = plan or plan_document(document)
     if plan.is_empty:
         raise NothingToChange("This change makes no difference: the tables already match it.")
     plan_json = plan.to_json()
@@ -296,16 +300,23 @@ def propose_edit(
     """
     if section not in SECTIONS_EDITABLE:
         raise DraftRefused(f"Unknown section {section!r}.")
-    data = export_document()
-    items: list[dict[str, Any]] = data[section]
-    if old_key is not None:
-        index = next((i for i, it in enumerate(items) if item_key(section, it) == old_key), None)
-        if index is None:
-            raise DraftRefused("That row no longer exists: someone changed the tables meanwhile.")
-        del items[index]
-    if new_item is not None:
-        items.append(new_item)
-    document = document_from_data(data)
+
+    def change(data: DocumentData) -> None:
+        items = data[section]
+        if old_key is not None:
+            index = next(
+                (i for i, it in enumerate(items) if item_key(section, it) == old_key), None
+            )
+            if index is None:
+                raise DraftRefused(
+                    "That row no longer exists: someone changed the tables meanwhile."
+                )
+            del items[index]
+        if new_item is not None:
+            items.append(new_item)
+
+    # One read of the tables: the edit and its plan see the same state (and base version).
+    document, plan = plan_change(change)
     return propose_change(
-        document, actor=actor, kind="edit", summary=summary, reason=reason, now=now
+        document, actor=actor, kind="edit", summary=summary, reason=reason, now=now, plan=plan
     )

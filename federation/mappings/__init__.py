@@ -18,13 +18,14 @@ from .errors import (
     VersionNotFound,
 )
 from .parsing import document_from_data, parse_document
-from .plan import AccessDiff, AccessItem, Plan, RowChange, plan_document
+from .plan import AccessDiff, AccessItem, DocumentData, Plan, RowChange, plan_change, plan_document
 from .state import dump_document_yaml, export_document, get_current_version, get_version_document
 
 __all__ = [
     "AccessDiff",
     "AccessItem",
     "ApplyResult",
+    "DocumentData",
     "MappingConflict",
     "MappingDocument",
     "MappingError",
@@ -41,6 +42,7 @@ __all__ = [
     "get_current_version",
     "get_version_document",
     "parse_document",
+    "plan_change",
     "plan_document",
     "rollback_to_version",
 ]

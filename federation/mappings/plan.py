@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -28,6 +28,7 @@ from .document import (
     MappingRow,
     RoleRow,
 )
+from .parsing import document_from_data
 from .state import _Current, _load_current
 
 # --- Planning ---------------------------------------------------------------------------------
@@ -503,3 +504,21 @@ def plan_document(document: MappingDocument) -> Plan:
     apply_document() so the apply is refused if the tables moved in between.
     """
     return _plan(document, _load_current())[0]
+
+
+DocumentData = dict[str, list[dict[str, Any]]]
+
+
+def plan_change(change: Callable[[DocumentData], None]) -> tuple[MappingDocument, Plan]:
+    """Edit the tables' current document with ``change`` and plan the result.
+
+    The state is read once: the edit starts from exactly the state the plan is computed
+    against, so the plan's base version is the one the edit saw and a concurrent apply makes
+    the later apply refuse (MappingConflict) instead of silently undoing it. Raises
+    MappingFileInvalid when the edited document is not valid.
+    """
+    current = _load_current()
+    data = current.document.to_dict()
+    change(data)
+    document = document_from_data(data)
+    return document, _plan(document, current)[0]
