@@ -29,9 +29,9 @@ from celery.exceptions import Retry
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
-from federation import entitlements, iam
+from federation import iam
 from federation.audit import record_event
-from federation.entitlements import Entitlement, find_entitlement
+from federation.entitlements import Entitlement, find_entitlement, resolve_entitlements
 from federation.issuance import IdentityNotExpressible
 from federation.models import (
     MAX_SESSION,
@@ -613,17 +613,6 @@ def _revoke_locked(
     _enqueue("apply_revocation_policy", grant.pk)
 
 
-def _still_entitled(grant: Grant, *, now: datetime) -> bool:
-    found = find_entitlement(
-        grant.user.directory_groups,
-        grant.account.account_id,
-        grant.role.name,
-        now=now,
-        user_id=grant.user_id,
-    )
-    return found is not None  # still eligible (or now standing): the grant stands
-
-
 def revoke_lost_eligibility(*, now: datetime) -> int:
     """Revoke active grants whose holder is no longer eligible (a sign-in dropped the group).
 
@@ -634,29 +623,33 @@ def revoke_lost_eligibility(*, now: datetime) -> int:
     active = Grant.objects.filter(state=Grant.State.ACTIVE, ends_at__gt=now).select_related(
         "user", "account", "role"
     )
-    fresh = False
+    by_user: dict[int, list[Grant]] = {}
     for grant in active.order_by("pk"):
-        if _still_entitled(grant, now=now):
-            continue
-        if not fresh:
-            # A revocation denies live sessions: never act on a memo that might be stale.
-            entitlements.clear_cache()
-            fresh = True
-            if _still_entitled(grant, now=now):
+        by_user.setdefault(grant.user_id, []).append(grant)
+    for grants in by_user.values():
+        user = grants[0].user
+        # The memo is keyed on the mapping version and the group set, so the groups just read
+        # here are never answered from a stale entry. A key still present means still eligible
+        # (the grant stands) or now standing (a deny would cut those sessions too): keep it.
+        entitled = {
+            e.key for e in resolve_entitlements(user.directory_groups, now=now, user_id=user.pk)
+        }
+        for grant in grants:
+            if (grant.account.account_id, grant.role.name) in entitled:
                 continue
-        with transaction.atomic(durable=True):
-            locked = (
-                Grant.objects.select_for_update(of=("self",))
-                .select_related("user", "account")
-                .filter(pk=grant.pk, state=Grant.State.ACTIVE)
-                .first()
-            )
-            if locked is None:
-                continue
-            _revoke_locked(
-                locked, actor="system", now=now, reason="holder no longer eligible", ip=None
-            )
-        revoked += 1
+            with transaction.atomic(durable=True):
+                locked = (
+                    Grant.objects.select_for_update(of=("self",))
+                    .select_related("user", "account")
+                    .filter(pk=grant.pk, state=Grant.State.ACTIVE)
+                    .first()
+                )
+                if locked is None:
+                    continue
+                _revoke_locked(
+                    locked, actor="system", now=now, reason="holder no longer eligible", ip=None
+                )
+            revoked += 1
     return revoked
 
 

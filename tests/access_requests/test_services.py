@@ -341,7 +341,6 @@ def test_undecided_request_expires_at_its_deadline(world: World) -> None:
 def test_grant_stops_counting_when_the_requester_leaves_the_eligible_group(world: World) -> None:
     approve(submit(world), world.approver, minutes=0)
     User.objects.filter(pk=world.requester.pk).update(directory_groups=[])
-    entitlements.clear_cache()
     assert usable_access(world.requester, "111111111111", at=NOW + timedelta(minutes=1)) is None
 
 
