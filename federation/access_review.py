@@ -13,7 +13,7 @@ from datetime import datetime
 
 from django.db.models import Max
 
-from .entitlements import resolve_entitlements
+from .entitlements import Entitlement, resolve_entitlements
 from .models import Account, GroupMapping, SessionIssuance, User
 
 
@@ -59,60 +59,58 @@ def review_access(
         .values("user_id", "account_id", "role_id")
         .annotate(last=Max("issued_at"))
     }
-    rows: list[ReviewRow] = []
-    covered_groups: set[str] = set()
-    for user in User.objects.exclude(directory_groups=[]).order_by("email"):
-        for e in resolve_entitlements(user.directory_groups, now=now, user_id=user.pk):
-            if e.account_id not in in_scope:
-                continue
-            covered_groups.update(g for g in e.via if not g.startswith("grant #"))
-            rows.append(
-                ReviewRow(
-                    subject=user.label,
-                    person=True,
-                    account_id=e.account_id,
-                    account_alias=e.account_alias,
-                    environment=e.environment,
-                    role=e.role,
-                    privileged=e.privileged,
-                    access=e.access,
-                    why=_why(e.access, e.via, e.grant_ends_at),
-                    grant_ends_at=e.grant_ends_at,
-                    last_used=last_used.get((user.pk, e.account_id, e.role)),
-                )
-            )
-    groups = (
-        GroupMapping.objects.filter(business_unit_id__in=unit_ids)
-        .exclude(group__in=covered_groups)
-        .values_list("group", flat=True)
-        .distinct()
+    # Only mapping rows of the scope's business units reach its accounts, and a grant counts
+    # only while its holder is still eligible through one: people without any of these groups
+    # cannot reach the scope and are not resolved at all.
+    mapped = set(
+        GroupMapping.objects.filter(business_unit_id__in=unit_ids).values_list("group", flat=True)
     )
-    for group in sorted(groups):
+    rows: list[ReviewRow] = []
+    covered: set[str] = set()
+    for user in User.objects.exclude(directory_groups=[]).order_by("email"):
+        if mapped.isdisjoint(user.directory_groups):
+            continue
+        for e in resolve_entitlements(user.directory_groups, now=now, user_id=user.pk):
+            if e.account_id in in_scope:
+                covered.update(_groups(e))
+                last = last_used.get((user.pk, e.account_id, e.role))
+                rows.append(_row(e, user.label, person=True, why=_why(e), last_used=last))
+    for group in sorted(mapped - covered):
         for e in resolve_entitlements([group], now=now):
             if e.account_id in in_scope:
-                rows.append(
-                    ReviewRow(
-                        subject=f"group {group}",
-                        person=False,
-                        account_id=e.account_id,
-                        account_alias=e.account_alias,
-                        environment=e.environment,
-                        role=e.role,
-                        privileged=e.privileged,
-                        access=e.access,
-                        why=f"{e.access} via group {group} (no member has signed in)",
-                        grant_ends_at=None,
-                        last_used=None,
-                    )
-                )
+                why = f"{e.access} via group {group} (no member has signed in)"
+                rows.append(_row(e, f"group {group}", person=False, why=why, last_used=None))
     rows.sort(key=lambda r: (r.account_alias, r.role, not r.person, r.subject))
     return rows
 
 
-def _why(access: str, via: tuple[str, ...], ends: datetime | None) -> str:
-    groups = ", ".join(g for g in via if not g.startswith("grant #"))
-    if access == "grant":
-        grant = next(g for g in via if g.startswith("grant #"))
+def _row(
+    e: Entitlement, subject: str, *, person: bool, why: str, last_used: datetime | None
+) -> ReviewRow:
+    return ReviewRow(
+        subject=subject,
+        person=person,
+        account_id=e.account_id,
+        account_alias=e.account_alias,
+        environment=e.environment,
+        role=e.role,
+        privileged=e.privileged,
+        access=e.access,
+        why=why,
+        grant_ends_at=e.grant_ends_at,
+        last_used=last_used,
+    )
+
+
+def _groups(e: Entitlement) -> tuple[str, ...]:
+    # A grant's "via" starts with the grant itself, then the groups that keep it eligible.
+    return e.via[1:] if e.grant_id is not None else e.via
+
+
+def _why(e: Entitlement) -> str:
+    groups = ", ".join(_groups(e))
+    if e.grant_id is not None:
+        ends = e.grant_ends_at
         until = f" until {ends:%Y-%m-%d %H:%M} UTC" if ends else ""
-        return f"active {grant}{until} (eligible via {groups})"
-    return f"{access} via {groups}"
+        return f"active grant #{e.grant_id}{until} (eligible via {groups})"
+    return f"{e.access} via {groups}"

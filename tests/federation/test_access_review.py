@@ -3,9 +3,12 @@ from __future__ import annotations
 import csv
 import io
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from federation.access_review import review_access
@@ -111,3 +114,18 @@ def test_csv_cells_cannot_become_spreadsheet_formulas(client: Client) -> None:
     body = client.get("/review/", {"account": account.account_id, "format": "csv"})
     [row] = list(csv.DictReader(io.StringIO(body.content.decode())))
     assert row["subject"] == "'=HYPERLINK(1)@corp.example"
+
+
+def test_people_outside_the_scope_are_not_resolved_one_by_one(
+    world: dict[str, object], django_assert_max_num_queries: Any
+) -> None:
+    pb_prod = world["pb_prod"]
+    assert isinstance(pb_prod, Account)
+    now = timezone.now()
+    with CaptureQueriesContext(connection) as before:
+        review_access(account_id=pb_prod.account_id, now=now)
+    for i in range(20):
+        UserFactory(email=f"dw{i}@corp.example", directory_groups=["aws-dw-ops"])
+    with django_assert_max_num_queries(len(before.captured_queries)):
+        rows = review_access(account_id=pb_prod.account_id, now=now)
+    assert not any(r.subject.startswith("dw") for r in rows)
