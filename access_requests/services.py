@@ -301,7 +301,14 @@ def _decide(
         if lock:
             rows = rows.select_for_update(of=("self",))
         access_request = rows.get(pk=request_id)
-        refusal = _decision_refusal(access_request, actor=actor, decision=decision, now=now)
+        entitlement = (
+            _requester_entitlement(access_request, now=now)
+            if decision == Decision.APPROVE
+            else None
+        )
+        refusal = _decision_refusal(
+            access_request, actor=actor, decision=decision, entitlement=entitlement, now=now
+        )
         target = f"request #{access_request.pk}"
         account_id = access_request.account.account_id
         if refusal is not None:
@@ -321,15 +328,38 @@ def _decide(
             )
         else:
             _apply_decision(
-                access_request, actor=actor, decision=decision, comment=comment, now=now, ip=ip
+                access_request,
+                actor=actor,
+                decision=decision,
+                entitlement=entitlement,
+                comment=comment,
+                now=now,
+                ip=ip,
             )
     if refusal is not None:
         raise refusal
     return access_request
 
 
+def _requester_entitlement(access_request: AccessRequest, *, now: datetime) -> Entitlement | None:
+    # The requester row came with the locked request in one query: its groups are current.
+    requester = access_request.requester
+    return find_entitlement(
+        requester.directory_groups,
+        access_request.account.account_id,
+        access_request.role.name,
+        now=now,
+        user_id=requester.pk,
+    )
+
+
 def _decision_refusal(
-    access_request: AccessRequest, *, actor: User, decision: str, now: datetime
+    access_request: AccessRequest,
+    *,
+    actor: User,
+    decision: str,
+    entitlement: Entitlement | None,
+    now: datetime,
 ) -> RequestRefused | None:
     if access_request.state != State.PENDING:
         return RequestNotPending(
@@ -350,13 +380,6 @@ def _decision_refusal(
         return AlreadyDecided(f"You have already decided request #{access_request.pk}.")
     if decision == Decision.APPROVE:
         requester = access_request.requester
-        entitlement = find_entitlement(
-            current_groups(requester),
-            access_request.account.account_id,
-            access_request.role.name,
-            now=now,
-            user_id=requester.pk,
-        )
         if entitlement is None or entitlement.access != Access.ELIGIBLE:
             return RequesterNotEligible(
                 f"{requester.label} is no longer eligible for {access_request.role.name} in "
@@ -378,6 +401,7 @@ def _apply_decision(
     *,
     actor: User,
     decision: str,
+    entitlement: Entitlement | None,
     comment: str,
     now: datetime,
     ip: str | None,
@@ -411,18 +435,12 @@ def _apply_decision(
         )
         _notify(access_request.pk, "approval_recorded")
         return
+    if entitlement is None:
+        # _decision_refusal refuses an approval without one; reaching here is a bug.
+        raise RuntimeError(f"request #{access_request.pk}: approval without an entitlement")
     _transition(access_request, State.APPROVED, actor=actor, now=now, ip=ip, comment=comment)
     requester = access_request.requester
-    role_arn = account.default_role_arn(access_request.role.name)
-    entitlement = find_entitlement(
-        requester.directory_groups,
-        account.account_id,
-        access_request.role.name,
-        now=now,
-        user_id=requester.pk,
-    )
-    if entitlement is not None:
-        role_arn = entitlement.role_arn
+    role_arn = entitlement.role_arn
     grant = Grant.objects.create(
         request=access_request,
         user=requester,
