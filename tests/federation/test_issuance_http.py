@@ -14,6 +14,7 @@ from django.utils import timezone
 from pytest_django.fixtures import Settings as SettingsWrapper
 from pytest_django.live_server_helper import LiveServer
 
+from federation.issuance import issue_session
 from federation.log_redaction import RedactCredentials, redact
 from federation.models import AuditEvent, SessionIssuance
 from tests.aws import MotoServer
@@ -257,15 +258,29 @@ def test_no_credential_reaches_logs_or_audit_rows(
         HTTP_ACCEPT="application/json",
     ).json()
     signin_token = parse_qs(urlsplit(console["SigninUrl"]).query)["SigninToken"][0]
+    # A console session's own keys travel to the federation endpoint (in getSigninToken's
+    # query string) and are never shown to the person: take them from the service itself.
+    linked = issue_session(
+        world.alice,
+        account_id="111111111111",
+        role="cloud-eng",
+        kind="console",
+        requested=None,
+        now=timezone.now(),
+        ip=None,
+    )
+    assert linked.console_url is not None
+    console_keys = linked.credentials.credential_process()
 
     secrets = [cli["AccessKeyId"], cli["SecretAccessKey"], cli["SessionToken"], signin_token]
+    secrets += [console_keys[k] for k in ("AccessKeyId", "SecretAccessKey", "SessionToken")]
     audit = json.dumps([[e.target, e.data] for e in AuditEvent.objects.all()], ensure_ascii=False)
     issuance_rows = json.dumps(list(SessionIssuance.objects.values()), default=str)
     for secret in secrets:
         assert secret not in caplog.text
         assert secret not in audit
         assert secret not in issuance_rows
-    assert AuditEvent.objects.filter(event_type="issuance.issued").count() == 2
+    assert AuditEvent.objects.filter(event_type="issuance.issued").count() == 3
 
 
 def test_access_log_lines_of_the_stand_in_lose_their_secrets() -> None:
