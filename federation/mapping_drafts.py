@@ -141,6 +141,15 @@ class DraftOutcome:
     result: ApplyResult | None
 
 
+def may_apply(draft: MappingDraft, user: User) -> bool:
+    """An open draft can be applied by an admin, and by its author only when not sensitive."""
+    return (
+        draft.state == MappingDraft.State.OPEN
+        and is_admin(user)
+        and not (draft.needs_approval and draft.created_by_id == user.pk)
+    )
+
+
 def _claim(draft_id: int, *, actor: User, now: datetime) -> MappingDraft:
     """Move an open draft to 'applying' exactly once (concurrent clicks: one wins)."""
     with transaction.atomic(durable=True):
@@ -149,7 +158,7 @@ def _claim(draft_id: int, *, actor: User, now: datetime) -> MappingDraft:
             raise DraftNotOpen(
                 f"Draft #{draft.pk} is {draft.state}; only open drafts can be applied."
             )
-        if draft.needs_approval and draft.created_by_id == actor.pk:
+        if not may_apply(draft, actor):  # admin was checked already: only self-approval left
             raise SelfApprovalRefused(
                 "This change is sensitive and needs a second administrator: you cannot approve "
                 "your own draft."

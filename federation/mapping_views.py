@@ -22,6 +22,7 @@ from .mapping_drafts import (
     apply_draft,
     close_draft,
     item_key,
+    may_apply,
     propose_change,
     propose_edit,
 )
@@ -468,8 +469,7 @@ def draft_detail(request: HttpRequest, draft_id: int) -> HttpResponse:
             "plan": plan_view(draft.plan),
             "form": DecisionForm(),
             "is_author": draft.created_by_id == user.pk,
-            "can_apply": draft.state == "open"
-            and not (draft.needs_approval and draft.created_by_id == user.pk),
+            "can_apply": may_apply(draft, user),
         },
     )
 
