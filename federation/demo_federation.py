@@ -12,6 +12,7 @@ import re
 import secrets
 from datetime import UTC, datetime
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -51,7 +52,7 @@ def _get_signin_token(request: HttpRequest) -> HttpResponse:
         )
     try:
         arn = sts.caller_identity(credentials)
-    except Exception:
+    except (ClientError, BotoCoreError):
         # Like the real endpoint: credentials STS does not know get a plain refusal.
         return JsonResponse({"error": "invalid session"}, status=400)
     token = secrets.token_urlsafe(32)
