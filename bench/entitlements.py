@@ -20,6 +20,7 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 from benchdb import scratch_database
@@ -101,14 +102,13 @@ def percentile(samples: list[float], pct: float) -> float:
     return ordered[index]
 
 
-def measure(fn: object, n: int) -> tuple[float, float]:
-    call = fn  # type: ignore[assignment]
+def measure(call: Callable[[], int], n: int) -> tuple[float, float]:
     for _ in range(min(20, n)):
-        call()  # type: ignore[operator]
+        call()
     samples = []
     for _ in range(n):
         start = time.perf_counter()
-        call()  # type: ignore[operator]
+        call()
         samples.append((time.perf_counter() - start) * 1000)
     return statistics.median(samples), percentile(samples, 99)
 

@@ -12,5 +12,6 @@ class FederationConfig(AppConfig):
         from django.contrib.auth.signals import user_logged_in
 
         # complete_sign_in() sets last_login in the same save as the person's groups; Django's
-        # receiver would write it again in a second UPDATE on every sign-in.
+        # receiver would write it again in a second UPDATE on every sign-in. last_login thus
+        # means "last IdP sign-in", which the API-token freshness check (tokens.py) relies on.
         user_logged_in.disconnect(update_last_login, dispatch_uid="update_last_login")
