@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from django.db.models import Q, QuerySet
+from django.db.models import F, Prefetch, Q, QuerySet, Window
+from django.db.models.functions import RowNumber
 
 from federation.entitlements import Entitlement, resolve_entitlements
 from federation.models import Access, User
@@ -32,8 +33,12 @@ def list_my_requests(user: User) -> QuerySet[AccessRequest]:
 
 
 def _pending_with_relations() -> QuerySet[AccessRequest]:
-    return AccessRequest.objects.filter(state=State.PENDING).select_related(
-        "requester", "account__business_unit", "role", "mapping"
+    return (
+        AccessRequest.objects.filter(state=State.PENDING)
+        .select_related("requester", "account__business_unit", "role", "mapping")
+        .prefetch_related(
+            Prefetch("approvals", queryset=Approval.objects.select_related("approver"))
+        )
     )
 
 
@@ -72,15 +77,32 @@ def list_revocable(user: User, *, now: datetime) -> list[Grant]:
     return [g for g in grants if set(user.directory_groups) & approver_groups_for(g.request)]
 
 
-def history_for(access_request: AccessRequest, *, limit: int = 5) -> Sequence[AccessRequest]:
-    """The requester's earlier requests, for the approver's context."""
-    return list(
-        AccessRequest.objects.filter(requester_id=access_request.requester_id)
-        .exclude(pk=access_request.pk)
+def list_histories(
+    requests: Iterable[AccessRequest], *, limit: int = 5
+) -> dict[int, list[AccessRequest]]:
+    """Each requester's latest ``limit`` decided or ended requests, for the approver's context,
+    keyed by requester id; one query however many requests are shown."""
+    requester_ids = {r.requester_id for r in requests}
+    if not requester_ids:
+        return {}
+    rows = (
+        AccessRequest.objects.filter(requester_id__in=requester_ids)
         .filter(~Q(state=State.PENDING))
+        .annotate(
+            rank=Window(
+                RowNumber(),
+                partition_by=F("requester_id"),
+                order_by=[F("created_at").desc(), F("pk").desc()],
+            )
+        )
+        .filter(rank__lte=limit)
         .select_related("account", "role")
-        .order_by("-created_at")[:limit]
+        .order_by("requester_id", "-created_at", "-pk")
     )
+    histories: dict[int, list[AccessRequest]] = {}
+    for row in rows:
+        histories.setdefault(row.requester_id, []).append(row)
+    return histories
 
 
 def list_owed_revocations(*, now: datetime, older_than: timedelta) -> list[int]:

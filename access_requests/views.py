@@ -93,9 +93,14 @@ def approvals(request: HttpRequest) -> HttpResponse:
     user = _user(request)
     now = timezone.now()
     decidable = queries.list_decidable(user, now=now)
+    histories = queries.list_histories(decidable)
     context = {
         "decidable": [
-            {"request": r, "history": queries.history_for(r), "votes": list(r.approvals.all())}
+            {
+                "request": r,
+                "history": histories.get(r.requester_id, []),
+                "votes": list(r.approvals.all()),
+            }
             for r in decidable
         ],
         "unapprovable": queries.list_unapprovable(user),

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from django.core import mail
+from django.db import connection
 from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from access_requests import services
@@ -191,6 +193,51 @@ def test_outsider_sees_nothing_to_decide_or_revoke(client: Client, world: World)
     page = client.get("/approvals/").content.decode()
     assert f'data-request="{request.pk}"' not in page
     assert client.post("/approvals/999999/decide/", {"decision": "approve"}).status_code == 404
+
+
+def pending_with_a_vote_and_history(world: World, now: datetime) -> AccessRequest:
+    """A prod request one approver has voted on, from a requester with one earlier request."""
+    requester = UserFactory(directory_groups=["aws-pb-admin"])
+    earlier = services.submit_request(
+        requester,
+        account_id="111111111111",
+        role="admin",
+        justification="x",
+        duration=timedelta(hours=1),
+        now=now,
+    )
+    services.cancel_request(earlier, actor=requester, now=now)
+    request = services.submit_request(
+        requester,
+        account_id="222222222222",
+        role="admin",
+        justification="y",
+        duration=timedelta(hours=1),
+        now=now,
+    )
+    services.decide_request(request, actor=world.second_approver, decision="approve", now=now)
+    return request
+
+
+def test_approvals_page_queries_do_not_grow_with_pending_requests(
+    client: Client, world: World, django_assert_max_num_queries: Callable[..., Any]
+) -> None:
+    now = timezone.now()
+    first = pending_with_a_vote_and_history(world, now)
+    client.force_login(world.approver)
+    with CaptureQueriesContext(connection) as one_request:
+        page = client.get("/approvals/").content.decode()
+    assert f'data-request="{first.pk}"' in page
+    assert f"{world.second_approver.label} approve" in page  # the vote, with its approver
+    assert page.count("admin in pb-dev: cancelled") == 1  # the requester's history
+
+    more = [pending_with_a_vote_and_history(world, now) for _ in range(4)]
+    with django_assert_max_num_queries(len(one_request.captured_queries)):
+        page = client.get("/approvals/").content.decode()
+
+    assert all(f'data-request="{r.pk}"' in page for r in [first, *more])
+    assert page.count(f"{world.second_approver.label} approve") == 5
+    assert page.count("admin in pb-dev: cancelled") == 5
 
 
 def test_admin_sees_requests_nobody_can_approve(client: Client, world: World) -> None:
