@@ -11,10 +11,12 @@ import json
 import os
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl
 
+import boto3
 import pytest
 import requests
 
@@ -61,6 +63,19 @@ class MotoServer:
             if params.get("Action") == action:
                 found.append(params)
         return found
+
+
+def caller_arn(url: str, credentials: Mapping[str, Any]) -> str:
+    """The ARN STS (at ``url``) names for ``credential_process``-shaped credentials."""
+    client = boto3.client(
+        "sts",
+        endpoint_url=url,
+        region_name="eu-west-1",
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+    )
+    return str(client.get_caller_identity()["Arn"])
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ import logging
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
-import boto3
 import pytest
 from django.test import Client
 from django.utils import timezone
@@ -17,7 +16,7 @@ from pytest_django.live_server_helper import LiveServer
 from federation.issuance import issue_session
 from federation.log_redaction import RedactCredentials, redact
 from federation.models import AuditEvent, SessionIssuance
-from tests.aws import MotoServer
+from tests.aws import MotoServer, caller_arn
 from tests.factories import GrantFactory
 from tests.issuance import World, closed_port_url
 
@@ -104,14 +103,7 @@ def test_cli_action_answers_credential_process_json_when_asked(
     body = response.json()
     assert set(body) == {"Version", "AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration"}
     assert body["Version"] == 1 and body["Expiration"].endswith("Z")
-    identity = boto3.client(
-        "sts",
-        endpoint_url=broker.url,
-        region_name="eu-west-1",
-        aws_access_key_id=body["AccessKeyId"],
-        aws_secret_access_key=body["SecretAccessKey"],
-        aws_session_token=body["SessionToken"],
-    ).get_caller_identity()
+    identity = {"Arn": caller_arn(broker.url, body)}
     assert identity["Arn"] == "arn:aws:sts::111111111111:assumed-role/cloud-eng/alice@corp.example"
     assert SessionIssuance.objects.get().duration == timedelta(minutes=30)
 
