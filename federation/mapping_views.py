@@ -56,6 +56,13 @@ def _names(value: str) -> list[str]:
     return sorted({part.strip() for part in value.replace("\n", ",").split(",") if part.strip()})
 
 
+def _unit_choices() -> list[tuple[str, str]]:
+    return [
+        (slug, f"{slug} — {name}")
+        for slug, name in BusinessUnit.objects.values_list("slug", "name")
+    ]
+
+
 class ReasonField(forms.CharField):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(
@@ -93,10 +100,7 @@ class MappingRowForm(forms.Form):
         self.fields["role"].choices = [  # type: ignore[attr-defined]
             (r, r) for r in LogicalRole.objects.values_list("name", flat=True)
         ]
-        self.fields["business_unit"].choices = [  # type: ignore[attr-defined]
-            (slug, f"{slug} — {name}")
-            for slug, name in BusinessUnit.objects.values_list("slug", "name")
-        ]
+        self.fields["business_unit"].choices = _unit_choices()  # type: ignore[attr-defined]
 
     def item(self) -> dict[str, Any]:
         data = self.cleaned_data
@@ -108,12 +112,12 @@ class MappingRowForm(forms.Form):
         }
         if data["environments"]:
             item["environments"] = sorted(data["environments"])
-        if _names(data["accounts"]):
-            item["accounts"] = _names(data["accounts"])
+        if accounts := _names(data["accounts"]):
+            item["accounts"] = accounts
         if data["max_grant_minutes"] is not None:
             item["max_grant_minutes"] = data["max_grant_minutes"]
-        if _names(data["approver_groups"]):
-            item["approver_groups"] = _names(data["approver_groups"])
+        if approvers := _names(data["approver_groups"]):
+            item["approver_groups"] = approvers
         return item
 
     @classmethod
@@ -153,10 +157,7 @@ class AccountForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["business_unit"].choices = [  # type: ignore[attr-defined]
-            (slug, f"{slug} — {name}")
-            for slug, name in BusinessUnit.objects.values_list("slug", "name")
-        ]
+        self.fields["business_unit"].choices = _unit_choices()  # type: ignore[attr-defined]
 
     def item(self) -> dict[str, Any]:
         data = self.cleaned_data
@@ -168,8 +169,8 @@ class AccountForm(forms.Form):
         }
         if data["approvals_required"] is not None:
             item["approvals_required"] = data["approvals_required"]
-        if _names(data["approver_groups"]):
-            item["approver_groups"] = _names(data["approver_groups"])
+        if approvers := _names(data["approver_groups"]):
+            item["approver_groups"] = approvers
         if data["region"].strip():
             item["region"] = data["region"].strip()
         return item
