@@ -13,6 +13,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 import secrets
 import threading
 from collections.abc import Callable
@@ -402,7 +403,37 @@ def _check_structure(document: Any) -> None:
             raise _Refusal("saml.structure", _STRUCTURE_MESSAGE).exc()
 
 
+# The encoding named in an XML declaration (``<?xml version="1.0" encoding="..."?>``).
+_DECLARED_ENCODING = re.compile(
+    rb"""\A(?:\xef\xbb\xbf)?<\?xml\s[^>]*?\bencoding\s*=\s*["']([^"']*)["']"""
+)
+
+
+def _require_utf8(xml: bytes) -> None:
+    # The DTD and comment scans below look for ASCII bytes; in UTF-16 or UTF-32 (with or without
+    # a BOM) or under a declared non-UTF-8 encoding they would miss ``<!--`` while the parser
+    # still reads it. SAML IdPs send UTF-8, so anything else is refused before any scan.
+    declared = _DECLARED_ENCODING.match(xml)
+    if (
+        b"\x00" in xml
+        or (declared is not None and declared.group(1).lower() != b"utf-8")
+        or not _is_utf8(xml)
+    ):
+        raise _Refusal(
+            "saml.encoding", "The sign-in response is not UTF-8 encoded, which is refused.", 400
+        ).exc()
+
+
+def _is_utf8(xml: bytes) -> bool:
+    try:
+        xml.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _parse(xml: bytes, sp_settings: OneLogin_Saml2_Settings, b64: str) -> OneLogin_Saml2_Response:
+    _require_utf8(xml)
     if b"<!doctype" in xml.lower():
         raise _Refusal(
             "saml.dtd", "The sign-in response contains a DTD or entities, which are refused.", 400

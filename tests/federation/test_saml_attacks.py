@@ -259,6 +259,52 @@ def test_comment_in_a_mapped_attribute_is_refused(saml_flow: SamlFlow) -> None:
     assert_refused(saml_flow, saml_flow.post(tampered, seen.relay_state), "saml.comment")
 
 
+def _reencoded(xml: bytes, encoding: str, declared: str) -> bytes:
+    text = xml.decode()
+    if text.startswith("<?xml"):
+        text = text[text.index("?>") + 2 :].lstrip()
+    return f'<?xml version="1.0" encoding="{declared}"?>\n{text}'.encode(encoding)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "declared"),
+    [
+        ("utf-16", "UTF-16"),
+        ("utf-16-be", "UTF-16BE"),
+        ("utf-16-le", "UTF-16LE"),
+        ("utf-32", "UTF-32"),
+    ],
+)
+def test_utf16_response_cannot_hide_a_comment_from_the_scan(
+    saml_flow: SamlFlow, encoding: str, declared: str
+) -> None:
+    # In UTF-16 ``<!--`` is not the bytes the comment scan looks for; the parser still reads it.
+    seen = saml_flow.start()
+    xml = saml_flow.signer.response_xml(seen, subject="alice@corp.example.evil.test")
+    tampered = xml.replace(
+        b">alice@corp.example.evil.test<", b">alice@corp.example<!---->.evil.test<"
+    )
+    assert tampered != xml
+    document = _reencoded(tampered, encoding, declared)
+    assert b"<!--" not in document
+    answer = saml_flow.post(document, seen.relay_state)
+    assert answer.status_code == 400
+    assert_refused(saml_flow, answer, "saml.encoding")
+
+
+def test_signed_response_re_encoded_as_utf16_is_refused(saml_flow: SamlFlow) -> None:
+    seen = saml_flow.start()
+    document = _reencoded(saml_flow.signer.response_xml(seen), "utf-16", "UTF-16")
+    assert document.startswith(b"\xff\xfe")
+    assert_refused(saml_flow, saml_flow.post(document, seen.relay_state), "saml.encoding")
+
+
+def test_declared_non_utf8_encoding_is_refused(saml_flow: SamlFlow) -> None:
+    seen = saml_flow.start()
+    document = _reencoded(saml_flow.signer.response_xml(seen), "utf-8", "ISO-8859-1")
+    assert_refused(saml_flow, saml_flow.post(document, seen.relay_state), "saml.encoding")
+
+
 XXE_SYSTEM = b"""<?xml version="1.0"?>
 <!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>
 <samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" ID="a" Version="2.0">&x;
