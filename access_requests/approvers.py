@@ -12,8 +12,9 @@ from django.db.models import QuerySet
 
 from federation.issuance import session_name_for
 from federation.models import User
+from federation.permissions import is_admin
 
-from .models import AccessRequest
+from .models import AccessRequest, Grant
 
 
 def same_person(a: User, b: User) -> bool:
@@ -33,18 +34,27 @@ def approver_groups_for(access_request: AccessRequest) -> frozenset[str]:
     return frozenset(str(g) for g in groups)
 
 
-def current_groups(user: User) -> set[str]:
-    # Read from the database, not from the caller's (possibly long-lived) object: a sign-in in
-    # between may have removed a group.
-    groups = User.objects.filter(pk=user.pk).values_list("directory_groups", flat=True).first()
-    return {str(g) for g in groups or ()}
+def reloaded(user: User) -> User:
+    """``user`` as the database holds it now. Services pass this to the rules below rather than
+    the caller's (possibly long-lived) object: a sign-in in between may have removed a group."""
+    return User.objects.get(pk=user.pk)
 
 
 def is_approver(user: User, access_request: AccessRequest) -> bool:
-    """Whether ``user`` may decide this request now (by current groups, never their own)."""
+    """Whether ``user`` may decide this request: in one of its approver groups, never their own.
+    Judged on ``user.directory_groups`` as loaded (see ``reloaded``)."""
     if same_person(user, access_request.requester):
         return False
-    return bool(set(user.directory_groups) & approver_groups_for(access_request))
+    return bool({str(g) for g in user.directory_groups} & approver_groups_for(access_request))
+
+
+def may_revoke(user: User, grant: Grant) -> bool:
+    """Whether ``user`` may revoke this grant: admins, and anyone in an approver group of its
+    request (the holder included: ending one's own access early is harmless). Judged on
+    ``user.directory_groups`` as loaded (see ``reloaded``)."""
+    if is_admin(user):
+        return True
+    return bool({str(g) for g in user.directory_groups} & approver_groups_for(grant.request))
 
 
 def list_approvers(access_request: AccessRequest) -> list[User]:
@@ -56,11 +66,7 @@ def list_approvers(access_request: AccessRequest) -> list[User]:
     if connection.vendor == "postgresql":
         # jsonb ?| on the array of groups; SQLite (demo) filters in Python below.
         users = users.filter(directory_groups__has_any_keys=sorted(groups))
-    return [
-        u
-        for u in users.order_by("pk")
-        if set(u.directory_groups) & groups and not same_person(u, access_request.requester)
-    ]
+    return [u for u in users.order_by("pk") if is_approver(u, access_request)]
 
 
 def list_admins() -> list[User]:

@@ -12,7 +12,7 @@ from federation.entitlements import Entitlement, resolve_entitlements
 from federation.models import Access, User
 from federation.permissions import is_admin
 
-from .approvers import approver_groups_for, is_approver
+from .approvers import is_approver, may_revoke
 from .models import AccessRequest, Approval, Grant
 
 State = AccessRequest.State
@@ -72,9 +72,7 @@ def list_revocable(user: User, *, now: datetime) -> list[Grant]:
         )
         .order_by("ends_at")
     )
-    if is_admin(user):
-        return list(grants)
-    return [g for g in grants if set(user.directory_groups) & approver_groups_for(g.request)]
+    return [g for g in grants if may_revoke(user, g)]
 
 
 def list_histories(

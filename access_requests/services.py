@@ -42,13 +42,14 @@ from federation.models import (
     LogicalRole,
     User,
 )
-from federation.permissions import is_admin
 from federation.scope import accounts_reached
 
 from .approvers import (
     approver_groups_for,
-    current_groups,
+    is_approver,
     list_approvers,
+    may_revoke,
+    reloaded,
     same_person,
     source_identity_for,
 )
@@ -372,7 +373,7 @@ def _decision_refusal(
         )
     if same_person(actor, access_request.requester):
         return SelfApprovalRefused("You cannot decide your own request.")
-    if not current_groups(actor) & approver_groups_for(access_request):
+    if not is_approver(reloaded(actor), access_request):
         return NotAnApprover(
             f"You are not (or no longer) an approver for {access_request.account.alias}."
         )
@@ -576,10 +577,7 @@ def revoke_grant(
             )
             .get(pk=grant_id)
         )
-        allowed = is_admin(actor) or bool(
-            current_groups(actor) & approver_groups_for(locked.request)
-        )
-        if not allowed:
+        if not may_revoke(reloaded(actor), locked):
             refusal = NotAllowedToRevoke(
                 "Only an approver of this grant or an admin may revoke it."
             )

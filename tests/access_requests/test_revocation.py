@@ -199,6 +199,21 @@ def test_non_approver_cannot_revoke_but_an_admin_can(world: World, aws: MotoServ
             services.revoke_grant(grant, actor=admin, now=now)
 
 
+def test_admin_who_lost_the_admin_group_since_cannot_revoke(world: World, aws: MotoServer) -> None:
+    now = timezone.now()
+    grant = granted(world, now)
+    stale = UserFactory(directory_groups=["aws-admins"])  # as a long-lived object would say
+    User.objects.filter(pk=stale.pk).update(directory_groups=["aws-dw-managers"])
+
+    with (
+        override_settings(ADMIN_GROUPS=["aws-admins"]),
+        pytest.raises(refusals.NotAllowedToRevoke),
+    ):
+        services.revoke_grant(grant, actor=stale, now=now)
+    grant.refresh_from_db()
+    assert grant.state == Grant.State.ACTIVE
+
+
 def test_expired_grant_cannot_be_revoked(world: World) -> None:
     now = timezone.now()
     grant = granted(world, now)
