@@ -96,7 +96,7 @@ def sso_url() -> str:
     return f"{settings.BASE_URL}/demo-idp/sso/"
 
 
-def configure_demo_idp(*, now: dt.datetime | None = None) -> IdentityProvider:
+def configure_demo_idp(*, actor: str, now: dt.datetime | None = None) -> IdentityProvider:
     """Point the ``demo`` IdentityProvider at this IdP (its sign-in URL and certificate)."""
     require_demo_mode()
     now = now or timezone.now()
@@ -120,7 +120,7 @@ def configure_demo_idp(*, now: dt.datetime | None = None) -> IdentityProvider:
         idp.save()
         record_event(
             "idp.demo_configured",
-            actor="cli:demo_idp",
+            actor=actor,
             target=f"idp:{idp.slug}",
             now=now,
             data={"idp": idp.slug, "created": created, "sso_url": sso_url()},

@@ -11,8 +11,9 @@ from django.core.exceptions import PermissionDenied
 from django.core.management import CommandError, call_command
 from django.test import Client
 
+from federation.audit import cli_actor
 from federation.idp import dev_idp
-from federation.models import IdentityProvider, User
+from federation.models import AuditEvent, IdentityProvider, User
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -78,10 +79,16 @@ def test_development_idp_refuses_a_request_not_from_this_service(
     assert answer.status_code == 400
 
 
+def test_demo_idp_command_audits_the_operating_system_user(demo_mode: None) -> None:
+    call_command("demo_idp", stdout=None)
+    event = AuditEvent.objects.get(event_type="idp.demo_configured")
+    assert event.actor == cli_actor()
+
+
 def test_development_idp_is_absent_outside_demo_mode(settings: Any, client: Client) -> None:
     settings.DEMO_MODE = False
     assert client.get("/demo-idp/sso/").status_code == 404
     with pytest.raises(CommandError, match="demo mode"):
         call_command("demo_idp")
     with pytest.raises(PermissionDenied):
-        dev_idp.configure_demo_idp()
+        dev_idp.configure_demo_idp(actor=cli_actor())

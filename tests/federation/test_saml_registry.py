@@ -13,6 +13,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from lxml import etree
 
+from federation.audit import cli_actor
 from federation.idp.saml_metadata import refresh_all_metadata
 from federation.models import AuditEvent, IdentityProvider, User
 from federation.tasks import refresh_saml_metadata
@@ -102,6 +103,14 @@ def test_add_saml_idp_from_a_file_stores_entity_endpoint_and_certificates(
     assert (idp.groups_attribute, idp.manager_attribute) == ("memberOf", "manager")
     assert "http://127.0.0.1:8000/saml/okta/acs/" in out.getvalue()
     assert AuditEvent.objects.filter(event_type="idp.saml_registered").count() == 1
+
+
+def test_add_saml_idp_audits_the_operating_system_user(tmp_path: Path) -> None:
+    path = tmp_path / "okta.xml"
+    path.write_bytes(_signer(tmp_path).metadata_xml())
+    call_command("add_saml_idp", "--slug=okta", f"--metadata-file={path}", stdout=StringIO())
+    event = AuditEvent.objects.get(event_type="idp.saml_registered")
+    assert event.actor == cli_actor()
 
 
 @pytest.mark.parametrize(

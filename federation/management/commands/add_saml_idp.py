@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from federation.audit import cli_actor
 from federation.idp.saml import acs_url, sp_entity_id
 from federation.idp.saml_metadata import MetadataRefused, fetch_metadata, register_saml_idp
 
@@ -70,7 +71,7 @@ class Command(BaseCommand):
                 subject_attribute=options["subject_attribute"],
                 display_name=options["display_name"],
                 want_messages_signed=options["want_messages_signed"],
-                actor="cli:add_saml_idp",
+                actor=cli_actor(),
             )
         except MetadataRefused as refusal:
             raise CommandError(f"metadata refused: {refusal}") from None
