@@ -46,12 +46,11 @@ def build_notice(access_request: AccessRequest, event: str) -> Notice:
         "account": f"{account.alias} ({account.account_id})",
     }
     subject = _SUBJECTS[event].format(**fields)
-    minutes = int(access_request.duration.total_seconds() // 60)
     lines = [
         f"Requester: {requester.label}",
         f"Account: {fields['account']}, environment {account.environment}",
         f"Role: {access_request.role.name}",
-        f"Duration: {minutes} minutes",
+        f"Duration: {access_request.duration_minutes} minutes",
         f"Justification: {access_request.justification}",
     ]
     if access_request.ticket:

@@ -221,7 +221,7 @@ def submit_request(
                 data={
                     "request_id": access_request.pk,
                     "role": role,
-                    "duration_minutes": int(duration.total_seconds() // 60),
+                    "duration_minutes": access_request.duration_minutes,
                     "justification": justification,
                     "ticket": access_request.ticket,
                     "via": list(entitlement.via),
