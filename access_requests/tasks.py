@@ -28,32 +28,29 @@ _RETRY: dict[str, Any] = {
 
 
 @shared_task(  # type: ignore[untyped-decorator]
-    bind=True,
     autoretry_for=(OSError, smtplib.SMTPException),
     max_retries=settings.NOTIFICATION_MAX_RETRIES,
     **_RETRY,
 )
-def send_request_email(self: Any, request_id: int, event: str) -> int:
+def send_request_email(request_id: int, event: str) -> int:
     return notifications.send_request_email(request_id, event)
 
 
 @shared_task(  # type: ignore[untyped-decorator]
-    bind=True,
     autoretry_for=(requests.RequestException,),
     max_retries=settings.NOTIFICATION_MAX_RETRIES,
     **_RETRY,
 )
-def post_request_webhook(self: Any, request_id: int, event: str) -> bool:
+def post_request_webhook(request_id: int, event: str) -> bool:
     return notifications.post_request_webhook(request_id, event)
 
 
 @shared_task(  # type: ignore[untyped-decorator]
-    bind=True,
     autoretry_for=(refusals.RevocationPolicyFailed,),
     max_retries=settings.REVOCATION_MAX_RETRIES,
     **_RETRY,
 )
-def apply_revocation_policy(self: Any, grant_id: int) -> str:
+def apply_revocation_policy(grant_id: int) -> str:
     grant = services.apply_revocation_policy(grant_id, now=timezone.now())
     return f"grant #{grant.pk}: deny policy applied at {grant.revocation_applied_at}"
 
