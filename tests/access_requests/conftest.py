@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from federation.entitlements import Entitlement, find_entitlement
 from federation.models import Access, Account, GroupMapping, LogicalRole, User
 from tests.access_requests.live import celery_worker, mail_sink, webhook_sink
 from tests.factories import (
@@ -70,3 +71,14 @@ def build_world() -> World:
 @pytest.fixture
 def world(db: None) -> World:
     return build_world()
+
+
+def usable_entitlement(user: User, account: str, *, at: datetime) -> Entitlement | None:
+    """What entitlements give ``user`` for (account, admin) at ``at``, by their groups now."""
+    user.refresh_from_db()
+    return find_entitlement(user.directory_groups, account, "admin", now=at, user_id=user.pk)
+
+
+def usable_access(user: User, account: str, *, at: datetime) -> str | None:
+    found = usable_entitlement(user, account, at=at)
+    return found.access if found else None

@@ -16,10 +16,9 @@ from django.utils import timezone
 from access_requests import queries, refusals, services, tasks
 from access_requests.models import Grant
 from federation import iam
-from federation.entitlements import find_entitlement
 from federation.issuance import session_name_for
 from federation.models import AuditEvent, User
-from tests.access_requests.conftest import World
+from tests.access_requests.conftest import World, usable_access
 from tests.aws import MotoServer
 from tests.factories import UserFactory
 
@@ -70,14 +69,7 @@ def test_revoked_grant_cannot_be_used_and_its_deny_policy_is_in_place(
     assert grant.state == Grant.State.REVOKED
     assert grant.revoked_by == world.second_approver
     assert grant.revocation_applied_at is not None
-    found = find_entitlement(
-        world.requester.directory_groups,
-        "111111111111",
-        "admin",
-        now=now,
-        user_id=world.requester.pk,
-    )
-    assert found is not None and found.access == "eligible"
+    assert usable_access(world.requester, "111111111111", at=now) == "eligible"
     (statement,) = policy_statements()
     assert statement["Effect"] == "Deny"
     assert statement["Condition"] == {

@@ -11,9 +11,8 @@ from access_requests import approvers, queries, refusals, services
 from access_requests.models import AccessRequest, Approval, Grant
 from federation import entitlements
 from federation.audit import verify_chain
-from federation.entitlements import find_entitlement
 from federation.models import AuditEvent, User
-from tests.access_requests.conftest import NOW, World
+from tests.access_requests.conftest import NOW, World, usable_access, usable_entitlement
 from tests.factories import GroupMappingFactory, LogicalRoleFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -39,12 +38,6 @@ def approve(request: AccessRequest, approver: User, *, minutes: int = 1) -> Acce
 
 def events(event_type: str) -> list[AuditEvent]:
     return list(AuditEvent.objects.filter(event_type=event_type).order_by("seq"))
-
-
-def usable_access(user: User, account: str, *, at: object) -> str | None:
-    user.refresh_from_db()
-    found = find_entitlement(user.directory_groups, account, "admin", now=at, user_id=user.pk)  # type: ignore[arg-type]
-    return found.access if found else None
 
 
 # --- Submitting ---------------------------------------------------------------------------
@@ -175,13 +168,7 @@ def test_one_approval_on_dev_grants_time_bound_access_used_through_entitlements(
     assert grant.ends_at == NOW + timedelta(minutes=65)
     assert grant.role_arn == "arn:aws:iam::111111111111:role/admin"
     assert grant.source_identity == world.requester.email
-    found = find_entitlement(
-        world.requester.directory_groups,
-        "111111111111",
-        "admin",
-        now=NOW + timedelta(minutes=10),
-        user_id=world.requester.pk,
-    )
+    found = usable_entitlement(world.requester, "111111111111", at=NOW + timedelta(minutes=10))
     assert found is not None and found.access == "grant"
     assert found.request_id == request.pk
     assert len(events("grant.granted")) == 1
@@ -202,11 +189,17 @@ def test_requester_cannot_approve_own_request(world: World) -> None:
 
 
 def test_identity_is_the_idp_subject_not_the_email(world: World) -> None:
-    # Someone else who happens to share the address (a recycled mailbox) is a different person.
-    namesake = UserFactory(email=world.requester.email, directory_groups=["aws-pb-managers"])
+    # Someone else at the same IdP who happens to share the address (a recycled mailbox) is a
+    # different person: only the subject tells them apart.
+    namesake = UserFactory(
+        email=world.requester.email, idp=world.requester.idp, directory_groups=["aws-pb-managers"]
+    )
     request = submit(world)
-    assert approvers.same_person(world.requester, world.requester)
     assert not approvers.same_person(world.requester, namesake)
+    # Local accounts have no IdP identity: their empty subjects never make them one person.
+    assert not approvers.same_person(
+        UserFactory(idp=None, subject=""), UserFactory(idp=None, subject="")
+    )
     assert approve(request, namesake).state == AccessRequest.State.APPROVED
 
 
