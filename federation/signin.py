@@ -143,7 +143,8 @@ def refusal_response(
         actor="anonymous",
         target=f"idp:{idp_slug}",
         ip=request_ip(request),
-        data={"idp": idp_slug, "protocol": protocol, "reason": refusal.reason, **refusal.detail},
+        # The standard keys come last so no detail key can overwrite the audited reason or IdP.
+        data={**refusal.detail, "idp": idp_slug, "protocol": protocol, "reason": refusal.reason},
     )
     return render(
         request,

@@ -98,6 +98,20 @@ def test_refusal_is_a_page_and_an_audit_event(rf: RequestFactory) -> None:
     assert event.ip == "192.0.2.7"
 
 
+def test_refusal_detail_cannot_overwrite_the_audited_reason(rf: RequestFactory) -> None:
+    refusal = SignInRefused(
+        "saml.replay",
+        "This sign-in response was already used.",
+        status=400,
+        detail={"reason": "ok", "idp": "other", "protocol": "oidc", "check": "replay"},
+    )
+    refusal_response(_request(rf), "corp", refusal, protocol="saml")  # type: ignore[arg-type]
+    event = AuditEvent.objects.get(event_type="signin.refused")
+    assert event.data["reason"] == "saml.replay"
+    assert (event.data["idp"], event.data["protocol"]) == ("corp", "saml")
+    assert event.data["check"] == "replay"
+
+
 def test_groups_are_normalised() -> None:
     assert groups_from(["b", " a ", "", "b"]) == ("a", "b")
     assert groups_from("solo") == ("solo",)
