@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import json
 import logging
 import re
 
 import pytest
 from django.utils import timezone
+from lxml import etree
 
 from federation.idp import saml
 from federation.models import (
@@ -19,7 +21,7 @@ from federation.models import (
     User,
 )
 from federation.tasks import purge_saml_replay_cache
-from tests.saml_idp import SamlFlow, b64
+from tests.saml_idp import NS, SamlFlow, b64
 
 pytestmark = pytest.mark.django_db
 
@@ -87,6 +89,18 @@ def test_responses_never_reach_the_logs(
     assert "Forbidden" in product
     assert b64(xml)[:200] not in product
     assert "00u-alice" not in product and "Assertion" not in product
+    # The audit log keeps the assertion's ID as a value, never the response or its XML.
+    audit = json.dumps([event.data for event in AuditEvent.objects.order_by("seq")])
+    encoded = b64(xml)
+    chunks = [encoded[i : i + 40] for i in range(0, len(encoded) - 40, 40)]
+    assert chunks and not [chunk for chunk in chunks if chunk in audit]
+    assertion = etree.fromstring(xml).find("saml:Assertion", NS)
+    assert assertion is not None
+    opening_tag = re.search(rb"<(?:\w+:)?Assertion\b[^>]*>", xml)
+    assert opening_tag is not None and assertion.get("ID")
+    assert str(assertion.get("ID")) in audit  # as the signed-in session's assertion_id
+    for fragment in (opening_tag.group().decode(), f'ID="{assertion.get("ID")}"', ":Assertion"):
+        assert json.dumps(fragment)[1:-1] not in audit, fragment
 
 
 def test_expired_replay_records_and_old_requests_are_purged(saml_flow: SamlFlow) -> None:
