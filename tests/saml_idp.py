@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from lxml import etree
+from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, xmldsig
 from saml2.config import IdPConfig
 from saml2.metadata import create_metadata_string
@@ -70,9 +71,7 @@ def make_key_pair(common_name: str) -> tuple[bytes, bytes]:
 
 
 def cert_body(cert_pem: bytes) -> str:
-    return "".join(
-        line for line in cert_pem.decode().splitlines() if line and not line.startswith("-----")
-    )
+    return str(OneLogin_Saml2_Utils.format_cert(cert_pem.decode(), heads=False))
 
 
 @dataclass(frozen=True)

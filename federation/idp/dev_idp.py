@@ -30,6 +30,7 @@ from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 from lxml import etree
+from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 from xmlsec import constants
 
@@ -86,12 +87,6 @@ def load_or_create_keys() -> tuple[bytes, bytes]:
     return key_pem, cert_pem
 
 
-def _cert_body(cert_pem: bytes) -> str:
-    return "".join(
-        line for line in cert_pem.decode().splitlines() if line and not line.startswith("-----")
-    )
-
-
 def sso_url() -> str:
     return f"{settings.BASE_URL}/demo-idp/sso/"
 
@@ -115,7 +110,7 @@ def configure_demo_idp(*, actor: str, now: dt.datetime | None = None) -> Identit
         idp.config = {
             **(idp.config or {}),
             "sso_url": sso_url(),
-            "signing_certs": [_cert_body(cert_pem)],
+            "signing_certs": [OneLogin_Saml2_Utils.format_cert(cert_pem.decode(), heads=False)],
         }
         idp.save()
         record_event(

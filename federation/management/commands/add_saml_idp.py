@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
 from federation.audit import cli_actor
 from federation.idp.saml import acs_url, sp_entity_id
@@ -47,9 +48,7 @@ class Command(BaseCommand):
         signing_cert = ""
         if options["metadata_signing_cert"]:
             pem = options["metadata_signing_cert"].read_text()
-            signing_cert = "".join(
-                line for line in pem.splitlines() if line and not line.startswith("-----")
-            )
+            signing_cert = OneLogin_Saml2_Utils.format_cert(pem, heads=False)
         try:
             if options["metadata_file"]:
                 try:
