@@ -11,7 +11,11 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -25,10 +29,11 @@ class ScratchDatabase:
 
     def recreate(self) -> None:
         import psycopg
+        from psycopg import sql
 
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}"')
-            conn.execute(f'CREATE DATABASE "{self.name}"')
+            conn.execute(self._drop_statement())
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
 
     def drop(self) -> None:
         import psycopg
@@ -36,7 +41,14 @@ class ScratchDatabase:
 
         connections.close_all()
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}"')
+            conn.execute(self._drop_statement())
+
+    def _drop_statement(self) -> sql.Composed:
+        from psycopg import sql
+
+        # Quoted as an identifier (the name comes from DATABASE_URL); FORCE ends sessions a
+        # crashed earlier run left open, which would otherwise block the drop.
+        return sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name))
 
 
 def scratch_database(script: str, suffix: str) -> ScratchDatabase:
