@@ -31,21 +31,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchdb import scratch_database
 
-DB_URL = os.environ.get("DATABASE_URL", "")
-if not DB_URL.startswith(("postgres://", "postgresql://")):
-    sys.exit("bench/saml_acs.py needs DATABASE_URL=postgres://... (PostgreSQL)")
-parts = urlsplit(DB_URL)
-BENCH_DB = (parts.path.lstrip("/") or "fedaccess") + "_bench_saml"
-os.environ["DATABASE_URL"] = urlunsplit(parts._replace(path="/" + BENCH_DB))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "federation.settings")
+# Timed as in production: DEBUG off (benchdb's default is on), so a real SECRET_KEY is needed.
 os.environ.setdefault("DEBUG", "0")
 os.environ.setdefault("SECRET_KEY", "bench-only-" + "x" * 40)
-ADMIN_URL = urlunsplit(parts._replace(path="/postgres"))
+SCRATCH = scratch_database("bench/saml_acs.py", "bench_saml")
 
 import psycopg  # noqa: E402
 
@@ -84,9 +76,7 @@ def commit_cost() -> float:
 
 
 def main() -> None:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}"')
-        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+    SCRATCH.recreate()
     import django
 
     django.setup()
@@ -94,7 +84,7 @@ def main() -> None:
 
     gc.freeze()
     from django.core.management import call_command
-    from django.db import connection, connections
+    from django.db import connection
     from django.test import Client
     from onelogin.saml2.response import OneLogin_Saml2_Response
 
@@ -175,9 +165,7 @@ def main() -> None:
             print(f"{label.split(':')[0]:>44} / baseline at p50: {ratio:.2f}x")
         print(f"one durable INSERT+COMMIT on this PostgreSQL: {commit_cost():.2f} ms  (n={N} each)")
     finally:
-        connections.close_all()
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}"')
+        SCRATCH.drop()
 
 
 if __name__ == "__main__":
