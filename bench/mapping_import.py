@@ -17,14 +17,11 @@ import os
 import random
 import secrets
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchdb import scratch_database
 
 BUSINESS_UNITS = 50
 ACCOUNTS_PER_UNIT = 40  # 2,000 accounts
@@ -47,33 +44,6 @@ ROLES = [
 ENVIRONMENTS = ["dev", "test", "prod"]
 
 T = TypeVar("T")
-
-
-def scratch_database() -> tuple[str, str]:
-    """(admin URL, bench URL) derived from DATABASE_URL; refuses anything but PostgreSQL."""
-    url = os.environ.get("DATABASE_URL", "")
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgres", "postgresql"):
-        sys.exit("DATABASE_URL must point at PostgreSQL (postgres://...); this bench times it.")
-    name = parts.path.lstrip("/") or "postgres"
-    bench = f"{name}_mapping_bench"
-    return (
-        urlunsplit(parts._replace(path="/postgres")),
-        urlunsplit(parts._replace(path=f"/{bench}")),
-    )
-
-
-def recreate(admin_url: str, bench_url: str, *, drop_only: bool = False) -> None:
-    import psycopg
-    from psycopg import sql
-
-    name = urlsplit(bench_url).path.lstrip("/")
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        if not drop_only:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def account_id(unit: int, index: int) -> str:
@@ -201,18 +171,15 @@ def baseline_bulk_create(document: Any) -> float:
 
 
 def main() -> None:
-    admin_url, bench_url = scratch_database()
-    os.environ["DATABASE_URL"] = bench_url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "federation.settings")
+    # DEBUG stays off unless asked for, as before (benchdb's default is on).
+    os.environ.setdefault("DEBUG", "0")
     os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
-    recreate(admin_url, bench_url)
+    scratch = scratch_database("bench/mapping_import.py", "mapping_bench")
+    scratch.recreate()
     try:
         run()
     finally:
-        from django.db import connections
-
-        connections.close_all()
-        recreate(admin_url, bench_url, drop_only=True)
+        scratch.drop()
 
 
 def run() -> None:
