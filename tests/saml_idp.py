@@ -309,6 +309,7 @@ def make_flow(slug: str, tmp_path: Path, client: Client, *, entity_id: str = "")
         document=signer.metadata_xml(),
         email_attribute=EMAIL_OID,
         manager_attribute="manager",
+        actor="test-setup",
     )
     signer.trust_sp(sp_metadata(idp))
     return SamlFlow(idp=idp, signer=signer, client=client)

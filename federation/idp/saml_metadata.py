@@ -23,7 +23,7 @@ from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
-from ..audit import cli_actor, record_event
+from ..audit import record_event
 from ..models import IdentityProvider, User
 from .saml import BINDING_REDIRECT, MD, NS_DS
 
@@ -200,13 +200,11 @@ def register_saml_idp(
     subject_attribute: str = "",
     display_name: str = "",
     want_messages_signed: bool = False,
-    actor: User | str | None = None,
+    actor: User | str,
     now: datetime | None = None,
 ) -> IdentityProvider:
-    """Create or update a SAML IdP from its metadata. Raises ``MetadataRefused``.
-
-    ``actor`` defaults to the operating-system user running the command (``cli_actor()``).
-    """
+    """Create or update a SAML IdP from its metadata, audited as ``actor``. Raises
+    ``MetadataRefused``."""
     now = now or timezone.now()
     meta = parse_idp_metadata(document, signing_cert=metadata_signing_cert, now=now)
     with transaction.atomic(durable=True):
@@ -233,7 +231,7 @@ def register_saml_idp(
         idp.save()
         record_event(
             "idp.saml_registered",
-            actor=actor if actor is not None else cli_actor(),
+            actor=actor,
             target=f"idp:{slug}",
             now=now,
             data={

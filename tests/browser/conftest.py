@@ -141,7 +141,7 @@ def browser_idp(site: str, tmp_path: Path) -> Iterator[BrowserIdp]:
         sso_url=f"{url}/sso",
     )
     idp = saml_metadata.register_saml_idp(
-        "corp", document=signer.metadata_xml(), email_attribute=EMAIL_OID
+        "corp", document=signer.metadata_xml(), email_attribute=EMAIL_OID, actor="test-setup"
     )
     signer.trust_sp(sp_metadata(idp))
     state = BrowserIdp(signer=signer, idp=idp, url=url)
