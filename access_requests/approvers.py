@@ -10,11 +10,10 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import QuerySet
 
+from access_requests.models import AccessRequest, Grant
 from federation.issuance import session_name_for
 from federation.models import User
 from federation.permissions import is_admin
-
-from .models import AccessRequest, Grant
 
 
 def same_person(a: User, b: User) -> bool:

@@ -13,8 +13,8 @@ import requests
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 
-from .approvers import list_admins, list_approvers
-from .models import AccessRequest
+from access_requests.approvers import list_admins, list_approvers
+from access_requests.models import AccessRequest
 
 # event -> (who hears about it, subject line)
 _SUBJECTS = {

@@ -8,12 +8,11 @@ from datetime import datetime, timedelta
 from django.db.models import F, Prefetch, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
 
+from access_requests.approvers import is_approver, may_revoke
+from access_requests.models import AccessRequest, Approval, Grant
 from federation.entitlements import Entitlement, resolve_entitlements
 from federation.models import Access, User
 from federation.permissions import is_admin
-
-from .approvers import is_approver, may_revoke
-from .models import AccessRequest, Approval, Grant
 
 State = AccessRequest.State
 

@@ -29,22 +29,7 @@ from celery.exceptions import Retry
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
-from federation import iam
-from federation.audit import record_event
-from federation.entitlements import Entitlement, find_entitlement, resolve_entitlements
-from federation.issuance import IdentityNotExpressible
-from federation.models import (
-    MAX_SESSION,
-    MIN_SESSION,
-    Access,
-    Account,
-    GroupMapping,
-    LogicalRole,
-    User,
-)
-from federation.scope import accounts_reached
-
-from .approvers import (
+from access_requests.approvers import (
     approver_groups_for,
     is_approver,
     list_approvers,
@@ -53,8 +38,8 @@ from .approvers import (
     same_person,
     source_identity_for,
 )
-from .models import AccessRequest, Approval, Grant
-from .refusals import (
+from access_requests.models import AccessRequest, Approval, Grant
+from access_requests.refusals import (
     AlreadyDecided,
     AlreadyGranted,
     DuplicateRequest,
@@ -71,6 +56,20 @@ from .refusals import (
     RevocationPolicyFailed,
     SelfApprovalRefused,
 )
+from federation import iam
+from federation.audit import record_event
+from federation.entitlements import Entitlement, find_entitlement, resolve_entitlements
+from federation.issuance import IdentityNotExpressible
+from federation.models import (
+    MAX_SESSION,
+    MIN_SESSION,
+    Access,
+    Account,
+    GroupMapping,
+    LogicalRole,
+    User,
+)
+from federation.scope import accounts_reached
 
 logger = logging.getLogger(__name__)
 
@@ -832,7 +831,7 @@ def _enqueue(task_name: str, *args: Any) -> None:
     revocations are re-queued by the sweep."""
 
     def send() -> None:
-        from . import tasks
+        from access_requests import tasks
 
         try:
             getattr(tasks, task_name).delay(*args)

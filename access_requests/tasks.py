@@ -16,7 +16,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from . import notifications, queries, refusals, services
+from access_requests import notifications, queries, refusals, services
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from access_requests import views
 
 urlpatterns = [
     path("requests/", views.my_requests, name="requests"),

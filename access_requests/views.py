@@ -13,12 +13,11 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
+from access_requests import queries, refusals, services
+from access_requests.forms import DecisionForm, RequestForm, RevokeForm
 from federation.audit import request_ip
 from federation.models import User
 from federation.permissions import is_admin
-
-from . import queries, refusals, services
-from .forms import DecisionForm, RequestForm, RevokeForm
 
 
 def _user(request: HttpRequest) -> User:

@@ -1,5 +1,5 @@
 """Federation identity-mapping service: project wiring and the core domain."""
 
-from .celery import app as celery_app
+from federation.celery import app as celery_app
 
 __all__ = ["celery_app"]

@@ -13,8 +13,8 @@ from datetime import datetime
 
 from django.db.models import Max
 
-from .entitlements import Entitlement, resolve_entitlements
-from .models import Account, GroupMapping, SessionIssuance, User
+from federation.entitlements import Entitlement, resolve_entitlements
+from federation.models import Account, GroupMapping, SessionIssuance, User
 
 
 @dataclass(frozen=True)

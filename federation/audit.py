@@ -19,7 +19,7 @@ from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from .models import AuditChainHead, AuditEvent, User
+from federation.models import AuditChainHead, AuditEvent, User
 
 GENESIS_HASH = "0" * 64
 

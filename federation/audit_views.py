@@ -12,9 +12,9 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHt
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from .audit import record_event, request_ip, verify_chain_incrementally
-from .models import AuditEvent, User
-from .permissions import can_read_audit, require
+from federation.audit import record_event, request_ip, verify_chain_incrementally
+from federation.models import AuditEvent, User
+from federation.permissions import can_read_audit, require
 
 PAGE_SIZE = 50
 

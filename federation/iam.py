@@ -29,7 +29,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
-from .models import MAX_SESSION
+from federation.models import MAX_SESSION
 
 POLICY_NAME = "FedAccessRevokedSessions"
 SID_PREFIX = "FedAccessRevoke"

@@ -16,11 +16,10 @@ from typing import Any
 from django.db import transaction
 
 from access_requests.models import Grant
-
-from . import sts
-from .audit import record_event
-from .entitlements import Entitlement, find_entitlement
-from .models import (
+from federation import sts
+from federation.audit import record_event
+from federation.entitlements import Entitlement, find_entitlement
+from federation.models import (
     ACCOUNT_ID_RE,
     MAX_SESSION,
     MIN_SESSION,

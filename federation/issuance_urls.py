@@ -4,7 +4,7 @@ stand-in. Included from ``federation/urls.py``."""
 from django.conf import settings
 from django.urls import URLPattern, path
 
-from . import api, demo_federation, issuance_views
+from federation import api, demo_federation, issuance_views
 
 urlpatterns: list[URLPattern] = [
     path("sessions/", issuance_views.issue, name="issue-session"),

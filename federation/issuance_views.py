@@ -16,10 +16,10 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from .audit import request_ip
-from .issuance import IssuanceFailed, IssuanceRefused, IssuedSession, issue_session
-from .models import SessionIssuance, User
-from .tokens import TokenRefused, create_api_token, list_api_tokens, revoke_api_token
+from federation.audit import request_ip
+from federation.issuance import IssuanceFailed, IssuanceRefused, IssuedSession, issue_session
+from federation.models import SessionIssuance, User
+from federation.tokens import TokenRefused, create_api_token, list_api_tokens, revoke_api_token
 
 
 def _wants_json(request: HttpRequest) -> bool:

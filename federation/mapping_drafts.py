@@ -18,8 +18,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from .audit import record_event
-from .mappings import (
+from federation.audit import record_event
+from federation.mappings import (
     ApplyResult,
     DocumentData,
     MappingConflict,
@@ -31,8 +31,8 @@ from .mappings import (
     plan_change,
     plan_document,
 )
-from .models import MappingDraft, User
-from .permissions import is_admin
+from federation.models import MappingDraft, User
+from federation.permissions import is_admin
 
 
 class DraftRefused(Exception):

@@ -17,7 +17,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from .mapping_drafts import (
+from federation.mapping_drafts import (
     DraftRefused,
     apply_draft,
     close_draft,
@@ -26,14 +26,14 @@ from .mapping_drafts import (
     propose_change,
     propose_edit,
 )
-from .mappings import (
+from federation.mappings import (
     MappingFileInvalid,
     VersionNotFound,
     dump_document_yaml,
     get_version_document,
     parse_document,
 )
-from .models import (
+from federation.models import (
     Access,
     Account,
     BusinessUnit,
@@ -44,8 +44,8 @@ from .models import (
     MappingVersion,
     User,
 )
-from .permissions import is_admin, require
-from .scope import accounts_reached
+from federation.permissions import is_admin, require
+from federation.scope import accounts_reached
 
 admin_only = require(is_admin, "administrators")
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024

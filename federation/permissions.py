@@ -11,8 +11,8 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponseBase
 from django.shortcuts import render
 
-from .audit import record_event, request_ip
-from .models import User
+from federation.audit import record_event, request_ip
+from federation.models import User
 
 
 def _member(user: Any, groups: list[str]) -> bool:

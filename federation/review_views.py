@@ -10,10 +10,10 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from .access_review import review_access
-from .audit import record_event, request_ip
-from .models import Account, BusinessUnit, User
-from .permissions import can_read_audit, require
+from federation.access_review import review_access
+from federation.audit import record_event, request_ip
+from federation.models import Account, BusinessUnit, User
+from federation.permissions import can_read_audit, require
 
 CSV_FIELDS = (
     "subject",

@@ -19,8 +19,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from .audit import record_event, request_ip
-from .models import IdentityProvider, SignIn, User
+from federation.audit import record_event, request_ip
+from federation.models import IdentityProvider, SignIn, User
 
 AUTH_BACKEND = "django.contrib.auth.backends.ModelBackend"
 

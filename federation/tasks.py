@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from .idp import saml, saml_metadata
+from federation.idp import saml, saml_metadata
 
 
 @shared_task(name="federation.refresh_saml_metadata")  # type: ignore[untyped-decorator]

@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 
-from .audit import record_event
-from .models import ApiToken, User
+from federation.audit import record_event
+from federation.models import ApiToken, User
 
 TOKEN_PREFIX = "fedat_"  # noqa: S105 - a public marker, not a secret
 # last_used_at is refreshed at most this often, so API calls do not all write.

@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.urls import URLPattern, URLResolver, include, path
 
-from . import audit_views, mapping_views, review_views, views
+from federation import audit_views, mapping_views, review_views, views
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("", views.portal, name="portal"),

@@ -14,10 +14,10 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
-from .audit import record_event, request_ip
-from .entitlements import resolve_entitlements
-from .idp.saml import logout_url as saml_logout_url
-from .models import IdentityProvider, User
+from federation.audit import record_event, request_ip
+from federation.entitlements import resolve_entitlements
+from federation.idp.saml import logout_url as saml_logout_url
+from federation.models import IdentityProvider, User
 
 logger = logging.getLogger(__name__)
 

@@ -34,9 +34,9 @@ from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 from xmlsec import constants
 
-from ..audit import record_event
-from ..models import IdentityProvider, User
-from .saml import acs_url, sp_entity_id
+from federation.audit import record_event
+from federation.idp.saml import acs_url, sp_entity_id
+from federation.models import IdentityProvider, User
 
 DEMO_IDP_SLUG = "demo"
 DEMO_IDP_ENTITY_ID = "urn:fedaccess:demo-idp"

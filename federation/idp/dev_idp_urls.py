@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.urls import path
 
-from . import dev_idp_views
+from federation.idp import dev_idp_views
 
 if not settings.DEMO_MODE:
     raise ImproperlyConfigured("the development IdP may only be mounted in demo mode (DEMO_MODE=1)")

@@ -7,9 +7,9 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
-from ..models import User
-from . import dev_idp
-from .saml import acs_url
+from federation.idp import dev_idp
+from federation.idp.saml import acs_url
+from federation.models import User
 
 
 @require_http_methods(["GET", "POST"])

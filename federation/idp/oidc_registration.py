@@ -16,10 +16,9 @@ import requests
 from django.db import transaction
 
 from federation.audit import record_event
+from federation.idp.client_secrets import ENV_KEY, SEALED_KEY, seal_client_secret
+from federation.idp.oidc import ASYMMETRIC_ALGORITHMS, HTTP_TIMEOUT_SECONDS, callback_url
 from federation.models import IdentityProvider
-
-from .client_secrets import ENV_KEY, SEALED_KEY, seal_client_secret
-from .oidc import ASYMMETRIC_ALGORITHMS, HTTP_TIMEOUT_SECONDS, callback_url
 
 DEFAULT_SCOPES = ("openid", "email", "profile")
 MAX_DISCOVERY_BYTES = 512 * 1024

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import oidc_views
+from federation.idp import oidc_views
 
 app_name = "oidc"
 

@@ -9,9 +9,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from federation.idp import oidc
 from federation.signin import SignInRefused, complete_sign_in, refusal_response
-
-from . import oidc
 
 
 @never_cache

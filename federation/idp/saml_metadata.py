@@ -23,9 +23,9 @@ from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
-from ..audit import record_event
-from ..models import IdentityProvider, User
-from .saml import BINDING_REDIRECT, MD, NS_DS
+from federation.audit import record_event
+from federation.idp.saml import BINDING_REDIRECT, MD, NS_DS
+from federation.models import IdentityProvider, User
 
 MAX_METADATA_BYTES = 2 * 1024 * 1024
 FETCH_TIMEOUT_SECONDS = 10

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import saml_views
+from federation.idp import saml_views
 
 urlpatterns = [
     path("<slug:slug>/login/", saml_views.login, name="saml-login"),

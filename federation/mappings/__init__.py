@@ -8,18 +8,31 @@ Every change to those tables goes through ``apply_document()``, which writes a n
 entitlement memo (``federation/entitlements.py``), and what rollback restores from.
 """
 
-from .apply import ApplyResult, Source, apply_document, rollback_to_version
-from .document import MappingDocument
-from .errors import (
+from federation.mappings.apply import ApplyResult, Source, apply_document, rollback_to_version
+from federation.mappings.document import MappingDocument
+from federation.mappings.errors import (
     MappingConflict,
     MappingError,
     MappingFileInvalid,
     RemovalRefused,
     VersionNotFound,
 )
-from .parsing import document_from_data, parse_document
-from .plan import AccessDiff, AccessItem, DocumentData, Plan, RowChange, plan_change, plan_document
-from .state import dump_document_yaml, export_document, get_current_version, get_version_document
+from federation.mappings.parsing import document_from_data, parse_document
+from federation.mappings.plan import (
+    AccessDiff,
+    AccessItem,
+    DocumentData,
+    Plan,
+    RowChange,
+    plan_change,
+    plan_document,
+)
+from federation.mappings.state import (
+    dump_document_yaml,
+    export_document,
+    get_current_version,
+    get_version_document,
+)
 
 __all__ = [
     "AccessDiff",

@@ -7,8 +7,12 @@ from typing import Any, Literal
 
 from django.db import IntegrityError, connection, models, transaction
 
-from ..audit import record_event
-from ..models import (
+from federation.audit import record_event
+from federation.mappings.document import AccountRow, MappingDocument, MappingRow
+from federation.mappings.errors import MappingConflict, RemovalRefused
+from federation.mappings.plan import Plan, _Diff, _plan, plan_document
+from federation.mappings.state import _Current, _load_current, get_version_document
+from federation.models import (
     Account,
     AccountRole,
     BusinessUnit,
@@ -17,10 +21,6 @@ from ..models import (
     MappingVersion,
     User,
 )
-from .document import AccountRow, MappingDocument, MappingRow
-from .errors import MappingConflict, RemovalRefused
-from .plan import Plan, _Diff, _plan, plan_document
-from .state import _Current, _load_current, get_version_document
 
 SOURCES = ("import", "rollback", "seed", "ui")
 Source = Literal["import", "rollback", "seed", "ui"]

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from ..models import ENV_ORDER
+from federation.models import ENV_ORDER
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_SESSION_MINUTES = 60

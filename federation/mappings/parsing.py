@@ -12,8 +12,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
-from ..models import ACCOUNT_ID_RE, SLUG_RE, Account
-from .document import (
+from federation.mappings.document import (
     DEFAULT_MAX_GRANT_MINUTES,
     DEFAULT_REGION,
     DEFAULT_SESSION_MINUTES,
@@ -25,7 +24,8 @@ from .document import (
     RoleRow,
     make_document,
 )
-from .errors import MappingError, MappingFileInvalid
+from federation.mappings.errors import MappingError, MappingFileInvalid
+from federation.models import ACCOUNT_ID_RE, SLUG_RE, Account
 
 SECTIONS = ("business_units", "accounts", "roles", "account_roles", "mappings")
 REQUIRED_SECTIONS = ("business_units", "accounts", "roles", "mappings")

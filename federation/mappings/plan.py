@@ -9,7 +9,17 @@ from typing import Any, Generic, Protocol, TypeVar
 from django.db import models
 from django.db.models import Count
 
-from ..models import (
+from federation.mappings.document import (
+    AccountRoleRow,
+    AccountRow,
+    BusinessUnitRow,
+    MappingDocument,
+    MappingRow,
+    RoleRow,
+)
+from federation.mappings.parsing import document_from_data
+from federation.mappings.state import _Current, _load_current
+from federation.models import (
     ENV_ORDER,
     Access,
     Account,
@@ -19,17 +29,7 @@ from ..models import (
     LogicalRole,
     User,
 )
-from ..scope import accounts_reached
-from .document import (
-    AccountRoleRow,
-    AccountRow,
-    BusinessUnitRow,
-    MappingDocument,
-    MappingRow,
-    RoleRow,
-)
-from .parsing import document_from_data
-from .state import _Current, _load_current
+from federation.scope import accounts_reached
 
 # --- Planning ---------------------------------------------------------------------------------
 

@@ -7,8 +7,7 @@ from typing import Any
 
 from django.db.models import Max
 
-from ..models import Account, AccountRole, BusinessUnit, GroupMapping, LogicalRole, MappingVersion
-from .document import (
+from federation.mappings.document import (
     AccountRoleRow,
     AccountRow,
     BusinessUnitRow,
@@ -19,8 +18,16 @@ from .document import (
     _dump_yaml,
     make_document,
 )
-from .errors import VersionNotFound
-from .parsing import document_from_data
+from federation.mappings.errors import VersionNotFound
+from federation.mappings.parsing import document_from_data
+from federation.models import (
+    Account,
+    AccountRole,
+    BusinessUnit,
+    GroupMapping,
+    LogicalRole,
+    MappingVersion,
+)
 
 # --- The current state ------------------------------------------------------------------------
 
