@@ -7,7 +7,7 @@ from typing import Any
 
 from django import forms
 
-from federation.entitlements import Entitlement
+from federation.entitlements.resolve import Entitlement
 
 
 def target_value(entitlement: Entitlement) -> str:

@@ -10,7 +10,7 @@ from django.db.models.functions import RowNumber
 
 from access_requests.approvers import is_approver, may_revoke
 from access_requests.models import AccessRequest, Approval, Grant
-from federation.entitlements import Entitlement, resolve_entitlements
+from federation.entitlements.resolve import Entitlement, resolve_entitlements
 from federation.models import Access, User
 from federation.permissions import is_admin
 

@@ -56,10 +56,11 @@ from access_requests.refusals import (
     RevocationPolicyFailed,
     SelfApprovalRefused,
 )
-from federation import iam
-from federation.audit import record_event
-from federation.entitlements import Entitlement, find_entitlement, resolve_entitlements
-from federation.issuance import IdentityNotExpressible
+from federation.audit.chain import record_event
+from federation.aws import iam
+from federation.entitlements.resolve import Entitlement, find_entitlement, resolve_entitlements
+from federation.entitlements.scope import accounts_reached
+from federation.issuance.service import IdentityNotExpressible
 from federation.models import (
     MAX_SESSION,
     MIN_SESSION,
@@ -69,7 +70,6 @@ from federation.models import (
     LogicalRole,
     User,
 )
-from federation.scope import accounts_reached
 
 logger = logging.getLogger(__name__)
 

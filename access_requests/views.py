@@ -15,7 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from access_requests import queries, refusals, services
 from access_requests.forms import DecisionForm, RequestForm, RevokeForm
-from federation.audit import request_ip
+from federation.audit.chain import request_ip
 from federation.models import User
 from federation.permissions import is_admin
 

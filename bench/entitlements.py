@@ -127,7 +127,7 @@ def main() -> None:
     from django.db import connection
     from django.utils import timezone
 
-    from federation import entitlements
+    from federation.entitlements import resolve as entitlements
 
     try:
         call_command("migrate", verbosity=0)

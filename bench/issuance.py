@@ -4,8 +4,8 @@ Prints p50/p99 of
 
 * baseline: ``assume_role`` on one reused boto3 client, with the same parameters the broker
   sends (RoleArn, RoleSessionName, SourceIdentity, DurationSeconds, three session tags),
-* issuance: ``federation.issuance.issue_session`` (entitlement re-check, duration rules,
-  AssumeRole through federation/sts.py, SessionIssuance row and hash-chained audit event, in
+* issuance: ``federation.issuance.service.issue_session`` (entitlement re-check, duration rules,
+  AssumeRole through federation/aws/sts.py, SessionIssuance row and hash-chained audit event, in
   one durable transaction on PostgreSQL),
 * three of its parts alone, to show where the overhead goes: the STS adapter
   (``sts.assume_role``, failover loop and cached client), the entitlement re-check
@@ -81,10 +81,10 @@ def run(url: str) -> None:
     from django.db import transaction
     from django.utils import timezone
 
-    from federation import sts
-    from federation.audit import record_event
-    from federation.entitlements import find_entitlement
-    from federation.issuance import issue_session
+    from federation.audit.chain import record_event
+    from federation.aws import sts
+    from federation.entitlements.resolve import find_entitlement
+    from federation.issuance.service import issue_session
     from federation.models import (
         Access,
         Account,

@@ -332,7 +332,7 @@ class AuditChainHead(models.Model):
 class SessionIssuance(models.Model):
     """One AWS role session handed out: who, where, for how long, under which grant.
 
-    Written only by ``federation.issuance``. Never holds credentials: the session name and
+    Written only by ``federation.issuance.service``. Never holds credentials: the session name and
     SourceIdentity are what CloudTrail shows, and they lead back to this row.
     """
 

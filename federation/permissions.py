@@ -11,7 +11,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponseBase
 from django.shortcuts import render
 
-from federation.audit import record_event, request_ip
+from federation.audit.chain import record_event, request_ip
 from federation.models import User
 
 

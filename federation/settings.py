@@ -181,7 +181,7 @@ EMAIL_HOST = EMAIL_HOST or "localhost"
 
 # --- AWS: boto3's standard chain and AWS_ENDPOINT_URL_* are read by boto3 itself.
 STS_REGIONS = _env_list("STS_REGIONS", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
-# Revocation (federation/iam.py): a role in each target account the broker assumes to edit IAM;
+# Revocation (federation/aws/iam.py): a role in each target account the broker assumes to edit IAM;
 # unset means the broker's own credentials act on the roles directly.
 IAM_MANAGEMENT_ROLE_NAME = os.environ.get("IAM_MANAGEMENT_ROLE_NAME", "")
 # Explicit STS endpoints, tried in this order instead of one per STS_REGIONS entry (private

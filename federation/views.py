@@ -1,45 +1,21 @@
-"""Portal, sign-in chooser, logout and health endpoints (SPEC §3.4)."""
+"""Sign-in chooser, logout, health endpoints and the CSRF failure page (SPEC §3.4)."""
 
 from __future__ import annotations
 
 import logging
-from itertools import groupby
 
 from django.conf import settings
 from django.contrib.auth import logout
-from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
-from federation.audit import record_event, request_ip
-from federation.entitlements import resolve_entitlements
+from federation.audit.chain import record_event, request_ip
 from federation.idp.saml import logout_url as saml_logout_url
 from federation.models import IdentityProvider, User
 
 logger = logging.getLogger(__name__)
-
-
-@login_required
-@require_GET
-def portal(request: HttpRequest) -> HttpResponse:
-    user = request.user
-    assert isinstance(user, User)
-    now = timezone.now()
-    entitlements = resolve_entitlements(user.directory_groups, now=now, user_id=user.pk)
-    sections = [
-        {
-            "business_unit": bu,
-            "environments": [
-                {"environment": env, "entitlements": list(items)}
-                for env, items in groupby(bu_items, key=lambda e: e.environment)
-            ],
-        }
-        for bu, bu_items in groupby(entitlements, key=lambda e: e.business_unit)
-    ]
-    return render(request, "federation/portal.html", {"sections": sections, "now": now})
 
 
 @require_GET

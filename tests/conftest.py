@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import pytest
 from django.conf import settings
 
-from federation import audit, entitlements
+from federation.audit import chain as audit
+from federation.entitlements import resolve as entitlements
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,10 +1,5 @@
-"""URL map as in demo mode: the project's routes plus the development IdP (tests only)."""
+"""URL map as in demo mode: the project's routes plus the demo-only routes (tests only)."""
 
-from django.urls import URLPattern, URLResolver, include, path
+from tests.federation_stand_in_urls import urlpatterns
 
-from federation.urls import urlpatterns as project_urlpatterns
-
-urlpatterns: list[URLPattern | URLResolver] = [
-    *project_urlpatterns,
-    path("demo-idp/", include("federation.idp.dev_idp_urls")),
-]
+__all__ = ["urlpatterns"]

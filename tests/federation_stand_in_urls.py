@@ -1,11 +1,10 @@
-"""The project's URLs plus the demo federation stand-in (as in demo mode), for tests only."""
+"""The project's URLs plus the demo-only routes (as in demo mode), for tests only."""
 
-from django.urls import path
+from django.urls import URLPattern, URLResolver, include, path
 
-from federation import demo_federation
 from federation.urls import urlpatterns as project_urlpatterns
 
-urlpatterns = [
+urlpatterns: list[URLPattern | URLResolver] = [
     *project_urlpatterns,
-    path("demo-federation/", demo_federation.federation, name="demo-federation"),
+    path("", include("federation.demo.urls")),
 ]

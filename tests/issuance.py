@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 from pytest_django.fixtures import Settings as SettingsWrapper
 
-from federation import sts
+from federation.aws import sts
 from federation.models import Access, Account, BusinessUnit, IdentityProvider, LogicalRole, User
 from tests.aws import MotoServer, free_port
 from tests.factories import (

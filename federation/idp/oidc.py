@@ -38,8 +38,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from joserfc import errors as jose_errors
 
 from federation.idp.client_secrets import ClientSecretUnavailable, resolve_client_secret
+from federation.idp.signin import SignInRefused, VerifiedIdentity, groups_from
 from federation.models import IdentityProvider
-from federation.signin import SignInRefused, VerifiedIdentity, groups_from
 
 # Asymmetric JWS algorithms only: a symmetric one would be keyed with the client secret (or, in
 # the CVE-2024-37568 confusion, with the provider's public key), and `none` is never acceptable.

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import requests
 from django.db import transaction
 
-from federation.audit import record_event
+from federation.audit.chain import record_event
 from federation.idp.client_secrets import ENV_KEY, SEALED_KEY, seal_client_secret
 from federation.idp.oidc import ASYMMETRIC_ALGORITHMS, HTTP_TIMEOUT_SECONDS, callback_url
 from federation.models import IdentityProvider

@@ -1,6 +1,7 @@
 """OpenID Connect sign-in endpoints (SPEC §3.4): /oidc/<slug>/login/ and /oidc/<slug>/callback/.
 
-Validation lives in ``federation/idp/oidc.py``; completion and refusal in ``federation/signin.py``.
+Validation lives in ``federation/idp/oidc.py``; completion and refusal in
+``federation/idp/signin.py``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from federation.idp import oidc
-from federation.signin import SignInRefused, complete_sign_in, refusal_response
+from federation.idp.signin import SignInRefused, complete_sign_in, refusal_response
 
 
 @never_cache

@@ -39,8 +39,8 @@ from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 from onelogin.saml2.xmlparser import DTDForbidden, EntitiesForbidden, NotSupportedError
 
+from federation.idp.signin import SignInRefused, VerifiedIdentity, groups_from
 from federation.models import IdentityProvider, SamlAuthnRequest, SamlConsumedAssertion, User
-from federation.signin import SignInRefused, VerifiedIdentity, groups_from
 
 # A SAML response is a few kilobytes; anything near this is hostile or broken.
 MAX_RESPONSE_CHARS = 256 * 1024

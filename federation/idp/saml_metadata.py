@@ -23,7 +23,7 @@ from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
-from federation.audit import record_event
+from federation.audit.chain import record_event
 from federation.idp.saml import BINDING_REDIRECT, MD, NS_DS
 from federation.models import IdentityProvider, User
 

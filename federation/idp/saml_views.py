@@ -9,8 +9,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
 from federation.idp import saml
+from federation.idp.signin import SignInRefused, complete_sign_in, refusal_response
 from federation.models import IdentityProvider
-from federation.signin import SignInRefused, complete_sign_in, refusal_response
 
 
 def _idp(slug: str) -> IdentityProvider:

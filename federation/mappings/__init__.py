@@ -5,7 +5,7 @@ accounts, logical roles, account roles and group mappings. Anything not in it is
 
 Every change to those tables goes through ``apply_document()``, which writes a new
 ``MappingVersion`` in the same transaction: that number is what invalidates the per-process
-entitlement memo (``federation/entitlements.py``), and what rollback restores from.
+entitlement memo (``federation/entitlements/resolve.py``), and what rollback restores from.
 """
 
 from federation.mappings.apply import ApplyResult, Source, apply_document, rollback_to_version

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from django.db import IntegrityError, connection, models, transaction
 
-from federation.audit import record_event
+from federation.audit.chain import record_event
 from federation.mappings.document import AccountRow, MappingDocument, MappingRow
 from federation.mappings.errors import MappingConflict, RemovalRefused
 from federation.mappings.plan import Plan, _Diff, _plan, plan_document

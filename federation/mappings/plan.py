@@ -9,6 +9,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from django.db import models
 from django.db.models import Count
 
+from federation.entitlements.scope import accounts_reached
 from federation.mappings.document import (
     AccountRoleRow,
     AccountRow,
@@ -29,7 +30,6 @@ from federation.models import (
     LogicalRole,
     User,
 )
-from federation.scope import accounts_reached
 
 # --- Planning ---------------------------------------------------------------------------------
 

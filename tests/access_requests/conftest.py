@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from federation.entitlements import Entitlement, find_entitlement
+from federation.entitlements.resolve import Entitlement, find_entitlement
 from federation.models import Access, Account, GroupMapping, LogicalRole, User
 from tests.access_requests.live import celery_worker, mail_sink, webhook_sink
 from tests.factories import (

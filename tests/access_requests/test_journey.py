@@ -15,8 +15,8 @@ from django.utils import timezone
 
 from access_requests import services
 from access_requests.models import AccessRequest, Grant
-from federation import iam, sts
-from federation.issuance import TAG_ACCESS_REQUEST, GrantRequired, issue_session
+from federation.aws import iam, sts
+from federation.issuance.service import TAG_ACCESS_REQUEST, GrantRequired, issue_session
 from federation.models import AuditEvent, SessionIssuance
 from tests.access_requests.conftest import World
 from tests.aws import MotoServer

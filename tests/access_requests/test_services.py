@@ -9,8 +9,8 @@ from django.test import override_settings
 
 from access_requests import approvers, queries, refusals, services
 from access_requests.models import AccessRequest, Approval, Grant
-from federation import entitlements
-from federation.audit import verify_chain
+from federation.audit.chain import verify_chain
+from federation.entitlements import resolve as entitlements
 from federation.models import AuditEvent, User
 from tests.access_requests.conftest import NOW, World, usable_access, usable_entitlement
 from tests.factories import GroupMappingFactory, LogicalRoleFactory, UserFactory

@@ -16,7 +16,7 @@ from kombu import Connection
 
 from access_requests import services
 from access_requests.models import AccessRequest, Grant
-from federation import iam
+from federation.aws import iam
 from federation.models import AuditEvent, MappingVersion
 from tests.access_requests.conftest import World, build_world
 from tests.access_requests.live import BROKER_URL, MailSink, WebhookSink, Worker, wait_for

@@ -14,7 +14,7 @@ from playwright.sync_api import BrowserContext, Page, expect
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from access_requests.models import AccessRequest, Grant
-from federation import iam, sts
+from federation.aws import iam, sts
 from federation.mappings import apply_document, parse_document
 from tests.aws import MotoServer
 from tests.browser.conftest import BrowserIdp, assert_accessible, screenshot, sign_in

@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import BrowserContext, expect
 from pytest_django.fixtures import Settings as SettingsWrapper
 
-from federation import sts
+from federation.aws import sts
 from federation.mappings import apply_document, parse_document
 from federation.models import AuditEvent, GroupMapping, MappingVersion, SessionIssuance
 from tests.aws import MotoServer

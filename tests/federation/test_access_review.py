@@ -11,7 +11,7 @@ from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from federation.access_review import review_access
+from federation.entitlements.review import review_access
 from federation.models import Access, Account, AuditEvent
 from tests.factories import (
     AccountFactory,

@@ -9,8 +9,8 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from federation.issuance.tokens import create_api_token, digest_of
 from federation.models import ApiToken, AuditEvent, SessionIssuance
-from federation.tokens import create_api_token, digest_of
 from tests.aws import MotoServer, caller_arn
 from tests.issuance import World
 

@@ -6,7 +6,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, connections, transaction
 
-from federation.audit import record_event, verify_chain
+from federation.audit.chain import record_event, verify_chain
 from federation.models import AuditEvent
 from tests.factories import UserFactory
 

@@ -5,7 +5,7 @@ import json
 import pytest
 from django.test import Client, override_settings
 
-from federation.audit import record_event
+from federation.audit.chain import record_event
 from federation.models import AuditEvent
 from tests.factories import UserFactory
 

@@ -16,8 +16,8 @@ from django.utils import timezone
 from pytest_django.live_server_helper import LiveServer
 
 from federation import cli
+from federation.issuance.tokens import create_api_token
 from federation.models import SessionIssuance
-from federation.tokens import create_api_token
 from tests.aws import MotoServer, caller_arn
 from tests.issuance import World
 

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from access_requests.models import Grant
-from federation import entitlements
-from federation.entitlements import find_entitlement, resolve_entitlements
+from federation.entitlements import resolve as entitlements
+from federation.entitlements.resolve import find_entitlement, resolve_entitlements
 from federation.models import Access, Account, GroupMapping, MappingVersion
 from tests.factories import (
     AccountFactory,

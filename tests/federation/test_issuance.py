@@ -11,8 +11,8 @@ from django.utils import timezone
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from access_requests.models import Grant
-from federation import sts
-from federation.issuance import (
+from federation.aws import sts
+from federation.issuance.service import (
     DurationTooShort,
     GrantRequired,
     IdentityNotExpressible,

@@ -13,7 +13,7 @@ from django.utils import timezone
 from pytest_django.fixtures import Settings as SettingsWrapper
 from pytest_django.live_server_helper import LiveServer
 
-from federation.issuance import issue_session
+from federation.issuance.service import issue_session
 from federation.log_redaction import RedactCredentials, redact
 from federation.models import AuditEvent, SessionIssuance
 from tests.aws import MotoServer, caller_arn

@@ -4,7 +4,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client, override_settings
 
-from federation.entitlements import find_entitlement
+from federation.entitlements.resolve import find_entitlement
 from federation.mappings import apply_document, parse_document
 from federation.models import AuditEvent, GroupMapping, MappingDraft, MappingVersion, User
 from tests.factories import UserFactory

@@ -13,8 +13,8 @@ from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, connections
 from django.utils import timezone
 
-from federation.audit import verify_chain
-from federation.entitlements import resolve_entitlements
+from federation.audit.chain import verify_chain
+from federation.entitlements.resolve import resolve_entitlements
 from federation.mappings import (
     AccessItem,
     MappingConflict,

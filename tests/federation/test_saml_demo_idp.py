@@ -11,8 +11,8 @@ from django.core.exceptions import PermissionDenied
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from federation.audit import cli_actor
-from federation.idp import dev_idp
+from federation.audit.chain import cli_actor
+from federation.demo import idp as dev_idp
 from federation.models import AuditEvent, IdentityProvider, User
 from tests.factories import UserFactory
 

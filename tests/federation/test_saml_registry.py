@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from lxml import etree
 
-from federation.audit import cli_actor
+from federation.audit.chain import cli_actor
 from federation.idp.saml_metadata import refresh_all_metadata
 from federation.models import AuditEvent, IdentityProvider, User
 from federation.tasks import refresh_saml_metadata

@@ -1,4 +1,4 @@
-"""The scope rule: which accounts a mapping row reaches (federation/scope.py)."""
+"""The scope rule: which accounts a mapping row reaches (federation/entitlements/scope.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from hypothesis import given
 from hypothesis import strategies as st
 
-from federation.scope import accounts_reached
+from federation.entitlements.scope import accounts_reached
 
 ENVS = ["dev", "test", "prod"]
 

@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 from django.utils import timezone
 
-from federation.entitlements import resolve_entitlements
+from federation.entitlements.resolve import resolve_entitlements
 from federation.mappings import dump_document_yaml, parse_document, plan_document
 from federation.models import (
     Account,

@@ -4,14 +4,14 @@ import pytest
 from django.contrib.sessions.backends.db import SessionStore
 from django.test import RequestFactory
 
-from federation.models import AuditEvent, SignIn, User
-from federation.signin import (
+from federation.idp.signin import (
     SignInRefused,
     VerifiedIdentity,
     complete_sign_in,
     groups_from,
     refusal_response,
 )
+from federation.models import AuditEvent, SignIn, User
 from tests.factories import IdentityProviderFactory
 
 pytestmark = pytest.mark.django_db

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from federation.audit import cli_actor
+from federation.audit.chain import cli_actor
 from federation.idp.oidc_registration import RegistrationRefused, register_oidc_idp
 
 

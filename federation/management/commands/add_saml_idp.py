@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
-from federation.audit import cli_actor
+from federation.audit.chain import cli_actor
 from federation.idp.saml import acs_url, sp_entity_id
 from federation.idp.saml_metadata import MetadataRefused, fetch_metadata, register_saml_idp
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from federation.audit import verify_chain
+from federation.audit.chain import verify_chain
 
 
 class Command(BaseCommand):

@@ -7,8 +7,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from federation.audit import cli_actor
-from federation.idp.dev_idp import configure_demo_idp, key_dir
+from federation.audit.chain import cli_actor
+from federation.demo.idp import configure_demo_idp, key_dir
 
 
 class Command(BaseCommand):

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from federation.audit import cli_actor
+from federation.audit.chain import cli_actor
 from federation.mappings import (
     MappingConflict,
     MappingFileInvalid,

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from federation import sts
+from federation.aws import sts
 from federation.models import Account, AccountRole, LogicalRole
 
 DEMO_BROKER_ARN = "arn:aws:iam::123456789012:user/moto"

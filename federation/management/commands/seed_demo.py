@@ -1,7 +1,7 @@
 """`manage.py seed_demo`: the demo data set of SPEC §6 (idempotent).
 
 Creates the development IdP row and the demo users bound to it, then applies
-``federation/demo_mappings.yaml`` through the same path as ``import_mappings`` (source
+``federation/demo/mappings.yaml`` through the same path as ``import_mappings`` (source
 "seed"), so the plan shows what each demo user gains and a second run finds no changes.
 Refused outside DEMO_MODE/DEBUG: the file is a complete desired state and would replace a real
 installation's mapping tables.
@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from federation.audit import cli_actor, record_event
+from federation.audit.chain import cli_actor, record_event
 from federation.mappings import (
     MappingConflict,
     MappingFileInvalid,
@@ -27,7 +27,7 @@ from federation.mappings import (
 )
 from federation.models import IdentityProvider, User
 
-DEMO_MAPPINGS = Path(__file__).resolve().parents[2] / "demo_mappings.yaml"
+DEMO_MAPPINGS = Path(__file__).resolve().parents[2] / "demo" / "mappings.yaml"
 DEMO_IDP = {
     "slug": "demo",
     "protocol": IdentityProvider.Protocol.SAML,

@@ -1,6 +1,6 @@
 """Which accounts a mapping row reaches (SPEC §3.3): the one place the scope rule is written.
 
-Both readers of mapping rows use it: entitlement resolution (``federation/entitlements.py``,
+Both readers of mapping rows use it: entitlement resolution (``federation/entitlements/resolve.py``,
 over the tables) and the mapping plan's access diff (``federation/mappings/plan.py``, over a
 document), so what a plan says a group gains is what resolution then gives it.
 """

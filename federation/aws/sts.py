@@ -1,7 +1,7 @@
 """The one place that calls AWS STS and builds console sign-in links (SPEC §4 Issuance).
 
 An adapter: it turns our typed requests into STS calls and STS answers (or failures) into our
-types, and decides nothing about who may have what. ``federation.issuance`` decides.
+types, and decides nothing about who may have what. ``federation.issuance.service`` decides.
 
 Endpoints: one per ``STS_REGIONS`` entry, in order, resolved by boto3 itself (so the standard
 ``AWS_ENDPOINT_URL_STS`` / ``AWS_ENDPOINT_URL`` apply, else the regional

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from django.db.models import Max
 
-from federation.entitlements import Entitlement, resolve_entitlements
+from federation.entitlements.resolve import Entitlement, resolve_entitlements
 from federation.models import Account, GroupMapping, SessionIssuance, User
 
 

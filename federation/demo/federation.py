@@ -13,22 +13,21 @@ import secrets
 from datetime import UTC, datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
-from django.conf import settings
 from django.core.cache import cache
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from federation import sts
+from federation.aws import sts
+from federation.demo import demo_only
 
 _TOKEN_TTL_SECONDS = 15 * 60
 _ASSUMED_ROLE_RE = re.compile(r"^arn:aws[\w-]*:sts::(\d{12}):assumed-role/([^/]+)/(.+)$")
 
 
+@demo_only
 @require_GET
 def federation(request: HttpRequest) -> HttpResponse:
-    if not settings.DEMO_MODE:
-        raise Http404("the federation stand-in exists only in demo mode")
     action = request.GET.get("Action", "")
     if action == "getSigninToken":
         return _get_signin_token(request)

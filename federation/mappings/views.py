@@ -17,7 +17,15 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from federation.mapping_drafts import (
+from federation.entitlements.scope import accounts_reached
+from federation.mappings import (
+    MappingFileInvalid,
+    VersionNotFound,
+    dump_document_yaml,
+    get_version_document,
+    parse_document,
+)
+from federation.mappings.drafts import (
     DraftRefused,
     apply_draft,
     close_draft,
@@ -25,13 +33,6 @@ from federation.mapping_drafts import (
     may_apply,
     propose_change,
     propose_edit,
-)
-from federation.mappings import (
-    MappingFileInvalid,
-    VersionNotFound,
-    dump_document_yaml,
-    get_version_document,
-    parse_document,
 )
 from federation.models import (
     Access,
@@ -45,7 +46,6 @@ from federation.models import (
     User,
 )
 from federation.permissions import is_admin, require
-from federation.scope import accounts_reached
 
 admin_only = require(is_admin, "administrators")
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024

@@ -18,11 +18,11 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from federation.audit import request_ip
-from federation.entitlements import resolve_entitlements
-from federation.issuance import IssuanceFailed, IssuanceRefused, issue_session
+from federation.audit.chain import request_ip
+from federation.entitlements.resolve import resolve_entitlements
+from federation.issuance.service import IssuanceFailed, IssuanceRefused, issue_session
+from federation.issuance.tokens import TokenRefused, authenticate_api_token
 from federation.models import ApiToken, SessionIssuance
-from federation.tokens import TokenRefused, authenticate_api_token
 
 TokenView = Callable[[HttpRequest, ApiToken], HttpResponse]
 

@@ -34,7 +34,7 @@ from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 from xmlsec import constants
 
-from federation.audit import record_event
+from federation.audit.chain import record_event
 from federation.idp.saml import acs_url, sp_entity_id
 from federation.models import IdentityProvider, User
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 
-from federation.audit import record_event
+from federation.audit.chain import record_event
 from federation.models import ApiToken, User
 
 TOKEN_PREFIX = "fedat_"  # noqa: S105 - a public marker, not a secret

@@ -1,7 +1,7 @@
 """Issuing AWS role sessions (SPEC §4 Issuance, SECURITY.md §4-§5): the business rules.
 
 ``issue_session`` re-checks the entitlement at the moment of issuance, works out the duration,
-asks ``federation.sts`` for the session (and a console link), records a ``SessionIssuance`` row
+asks ``federation.aws.sts`` for the session (and a console link), records a ``SessionIssuance`` row
 and audits it. Refusals and failures are audited too, and raised as the exceptions below, which
 views turn into pages and API errors. The role ARN only ever comes from the server-side tables.
 """
@@ -16,9 +16,9 @@ from typing import Any
 from django.db import transaction
 
 from access_requests.models import Grant
-from federation import sts
-from federation.audit import record_event
-from federation.entitlements import Entitlement, find_entitlement
+from federation.audit.chain import record_event
+from federation.aws import sts
+from federation.entitlements.resolve import Entitlement, find_entitlement
 from federation.models import (
     ACCOUNT_ID_RE,
     MAX_SESSION,

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
-from federation.idp import dev_idp
+from federation.demo import demo_only
+from federation.demo import idp as dev_idp
 from federation.idp.saml import acs_url
 from federation.models import User
 
 
+@demo_only
 @require_http_methods(["GET", "POST"])
 def sso(request: HttpRequest) -> HttpResponse:
-    if not settings.DEMO_MODE:
-        raise Http404("the development IdP exists only in demo mode")
     source = request.GET if request.method == "GET" else request.POST
     saml_request = source.get("SAMLRequest", "")
     relay_state = source.get("RelayState", "")

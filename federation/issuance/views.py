@@ -1,7 +1,7 @@
 """Portal actions that hand out AWS sessions, and the personal API token page (SPEC §3.4).
 
 Thin views: they check who is asking, read the form, call one service and render. The rules
-live in ``federation.issuance`` and ``federation.tokens``.
+live in ``federation.issuance.service`` and ``federation.issuance.tokens``.
 """
 
 from __future__ import annotations
@@ -16,10 +16,20 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from federation.audit import request_ip
-from federation.issuance import IssuanceFailed, IssuanceRefused, IssuedSession, issue_session
+from federation.audit.chain import request_ip
+from federation.issuance.service import (
+    IssuanceFailed,
+    IssuanceRefused,
+    IssuedSession,
+    issue_session,
+)
+from federation.issuance.tokens import (
+    TokenRefused,
+    create_api_token,
+    list_api_tokens,
+    revoke_api_token,
+)
 from federation.models import SessionIssuance, User
-from federation.tokens import TokenRefused, create_api_token, list_api_tokens, revoke_api_token
 
 
 def _wants_json(request: HttpRequest) -> bool:

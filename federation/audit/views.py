@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHt
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from federation.audit import record_event, request_ip, verify_chain_incrementally
+from federation.audit.chain import record_event, request_ip, verify_chain_incrementally
 from federation.models import AuditEvent, User
 from federation.permissions import can_read_audit, require
 

@@ -24,8 +24,8 @@ from django.db import connection
 from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_naive, make_aware
 
+from federation.entitlements.scope import accounts_reached
 from federation.models import ENV_ORDER, Access, Account, AccountRole, LogicalRole
-from federation.scope import accounts_reached
 
 
 class Entitlement(NamedTuple):

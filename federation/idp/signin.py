@@ -19,7 +19,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from federation.audit import record_event, request_ip
+from federation.audit.chain import record_event, request_ip
 from federation.models import IdentityProvider, SignIn, User
 
 AUTH_BACKEND = "django.contrib.auth.backends.ModelBackend"

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from federation.audit import record_event
+from federation.audit.chain import record_event
 from federation.mappings import (
     ApplyResult,
     DocumentData,

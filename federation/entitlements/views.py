@@ -1,19 +1,44 @@
-"""/review/: the access review page and its CSV export, for admins and auditors."""
+"""The portal (what a person may use or request now) and /review/ (the access review page and
+its CSV export, for admins and auditors)."""
 
 from __future__ import annotations
 
 import csv
+from itertools import groupby
 from typing import Any
 
+from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from federation.access_review import review_access
-from federation.audit import record_event, request_ip
+from federation.audit.chain import record_event, request_ip
+from federation.entitlements.resolve import resolve_entitlements
+from federation.entitlements.review import review_access
 from federation.models import Account, BusinessUnit, User
 from federation.permissions import can_read_audit, require
+
+
+@login_required
+@require_GET
+def portal(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    assert isinstance(user, User)
+    now = timezone.now()
+    entitlements = resolve_entitlements(user.directory_groups, now=now, user_id=user.pk)
+    sections = [
+        {
+            "business_unit": bu,
+            "environments": [
+                {"environment": env, "entitlements": list(items)}
+                for env, items in groupby(bu_items, key=lambda e: e.environment)
+            ],
+        }
+        for bu, bu_items in groupby(entitlements, key=lambda e: e.business_unit)
+    ]
+    return render(request, "federation/portal.html", {"sections": sections, "now": now})
+
 
 CSV_FIELDS = (
     "subject",

@@ -1,0 +1,1 @@
+"""The tamper-evident audit log: ``chain`` is the one writer and verifier, ``views`` the pages."""

@@ -1,0 +1,14 @@
+"""Routes for issuing sessions, API tokens and the JSON API (included by federation/urls.py)."""
+
+from django.urls import URLPattern, path
+
+from federation.issuance import api, views
+
+urlpatterns: list[URLPattern] = [
+    path("sessions/", views.issue, name="issue-session"),
+    path("tokens/", views.api_tokens, name="api-tokens"),
+    path("tokens/<int:token_id>/revoke/", views.revoke_token, name="revoke-api-token"),
+    path("api/v1/entitlements", api.entitlements, name="api-entitlements"),
+    path("api/v1/credentials", api.credentials, name="api-credentials"),
+    path("api/v1/openapi.json", api.openapi, name="api-openapi"),
+]
