@@ -1,0 +1,55 @@
+"""The core domain of SPEC §2, one module per subject; every model is importable from here."""
+
+from federation.models.audit import AuditChainHead, AuditEvent
+from federation.models.catalog import (
+    Account,
+    AccountRole,
+    BusinessUnit,
+    GroupMapping,
+    LogicalRole,
+    MappingDraft,
+    MappingVersion,
+)
+from federation.models.identity import (
+    IdentityProvider,
+    SamlAuthnRequest,
+    SamlConsumedAssertion,
+    SignIn,
+    User,
+)
+from federation.models.issuance import ApiToken, SessionIssuance
+from federation.models.vocabulary import (
+    ACCOUNT_ID_RE,
+    ENV_ORDER,
+    MAX_SESSION,
+    MIN_SESSION,
+    SLUG_RE,
+    Access,
+    Environment,
+)
+
+__all__ = [
+    "ACCOUNT_ID_RE",
+    "ENV_ORDER",
+    "MAX_SESSION",
+    "MIN_SESSION",
+    "SLUG_RE",
+    "Access",
+    "Account",
+    "AccountRole",
+    "ApiToken",
+    "AuditChainHead",
+    "AuditEvent",
+    "BusinessUnit",
+    "Environment",
+    "GroupMapping",
+    "IdentityProvider",
+    "LogicalRole",
+    "MappingDraft",
+    "MappingVersion",
+    "SamlAuthnRequest",
+    "SamlConsumedAssertion",
+    "SessionIssuance",
+    "SignIn",
+    "User",
+]

@@ -1,0 +1,30 @@
+"""SPEC §2 value types shared by every model: id and slug rules, session bounds, environments
+and access kinds."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import models
+
+ACCOUNT_ID_RE = r"^[0-9]{12}$"
+SLUG_RE = r"^[a-z0-9][a-z0-9-]{0,62}$"
+
+# STS bounds for DurationSeconds: 15 minutes to 12 hours.
+MIN_SESSION = timedelta(minutes=15)
+MAX_SESSION = timedelta(hours=12)
+
+
+class Environment(models.TextChoices):
+    DEV = "dev", "dev"
+    TEST = "test", "test"
+    PROD = "prod", "prod"
+
+
+# Portal, export and plan order: dev before test before prod.
+ENV_ORDER = {Environment.DEV.value: 0, Environment.TEST.value: 1, Environment.PROD.value: 2}
+
+
+class Access(models.TextChoices):
+    STANDING = "standing", "standing"
+    ELIGIBLE = "eligible", "eligible"
