@@ -8,8 +8,12 @@ class FederationConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # The Celery app must exist before any task module is imported, so that @shared_task
+        # binds to it (this used to be federation/__init__.py's job, which made the CLI slow).
         from django.contrib.auth.models import update_last_login
         from django.contrib.auth.signals import user_logged_in
+
+        import federation.celery  # noqa: F401
 
         # complete_sign_in() sets last_login in the same save as the person's groups; Django's
         # receiver would write it again in a second UPDATE on every sign-in. last_login thus

@@ -154,3 +154,21 @@ def test_aws_sdk_gets_working_credentials_through_credential_process(
     identity = session.client("sts", endpoint_url=broker.url).get_caller_identity()
 
     assert identity["Arn"] == "arn:aws:sts::111111111111:assumed-role/cloud-eng/alice@corp.example"
+
+
+@pytest.mark.django_db(False)
+def test_cli_imports_only_the_standard_library() -> None:
+    # The AWS CLI runs fedaccess on every credentialed command: it must not load Django or Celery.
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import federation.cli"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
+    )
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
+    heavy = sorted(m for m in imported if m.split(".")[0] in {"django", "celery", "kombu", "boto3"})
+    assert "federation.cli" in imported
+    assert heavy == []
