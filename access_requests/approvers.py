@@ -11,7 +11,7 @@ from django.db import connection
 from django.db.models import QuerySet
 
 from access_requests.models import AccessRequest, Grant
-from federation.issuance.service import session_name_for
+from federation.aws.names import session_name_for
 from federation.models import User
 from federation.permissions import is_admin
 

@@ -58,9 +58,9 @@ from access_requests.refusals import (
 )
 from federation.audit.chain import record_event
 from federation.aws import iam
+from federation.aws.names import IdentityNotExpressible
 from federation.entitlements.resolve import Entitlement, find_entitlement, resolve_entitlements
 from federation.entitlements.scope import accounts_reached
-from federation.issuance.service import IdentityNotExpressible
 from federation.models import (
     MAX_SESSION,
     MIN_SESSION,

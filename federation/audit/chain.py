@@ -20,6 +20,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from federation.models import AuditChainHead, AuditEvent, User
+from federation.refusals import Refused
 
 GENESIS_HASH = "0" * 64
 
@@ -138,6 +139,38 @@ def record_event(
         event.save(force_insert=True)
         AuditChainHead.objects.filter(pk=1).update(seq=seq, hash=digest)
     return event
+
+
+def record_refusal(
+    event_type: str,
+    refusal: Refused,
+    *,
+    actor: User | str | None,
+    data: Mapping[str, Any] | None = None,
+    account_id: str = "",
+    target: str = "",
+    ip: str | None = None,
+    now: datetime | None = None,
+) -> AuditEvent:
+    """Audit a refusal (as ``record_event``, inside the caller's transaction if any).
+
+    Writes ``{**data, **refusal.detail, "reason": code, "message": message}``: the standard keys
+    come last, so no caller data or refusal detail can overwrite the audited code.
+    """
+    return record_event(
+        event_type,
+        actor=actor,
+        account_id=account_id,
+        target=target,
+        ip=ip,
+        now=now,
+        data={
+            **(data or {}),
+            **refusal.detail,
+            "reason": refusal.code,
+            "message": refusal.message,
+        },
+    )
 
 
 def _locked_head() -> AuditChainHead:

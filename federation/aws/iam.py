@@ -250,7 +250,7 @@ def put_revocation_policy(
     conditional write, so two concurrent read-modify-writes could drop a statement.
     """
     if not 2 <= len(source_identity) <= 64:
-        # Issuance (federation/issuance/service.py: session_name_for) stamps 2-64 characters.
+        # Issuance (federation/aws/names.py: session_name_for) stamps 2-64 characters.
         raise ValueError(f"not a SourceIdentity STS could have set: {source_identity!r}")
     role_name = role_name_from_arn(role_arn)
     now = now or datetime.now(UTC)

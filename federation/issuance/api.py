@@ -20,19 +20,12 @@ from django.views.decorators.http import require_GET, require_POST
 
 from federation.audit.chain import request_ip
 from federation.entitlements.resolve import resolve_entitlements
-from federation.issuance.service import IssuanceFailed, IssuanceRefused, issue_session
+from federation.issuance.service import InvalidIssuanceRequest, issue_session
 from federation.issuance.tokens import TokenRefused, authenticate_api_token
 from federation.models import ApiToken, SessionIssuance
+from federation.refusals import Refused, refusal_json
 
 TokenView = Callable[[HttpRequest, ApiToken], HttpResponse]
-
-
-def _error(status: int, code: str, message: str) -> JsonResponse:
-    response = JsonResponse({"error": code, "message": message}, status=status)
-    response["Cache-Control"] = "no-store"
-    if status == 401:
-        response["WWW-Authenticate"] = 'Bearer realm="fedaccess"'
-    return response
 
 
 def token_required(view: TokenView) -> Callable[[HttpRequest], HttpResponse]:
@@ -40,11 +33,11 @@ def token_required(view: TokenView) -> Callable[[HttpRequest], HttpResponse]:
     def wrapper(request: HttpRequest) -> HttpResponse:
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
-            return _error(401, "unauthenticated", "Send Authorization: Bearer <personal token>.")
+            return refusal_json(TokenRefused("Send Authorization: Bearer <personal token>."))
         try:
             token = authenticate_api_token(value.strip(), now=timezone.now())
         except TokenRefused as refusal:
-            return _error(refusal.status, "unauthenticated", refusal.message)
+            return refusal_json(refusal)
         return view(request, token)
 
     return csrf_exempt(wrapper)
@@ -84,14 +77,14 @@ def credentials(request: HttpRequest, token: ApiToken) -> HttpResponse:
     try:
         payload = json.loads(request.body or b"{}")
     except (ValueError, UnicodeDecodeError):
-        return _error(400, "invalid_request", "The body must be a JSON object.")
+        return refusal_json(InvalidIssuanceRequest("The body must be a JSON object."))
     if not isinstance(payload, dict):
-        return _error(400, "invalid_request", "The body must be a JSON object.")
+        return refusal_json(InvalidIssuanceRequest("The body must be a JSON object."))
     duration = payload.get("duration_seconds")
     if duration is not None and (
         not isinstance(duration, int) or isinstance(duration, bool) or not 0 < duration < 10**7
     ):
-        return _error(400, "invalid_request", "duration_seconds must be a positive integer.")
+        return refusal_json(InvalidIssuanceRequest("duration_seconds must be a positive integer."))
     try:
         issued = issue_session(
             token.user,
@@ -103,8 +96,8 @@ def credentials(request: HttpRequest, token: ApiToken) -> HttpResponse:
             ip=request_ip(request),
             api_token=token,
         )
-    except (IssuanceRefused, IssuanceFailed) as problem:
-        return _error(problem.status, problem.reason, problem.message)
+    except Refused as problem:
+        return refusal_json(problem)
     response = JsonResponse(issued.credentials.credential_process())
     response["Cache-Control"] = "no-store"
     response["Pragma"] = "no-cache"

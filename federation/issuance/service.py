@@ -16,8 +16,9 @@ from typing import Any
 from django.db import transaction
 
 from access_requests.models import Grant
-from federation.audit.chain import record_event
+from federation.audit.chain import record_event, record_refusal
 from federation.aws import sts
+from federation.aws.names import IdentityNotExpressible, session_name_for
 from federation.entitlements.resolve import Entitlement, find_entitlement
 from federation.models import (
     ACCOUNT_ID_RE,
@@ -28,12 +29,10 @@ from federation.models import (
     SessionIssuance,
     User,
 )
+from federation.refusals import Refused
 
 # Role chaining (the broker on role credentials) caps a session at one hour.
 CHAINED_MAX = timedelta(hours=1)
-# What STS accepts in RoleSessionName and SourceIdentity: 2-64 of [\w+=,.@-], \w being ASCII.
-_STS_NAME_RE = re.compile(r"^[A-Za-z0-9_+=,.@-]{2,64}$")
-_SAFE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_+,.@-")
 _TAG_VALUE_RE = re.compile(r"^[\w\s.:/=+\-@]{0,256}$")
 
 TAG_BUSINESS_UNIT = "BusinessUnit"
@@ -41,53 +40,45 @@ TAG_IDP = "IdP"
 TAG_ACCESS_REQUEST = "AccessRequest"
 
 
-class IssuanceRefused(Exception):
-    """Issuance was refused by our rules. ``reason`` is a stable code for audit and API;
-    ``message`` is what the person reads; ``status`` the HTTP status views answer with."""
+class IssuanceRefused(Refused):
+    """Issuance was refused by our rules (a subclass says why)."""
 
-    reason = "refused"
+    code = "refused"
     status = 403
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    title = "Session refused"
 
 
 class InvalidIssuanceRequest(IssuanceRefused):
-    reason = "invalid_request"
+    code = "invalid_request"
     status = 400
 
 
 class NotEntitled(IssuanceRefused):
-    reason = "not_entitled"
+    code = "not_entitled"
 
 
 class GrantRequired(IssuanceRefused):
-    reason = "grant_required"
+    code = "grant_required"
 
 
-class GrantNotActive(IssuanceRefused):
-    reason = "grant_not_active"
+class GrantEnded(IssuanceRefused):
+    """The grant behind an entitlement ended or was revoked between resolving and issuing."""
+
+    code = "grant_not_active"
 
 
 class DurationTooShort(IssuanceRefused):
-    reason = "duration_too_short"
+    code = "duration_too_short"
     status = 409
 
 
-class IdentityNotExpressible(IssuanceRefused):
-    reason = "identity_not_expressible"
+class IssuanceFailed(Refused):
+    """STS (or the federation endpoint) could not give a session: a peer failure. 503 when
+    nothing answered, 502 when STS answered with a refusal or the console link failed."""
 
-
-class IssuanceFailed(Exception):
-    """STS (or the federation endpoint) could not give a session. 503 when nothing answered,
-    502 when STS answered with a refusal or the console link failed."""
-
-    def __init__(self, message: str, *, reason: str, status: int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.reason = reason
-        self.status = status
+    code = "sts_unavailable"
+    status = 503
+    title = "AWS did not issue the session"
 
 
 @dataclass(frozen=True)
@@ -102,35 +93,6 @@ class IssuedSession:
     expires_at: datetime
     credentials: sts.Credentials
     console_url: str | None = field(default=None, repr=False)  # a bearer login: never logged
-
-
-def session_name_for(identity: str) -> str:
-    """RoleSessionName / SourceIdentity for an identity (the user's email), under STS's rules.
-
-    An identity made only of allowed characters is used as is. Any other character (and ``=``
-    itself) is written as ``=XX`` per UTF-8 byte, like quoted-printable, so the mapping stays
-    one-to-one: two people can never end up with the same name. A result outside 2-64
-    characters is refused, never truncated (truncation would collide identities).
-    """
-    if not identity:
-        raise IdentityNotExpressible(
-            "Your account has no email address, which AWS sessions are named after. "
-            "Ask your identity administrator to add one."
-        )
-    try:
-        encoded = "".join(
-            char if char in _SAFE_CHARS else "".join(f"={byte:02X}" for byte in char.encode())
-            for char in identity
-        )
-    except UnicodeEncodeError:  # a lone surrogate: not text any IdP should send
-        raise IdentityNotExpressible("Your email address is not valid text.") from None
-    if not _STS_NAME_RE.fullmatch(encoded) or encoded.lower().startswith("aws:"):
-        raise IdentityNotExpressible(
-            f"Your email address becomes {len(encoded)} characters as an AWS session name; "
-            "AWS allows 2 to 64. It is not shortened, because a shortened name could be "
-            "someone else's. Ask an administrator for help."
-        )
-    return encoded
 
 
 def session_duration(
@@ -200,7 +162,8 @@ def issue_session(
     our tables; the session is named after the user's email and carries it as SourceIdentity;
     its duration never outlives the grant. Every outcome is audited with who, what and why.
 
-    Raises IssuanceRefused (a subclass says why) or IssuanceFailed (STS or console link).
+    Raises IssuanceRefused (a subclass says why), IdentityNotExpressible, or IssuanceFailed
+    (STS or console link).
     """
     # The request's own fields are echoed into the audit only as far as a valid value could
     # reach: a hostile form cannot bloat the log.
@@ -212,7 +175,7 @@ def issue_session(
     }
     if api_token is not None:
         context["api_token"] = api_token.prefix
-    problem: IssuanceRefused | IssuanceFailed
+    problem: Refused
     with transaction.atomic(durable=True):
         try:
             return _issue(
@@ -226,20 +189,19 @@ def issue_session(
                 api_token=api_token,
                 context=context,
             )
-        except IssuanceRefused as refusal:
-            problem = refusal
-            event, outcome = "issuance.refused", {"reason": refusal.reason}
+        except (IssuanceRefused, IdentityNotExpressible) as refusal:
+            problem, event = refusal, "issuance.refused"
         except IssuanceFailed as failure:
-            problem = failure
-            event, outcome = "issuance.failed", {"reason": failure.reason}
-        record_event(
+            problem, event = failure, "issuance.failed"
+        record_refusal(
             event,
+            problem,
             actor=user,
             account_id=account_id if re.fullmatch(ACCOUNT_ID_RE, account_id or "") else "",
             target=_audit_target(account_id[:32], role[:64]),
             ip=ip,
             now=now,
-            data={**context, **outcome, "message": problem.message},
+            data=context,
         )
     raise problem
 
@@ -283,7 +245,7 @@ def _issue(
         # policy covers the session) or commits first and this re-check refuses.
         grant = Grant.objects.select_for_update().filter(pk=entitlement.grant_id).first()
         if grant is None or not grant.is_active_at(now):
-            raise GrantNotActive("Your grant for this role has ended or been revoked.")
+            raise GrantEnded("Your grant for this role has ended or been revoked.")
         context.update(grant_id=grant.pk, request_id=grant.request_id)
     session_name = session_name_for(user.email)
     grant_ends_at = grant.ends_at if grant is not None else None
@@ -370,7 +332,7 @@ def _issue(
         # are kept; the failure event says the person never got into the console.
         raise IssuanceFailed(
             f"AWS issued the session but the console sign-in link failed: {link_failure.message}",
-            reason="console_link_failed",
+            code="console_link_failed",
             status=502,
         )
     return IssuedSession(
@@ -395,11 +357,11 @@ def _failure(error: sts.StsError, context: dict[str, Any]) -> IssuanceFailed:
         )
         return IssuanceFailed(
             f"AWS refused the session ({error.code}): {error.message}",
-            reason="sts_refused",
+            code="sts_refused",
             status=502,
         )
     return IssuanceFailed(
         "AWS STS could not be reached in any configured region. Try again in a minute.",
-        reason="sts_unavailable",
+        code="sts_unavailable",
         status=503,
     )

@@ -16,19 +16,29 @@ from django.db import transaction
 
 from federation.audit.chain import record_event
 from federation.models import ApiToken, User
+from federation.refusals import Refused
 
 TOKEN_PREFIX = "fedat_"  # noqa: S105 - a public marker, not a secret
 # last_used_at is refreshed at most this often, so API calls do not all write.
 _LAST_USED_RESOLUTION = timedelta(minutes=5)
 
 
-class TokenRefused(Exception):
-    """A token was missing, unknown, expired or revoked; or a token change was not allowed."""
+class TokenRefused(Refused):
+    """A token was missing, unknown, expired or revoked (the API answers 401)."""
 
-    def __init__(self, message: str, *, status: int = 401) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
+    code = "unauthenticated"
+    status = 401
+    title = "Token refused"
+
+
+class InvalidTokenRequest(TokenRefused):
+    code = "invalid_request"
+    status = 400
+
+
+class NoSuchToken(TokenRefused):
+    code = "no_such_token"
+    status = 404
 
 
 @dataclass(frozen=True)
@@ -44,13 +54,14 @@ def digest_of(plaintext: str) -> str:
 def create_api_token(
     user: User, *, name: str, lifetime: timedelta, now: datetime, ip: str | None
 ) -> CreatedToken:
-    """Create a token for ``user``. Raises TokenRefused (400) for a bad name or lifetime."""
+    """Create a token for ``user``. Raises InvalidTokenRequest (400) for a bad name or
+    lifetime."""
     name = name.strip()
     if not name or len(name) > 100:
-        raise TokenRefused("Give the token a name of 1 to 100 characters.", status=400)
+        raise InvalidTokenRequest("Give the token a name of 1 to 100 characters.")
     if not timedelta(days=1) <= lifetime <= timedelta(days=settings.API_TOKEN_MAX_DAYS):
-        raise TokenRefused(
-            f"A token lives between 1 and {settings.API_TOKEN_MAX_DAYS} days.", status=400
+        raise InvalidTokenRequest(
+            f"A token lives between 1 and {settings.API_TOKEN_MAX_DAYS} days."
         )
     prefix = secrets.token_hex(4)
     plaintext = f"{TOKEN_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
@@ -75,11 +86,11 @@ def create_api_token(
 
 
 def revoke_api_token(user: User, *, token_id: int, now: datetime, ip: str | None) -> ApiToken:
-    """Revoke one of ``user``'s own tokens. Raises TokenRefused (404) for anyone else's."""
+    """Revoke one of ``user``'s own tokens. Raises NoSuchToken (404) for anyone else's."""
     with transaction.atomic(durable=True):
         token = ApiToken.objects.select_for_update().filter(pk=token_id, user=user).first()
         if token is None:
-            raise TokenRefused("No such token.", status=404)
+            raise NoSuchToken("No such token.")
         if token.revoked_at is None:
             token.revoked_at = now
             token.save(update_fields=["revoked_at"])

@@ -18,8 +18,6 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from federation.audit.chain import request_ip
 from federation.issuance.service import (
-    IssuanceFailed,
-    IssuanceRefused,
     IssuedSession,
     issue_session,
 )
@@ -30,6 +28,7 @@ from federation.issuance.tokens import (
     revoke_api_token,
 )
 from federation.models import SessionIssuance, User
+from federation.refusals import Refused, refusal_json, refusal_page
 
 
 def _wants_json(request: HttpRequest) -> bool:
@@ -74,7 +73,7 @@ def issue(request: HttpRequest) -> HttpResponse:
             now=timezone.now(),
             ip=request_ip(request),
         )
-    except (IssuanceRefused, IssuanceFailed) as problem:
+    except Refused as problem:
         return _problem_response(request, problem)
     if kind == SessionIssuance.Kind.CONSOLE:
         assert issued.console_url is not None
@@ -104,25 +103,10 @@ def _iso(issued: IssuedSession) -> str:
     return issued.expires_at.isoformat().replace("+00:00", "Z")
 
 
-def _problem_response(
-    request: HttpRequest, problem: IssuanceRefused | IssuanceFailed
-) -> HttpResponse:
+def _problem_response(request: HttpRequest, problem: Refused) -> HttpResponse:
     if _wants_json(request):
-        return _no_store(
-            JsonResponse(
-                {"error": problem.reason, "message": problem.message}, status=problem.status
-            )
-        )
-    return render(
-        request,
-        "federation/issuance_error.html",
-        {
-            "message": problem.message,
-            "reason": problem.reason,
-            "refused": isinstance(problem, IssuanceRefused),
-        },
-        status=problem.status,
-    )
+        return _no_store(refusal_json(problem))
+    return refusal_page(request, problem)
 
 
 @login_required
@@ -172,10 +156,5 @@ def revoke_token(request: HttpRequest, token_id: int) -> HttpResponse:
     try:
         revoke_api_token(user, token_id=token_id, now=timezone.now(), ip=request_ip(request))
     except TokenRefused as refusal:
-        return render(
-            request,
-            "federation/issuance_error.html",
-            {"message": refusal.message, "reason": "no_such_token", "refused": True},
-            status=refusal.status,
-        )
+        return refusal_page(request, refusal, back_url="/tokens/", back_label="Back to my tokens")
     return redirect("api-tokens")

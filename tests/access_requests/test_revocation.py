@@ -16,7 +16,7 @@ from django.utils import timezone
 from access_requests import queries, refusals, services, tasks
 from access_requests.models import Grant
 from federation.aws import iam
-from federation.issuance.service import session_name_for
+from federation.aws.names import session_name_for
 from federation.models import AuditEvent, User
 from tests.access_requests.conftest import World, usable_access
 from tests.aws import MotoServer

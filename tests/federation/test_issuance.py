@@ -12,10 +12,10 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 
 from access_requests.models import Grant
 from federation.aws import sts
+from federation.aws.names import IdentityNotExpressible
 from federation.issuance.service import (
     DurationTooShort,
     GrantRequired,
-    IdentityNotExpressible,
     InvalidIssuanceRequest,
     IssuanceFailed,
     NotEntitled,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from federation.issuance.service import IdentityNotExpressible, session_name_for
+from federation.aws.names import IdentityNotExpressible, session_name_for
 
 STS_NAME = re.compile(r"^[A-Za-z0-9_+=,.@-]{2,64}$")
 
