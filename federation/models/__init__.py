@@ -25,6 +25,7 @@ from federation.models.vocabulary import (
     MIN_SESSION,
     SLUG_RE,
     Access,
+    EntitlementAccess,
     Environment,
 )
 
@@ -41,6 +42,7 @@ __all__ = [
     "AuditChainHead",
     "AuditEvent",
     "BusinessUnit",
+    "EntitlementAccess",
     "Environment",
     "GroupMapping",
     "IdentityProvider",

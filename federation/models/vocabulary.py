@@ -28,3 +28,17 @@ ENV_ORDER = {Environment.DEV.value: 0, Environment.TEST.value: 1, Environment.PR
 class Access(models.TextChoices):
     STANDING = "standing", "standing"
     ELIGIBLE = "eligible", "eligible"
+
+
+class EntitlementAccess(models.TextChoices):
+    """How a person holds an (account, role) right now: through a standing mapping or an active
+    grant (both usable), or only eligible (may be requested). ``Access`` is what a mapping row
+    says; this is what the resolver concludes."""
+
+    STANDING = "standing", "standing"
+    GRANT = "grant", "grant"
+    ELIGIBLE = "eligible", "eligible"
+
+    @property
+    def usable(self) -> bool:
+        return self is not EntitlementAccess.ELIGIBLE
