@@ -9,10 +9,10 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponseBase
-from django.shortcuts import render
 
-from federation.audit.chain import record_event, request_ip
+from federation.audit.chain import record_refusal, request_ip
 from federation.models import User
+from federation.refusals import Refused, refusal_page
 
 
 def _member(user: Any, groups: list[str]) -> bool:
@@ -38,6 +38,14 @@ def can_read_audit(user: Any) -> bool:
 View = Callable[..., HttpResponseBase]
 
 
+class Forbidden(Refused):
+    """A signed-in person reached a page their directory groups do not open."""
+
+    code = "forbidden"
+    status = 403
+    title = "Not allowed"
+
+
 def require(check: Callable[[Any], bool], what: str) -> Callable[[View], View]:
     """Sign-in first, then ``check``; a refusal is a 403 page and an audit event."""
 
@@ -47,14 +55,19 @@ def require(check: Callable[[Any], bool], what: str) -> Callable[[View], View]:
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
             if not check(request.user):
-                record_event(
+                refusal = Forbidden(
+                    f"This page is for {what} only. Membership comes from your directory "
+                    "groups; ask your administrator if you need it."
+                )
+                record_refusal(
                     "access.denied",
+                    refusal,
                     actor=request.user if isinstance(request.user, User) else None,
                     target=request.path[:500],
                     ip=request_ip(request),
                     data={"needs": what, "method": request.method},
                 )
-                return render(request, "federation/forbidden.html", {"needs": what}, status=403)
+                return refusal_page(request, refusal)
             return view(request, *args, **kwargs)
 
         return wrapped
