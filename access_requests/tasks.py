@@ -16,7 +16,8 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from access_requests import notifications, queries, refusals, services
+from access_requests import notifications, queries, refusals
+from access_requests.services import workflow as services
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,9 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from access_requests import queries, refusals, services
+from access_requests import queries, refusals
 from access_requests.forms import DecisionForm, RequestForm, RevokeForm
+from access_requests.services import workflow as services
 from federation.audit.chain import request_ip
 from federation.models import User
 from federation.permissions import is_admin

@@ -91,8 +91,9 @@ def run(name: str, *, lock: bool, approvers: list[Any], requesters: list[Any], r
     from django.db import IntegrityError, connection
     from django.utils import timezone
 
-    from access_requests import refusals, services
+    from access_requests import refusals
     from access_requests.models import AccessRequest
+    from access_requests.services import workflow as services
     from federation.models import AuditEvent
 
     result = Run(name)

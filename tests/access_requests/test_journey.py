@@ -13,8 +13,8 @@ import boto3
 import pytest
 from django.utils import timezone
 
-from access_requests import services
 from access_requests.models import AccessRequest, Grant
+from access_requests.services import workflow as services
 from federation.aws import iam, sts
 from federation.issuance.service import TAG_ACCESS_REQUEST, GrantRequired, issue_session
 from federation.models import AuditEvent, SessionIssuance

@@ -11,8 +11,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from access_requests import refusals, services
+from access_requests import refusals
 from access_requests.models import AccessRequest, Approval, Grant
+from access_requests.services import workflow as services
 from federation.models import AuditEvent, User
 from tests.access_requests.conftest import World, build_world
 from tests.factories import UserFactory

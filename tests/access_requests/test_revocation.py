@@ -13,8 +13,9 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from access_requests import queries, refusals, services, tasks
+from access_requests import queries, refusals, tasks
 from access_requests.models import Grant
+from access_requests.services import workflow as services
 from federation.aws import iam
 from federation.aws.names import session_name_for
 from federation.models import AuditEvent, User

@@ -7,8 +7,9 @@ from datetime import timedelta
 import pytest
 from django.test import override_settings
 
-from access_requests import approvers, queries, refusals, services
+from access_requests import approvers, queries, refusals
 from access_requests.models import AccessRequest, Approval, Grant
+from access_requests.services import workflow as services
 from federation.audit.chain import verify_chain
 from federation.entitlements import resolve as entitlements
 from federation.models import AuditEvent, User

@@ -14,8 +14,8 @@ from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from access_requests import services
 from access_requests.models import AccessRequest, Grant
+from access_requests.services import workflow as services
 from tests.access_requests.conftest import World
 from tests.factories import UserFactory
 

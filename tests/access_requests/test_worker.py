@@ -14,8 +14,8 @@ import pytest
 from django.utils import timezone
 from kombu import Connection
 
-from access_requests import services
 from access_requests.models import AccessRequest, Grant
+from access_requests.services import workflow as services
 from federation.aws import iam
 from federation.models import AuditEvent, MappingVersion
 from tests.access_requests.conftest import World, build_world

@@ -1,0 +1,1 @@
+"""Services of the request workflow: every state change of requests and grants."""
