@@ -52,7 +52,7 @@ def my_requests(request: HttpRequest) -> HttpResponse:
                     ip=request_ip(request),
                 )
             except refusals.RequestRefused as refusal:
-                form.add_error(None, str(refusal))
+                form.add_error(None, refusal.message)
                 status = refusal.status
             else:
                 note = ""
@@ -81,7 +81,7 @@ def cancel(request: HttpRequest, request_id: int) -> HttpResponse:
     except ObjectDoesNotExist:
         raise Http404("no such request") from None
     except refusals.RequestRefused as refusal:
-        messages.error(request, str(refusal))
+        messages.error(request, refusal.message)
     else:
         messages.success(request, f"Request #{request_id} cancelled.")
     return redirect("requests")
@@ -131,7 +131,7 @@ def decide(request: HttpRequest, request_id: int) -> HttpResponse:
     except ObjectDoesNotExist:
         raise Http404("no such request") from None
     except refusals.RequestRefused as refusal:
-        messages.error(request, str(refusal))
+        messages.error(request, refusal.message)
         return redirect("approvals")
     verb = "approval" if decision == "approve" else "denial"
     messages.success(
@@ -156,7 +156,7 @@ def revoke(request: HttpRequest, grant_id: int) -> HttpResponse:
     except ObjectDoesNotExist:
         raise Http404("no such grant") from None
     except refusals.RequestRefused as refusal:
-        messages.error(request, str(refusal))
+        messages.error(request, refusal.message)
     else:
         messages.success(
             request, f"Grant #{grant_id} revoked; its earlier sessions are being denied in AWS."

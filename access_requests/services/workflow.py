@@ -56,7 +56,7 @@ from access_requests.refusals import (
     RevocationPolicyFailed,
     SelfApprovalRefused,
 )
-from federation.audit.chain import record_event
+from federation.audit.chain import record_event, record_refusal
 from federation.aws import iam
 from federation.aws.names import IdentityNotExpressible
 from federation.entitlements.resolve import Entitlement, find_entitlement, resolve_entitlements
@@ -115,29 +115,6 @@ def _eligible_mapping(
     return max(reaching, key=lambda row: (row.max_grant or timedelta(0), -row.pk))
 
 
-def _audit_refusal(
-    event_type: str,
-    refusal: RequestRefused,
-    *,
-    actor: User,
-    now: datetime,
-    ip: str | None,
-    account_id: str = "",
-    target: str = "",
-    data: dict[str, Any] | None = None,
-) -> None:
-    """Audit a refusal, inside the caller's transaction when there is one (as record_event)."""
-    record_event(
-        event_type,
-        actor=actor,
-        account_id=account_id,
-        target=target,
-        ip=ip,
-        now=now,
-        data={"reason": refusal.code, "message": str(refusal), **(data or {})},
-    )
-
-
 def submit_request(
     requester: User,
     *,
@@ -181,7 +158,7 @@ def submit_request(
     elif duration < MIN_SESSION:
         refusal = DurationOutOfBounds("A grant lasts at least 15 minutes.")
     if refusal is not None:
-        _audit_refusal(
+        record_refusal(
             "access_request.refused",
             refusal,
             actor=requester,
@@ -237,7 +214,7 @@ def submit_request(
         if "one_pending_request_per_target" not in str(exc):
             raise
         refusal = DuplicateRequest(f"You already have a pending request for {role} here.")
-        _audit_refusal(
+        record_refusal(
             "access_request.refused",
             refusal,
             actor=requester,
@@ -312,7 +289,7 @@ def _decide(
         target = f"request #{access_request.pk}"
         account_id = access_request.account.account_id
         if refusal is not None:
-            _audit_refusal(
+            record_refusal(
                 "access_request.decision_refused",
                 refusal,
                 actor=actor,
@@ -533,7 +510,7 @@ def cancel_request(
         if refusal is None:
             _transition(locked, State.CANCELLED, actor=actor, now=now, ip=ip)
         else:
-            _audit_refusal(
+            record_refusal(
                 "access_request.cancel_refused",
                 refusal,
                 actor=actor,
@@ -583,7 +560,7 @@ def revoke_grant(
         elif not locked.is_active_at(now):
             refusal = GrantNotActive(f"Grant #{locked.pk} is already {_grant_state(locked, now)}.")
         if refusal is not None:
-            _audit_refusal(
+            record_refusal(
                 "grant.revoke_refused",
                 refusal,
                 actor=actor,

@@ -13,6 +13,7 @@ from access_requests.services import workflow as services
 from federation.audit.chain import verify_chain
 from federation.entitlements import resolve as entitlements
 from federation.models import AuditEvent, User
+from federation.refusals import Refused
 from tests.access_requests.conftest import NOW, World, usable_access, usable_entitlement
 from tests.factories import GroupMappingFactory, LogicalRoleFactory, UserFactory
 
@@ -295,6 +296,28 @@ def test_only_the_requester_cancels_a_pending_request(world: World) -> None:
     assert services.cancel_request(request, actor=world.requester, now=NOW).state == "cancelled"
     with pytest.raises(refusals.RequestNotPending):
         services.cancel_request(request, actor=world.requester, now=NOW)
+
+
+def test_a_refusal_is_a_refused_audited_with_its_code_message_and_the_state_it_saw(
+    world: World,
+) -> None:
+    request = submit(world)
+    services.cancel_request(request, actor=world.requester, now=NOW)
+
+    with pytest.raises(Refused) as caught:
+        services.cancel_request(request, actor=world.requester, now=NOW)
+
+    refusal = caught.value
+    assert isinstance(refusal, refusals.RequestNotPending)
+    assert (refusal.code, refusal.status) == ("request_not_pending", 409)
+    assert refusal.message == f"Request #{request.pk} is already cancelled; it cannot be cancelled."
+    (event,) = events("access_request.cancel_refused")
+    assert event.data == {
+        "reason": "request_not_pending",
+        "message": refusal.message,
+        "state": "cancelled",
+    }
+    assert (event.actor_user, event.target) == (world.requester, f"request #{request.pk}")
 
 
 # --- Time ---------------------------------------------------------------------------------
