@@ -78,8 +78,3 @@ class NotAllowedToRevoke(RequestRefused):
     code = "not_allowed_to_revoke"
     status = 403
     title = "Revocation refused"
-
-
-class RevocationPolicyFailed(Exception):
-    """The IAM deny policy for a revoked grant could not be put; the grant stays revoked and the
-    policy stays owed (``Grant.revocation_applied_at`` is NULL) until a retry succeeds."""

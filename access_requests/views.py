@@ -15,7 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from access_requests import queries, refusals
 from access_requests.forms import DecisionForm, RequestForm, RevokeForm
-from access_requests.services import workflow as services
+from access_requests.services import grants, workflow
 from federation.audit.chain import request_ip
 from federation.models import User
 from federation.permissions import is_admin
@@ -41,7 +41,7 @@ def my_requests(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             account_id, role = form.account_and_role()
             try:
-                created = services.submit_request(
+                created = workflow.submit_request(
                     user,
                     account_id=account_id,
                     role=role,
@@ -75,7 +75,7 @@ def my_requests(request: HttpRequest) -> HttpResponse:
 @require_POST
 def cancel(request: HttpRequest, request_id: int) -> HttpResponse:
     try:
-        services.cancel_request(
+        workflow.cancel_request(
             request_id, actor=_user(request), now=timezone.now(), ip=request_ip(request)
         )
     except ObjectDoesNotExist:
@@ -120,7 +120,7 @@ def decide(request: HttpRequest, request_id: int) -> HttpResponse:
         return redirect("approvals")
     decision = form.cleaned_data["decision"]
     try:
-        decided = services.decide_request(
+        decided = workflow.decide_request(
             request_id,
             actor=_user(request),
             decision=decision,
@@ -146,7 +146,7 @@ def revoke(request: HttpRequest, grant_id: int) -> HttpResponse:
     form = RevokeForm(request.POST)
     reason = form.cleaned_data["reason"] if form.is_valid() else ""
     try:
-        services.revoke_grant(
+        grants.revoke_grant(
             grant_id,
             actor=_user(request),
             now=timezone.now(),

@@ -1,77 +1,67 @@
-"""Every state change of requests and grants (SPEC §4 Requests, SECURITY.md §4-§5): one module.
+"""The request state machine (SPEC §4 Requests, SECURITY.md §5): submit, decide, cancel.
 
 Transitions::
 
     request: pending -> approved | denied | cancelled | expired
-    grant:   active  -> expired | revoked   (a grant is born active when its request is approved)
+    (approval at the account's threshold creates the grant, born active)
 
-Each transition runs in one durable transaction that locks the row it changes
-(``SELECT ... FOR UPDATE``), re-checks the state under the lock and writes an audit event with
-the state before and after. The unique grant per request is the database's last line against a
-double grant. Side effects (mail, webhook, the IAM deny policy) are queued with
-``transaction.on_commit`` so they never run for a change that rolled back, and their failure
-never undoes the change. Refusals are audited too, then raised as ``RequestRefused`` subclasses
-(``access_requests/refusals.py``) whose message is fit to show to the person. Who may act lives
-in ``approvers.py``, read-only queries for the pages in ``queries.py``.
+Each transition runs in one durable transaction that writes an audit event with the state before
+and after. Decisions and cancellations lock the request and re-check it first
+(``services/locked.py``); the unique grant per request is the database's last line against a
+double grant. Notices are queued after commit (``services/effects.py``). Refusals are audited,
+then raised as ``RequestRefused`` subclasses (``access_requests/refusals.py``) whose message is
+fit to show to the person. Who may act lives in ``approvers.py``; the grant's own lifecycle
+(revoke, expire, lost eligibility) in ``services/grants.py``.
 """
 
 from __future__ import annotations
 
-import logging
-import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import NoReturn
 
-from celery.exceptions import Retry
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 
 from access_requests.approvers import (
     approver_groups_for,
     is_approver,
     list_approvers,
-    may_revoke,
     reloaded,
     same_person,
     source_identity_for,
 )
 from access_requests.models import AccessRequest, Approval, Grant
+from access_requests.notifications import RequestEvent
 from access_requests.refusals import (
     AlreadyDecided,
     AlreadyGranted,
     DuplicateRequest,
     DurationOutOfBounds,
-    GrantNotActive,
     JustificationRequired,
-    NotAllowedToRevoke,
     NotAnApprover,
     NotEligible,
     NotTheRequester,
     RequesterNotEligible,
     RequestNotPending,
     RequestRefused,
-    RevocationPolicyFailed,
     SelfApprovalRefused,
 )
+from access_requests.services.effects import notify
+from access_requests.services.locked import change_locked
 from federation.audit.chain import record_event, record_refusal
-from federation.aws import iam
 from federation.aws.names import IdentityNotExpressible
-from federation.entitlements.resolve import Entitlement, find_entitlement, resolve_entitlements
+from federation.entitlements.resolve import Entitlement, find_entitlement
 from federation.entitlements.scope import accounts_reached
 from federation.models import (
-    MAX_SESSION,
     MIN_SESSION,
     Access,
     Account,
+    EntitlementAccess,
     GroupMapping,
     LogicalRole,
     User,
 )
-
-logger = logging.getLogger(__name__)
 
 State = AccessRequest.State
 Decision = Approval.Decision
@@ -143,12 +133,12 @@ def submit_request(
         refusal = JustificationRequired("A justification is required.")
     elif entitlement is None or account is None:
         refusal = NotEligible(f"You are not eligible to request {role} in account {account_id}.")
-    elif entitlement.access == "standing":
+    elif entitlement.access == EntitlementAccess.STANDING:
         refusal = NotEligible(
             f"You already hold {role} in {entitlement.account_alias} as standing access; "
             "there is nothing to request."
         )
-    elif entitlement.access == "grant":
+    elif entitlement.access == EntitlementAccess.GRANT:
         refusal = AlreadyGranted(
             f"You already have an active grant of {role} in {entitlement.account_alias}."
         )
@@ -158,16 +148,14 @@ def submit_request(
     elif duration < MIN_SESSION:
         refusal = DurationOutOfBounds("A grant lasts at least 15 minutes.")
     if refusal is not None:
-        record_refusal(
-            "access_request.refused",
+        _refuse_submission(
             refusal,
-            actor=requester,
-            now=now,
-            ip=ip,
+            requester,
             account_id=account_id if account else "",
             target=target,
+            now=now,
+            ip=ip,
         )
-        raise refusal
     assert entitlement is not None and account is not None
     mapping = _eligible_mapping(account, entitlement, role)
     try:
@@ -209,22 +197,41 @@ def submit_request(
                     "after": {"state": State.PENDING},
                 },
             )
-            _notify(access_request.pk, "submitted")
+            notify(access_request.pk, RequestEvent.SUBMITTED)
     except IntegrityError as exc:
         if "one_pending_request_per_target" not in str(exc):
             raise
-        refusal = DuplicateRequest(f"You already have a pending request for {role} here.")
-        record_refusal(
-            "access_request.refused",
-            refusal,
-            actor=requester,
-            now=now,
-            ip=ip,
+        _refuse_submission(
+            DuplicateRequest(f"You already have a pending request for {role} here."),
+            requester,
             account_id=account_id,
             target=target,
+            now=now,
+            ip=ip,
         )
-        raise refusal from None
     return access_request
+
+
+def _refuse_submission(
+    refusal: RequestRefused,
+    requester: User,
+    *,
+    account_id: str,
+    target: str,
+    now: datetime,
+    ip: str | None,
+) -> NoReturn:
+    """Audit a refused submission and raise it; there is no row to lock yet."""
+    record_refusal(
+        "access_request.refused",
+        refusal,
+        actor=requester,
+        now=now,
+        ip=ip,
+        account_id=account_id,
+        target=target,
+    )
+    raise refusal
 
 
 def _role_pk(name: str) -> int:
@@ -251,71 +258,43 @@ def decide_request(
     for a requester no longer eligible (``RequesterNotEligible``). One deny ends the request; the
     account's threshold of distinct approvals creates exactly one grant. Refusals are audited.
     """
-    request_id = access_request if isinstance(access_request, int) else access_request.pk
-    return _decide(
-        request_id, actor=actor, decision=decision, comment=comment, now=now, ip=ip, lock=True
-    )
-
-
-def _decide(
-    request_id: int,
-    *,
-    actor: User,
-    decision: str,
-    comment: str,
-    now: datetime,
-    ip: str | None,
-    lock: bool,
-) -> AccessRequest:
-    # ``lock=False`` exists for bench/approvals.py alone, to measure the race the lock prevents.
     if decision not in Decision.values:
         raise ValueError(f"decision must be one of {Decision.values}")
-    refusal: RequestRefused | None = None
-    with transaction.atomic(durable=True):
-        rows = AccessRequest.objects.select_related(
-            "requester", "account__business_unit", "role", "mapping"
-        )
-        if lock:
-            rows = rows.select_for_update(of=("self",))
-        access_request = rows.get(pk=request_id)
+    request_id = access_request if isinstance(access_request, int) else access_request.pk
+
+    def check(locked: AccessRequest) -> RequestRefused | Entitlement | None:
         entitlement = (
-            _requester_entitlement(access_request, now=now)
-            if decision == Decision.APPROVE
-            else None
+            _requester_entitlement(locked, now=now) if decision == Decision.APPROVE else None
         )
         refusal = _decision_refusal(
-            access_request, actor=actor, decision=decision, entitlement=entitlement, now=now
+            locked, actor=actor, decision=decision, entitlement=entitlement, now=now
         )
-        target = f"request #{access_request.pk}"
-        account_id = access_request.account.account_id
-        if refusal is not None:
-            record_refusal(
-                "access_request.decision_refused",
-                refusal,
-                actor=actor,
-                account_id=account_id,
-                target=target,
-                ip=ip,
-                now=now,
-                data={
-                    "request_id": access_request.pk,
-                    "decision": decision,
-                    "state": access_request.state,
-                },
-            )
-        else:
-            _apply_decision(
-                access_request,
-                actor=actor,
-                decision=decision,
-                entitlement=entitlement,
-                comment=comment,
-                now=now,
-                ip=ip,
-            )
-    if refusal is not None:
-        raise refusal
-    return access_request
+        return entitlement if refusal is None else refusal
+
+    def apply(locked: AccessRequest, entitlement: Entitlement | None) -> None:
+        _apply_decision(
+            locked,
+            actor=actor,
+            decision=decision,
+            entitlement=entitlement,
+            comment=comment,
+            now=now,
+            ip=ip,
+        )
+
+    return change_locked(
+        AccessRequest.objects.select_related(
+            "requester", "account__business_unit", "role", "mapping"
+        ),
+        request_id,
+        check=check,
+        apply=apply,
+        refused_event="access_request.decision_refused",
+        actor=actor,
+        now=now,
+        ip=ip,
+        refused_data={"request_id": request_id, "decision": decision},
+    )
 
 
 def _requester_entitlement(access_request: AccessRequest, *, now: datetime) -> Entitlement | None:
@@ -357,7 +336,7 @@ def _decision_refusal(
         return AlreadyDecided(f"You have already decided request #{access_request.pk}.")
     if decision == Decision.APPROVE:
         requester = access_request.requester
-        if entitlement is None or entitlement.access != Access.ELIGIBLE:
+        if entitlement is None or entitlement.access != EntitlementAccess.ELIGIBLE:
             return RequesterNotEligible(
                 f"{requester.label} is no longer eligible for {access_request.role.name} in "
                 f"{access_request.account.alias}; the request can only be denied."
@@ -389,8 +368,10 @@ def _apply_decision(
         request=access_request, approver=actor, decision=decision, comment=comment, at=now
     )
     if decision == Decision.DENY:
-        _transition(access_request, State.DENIED, actor=actor, now=now, ip=ip, comment=comment)
-        _notify(access_request.pk, "denied")
+        transition_request(
+            access_request, State.DENIED, actor=actor, now=now, ip=ip, comment=comment
+        )
+        notify(access_request.pk, RequestEvent.DENIED)
         return
     approvals = access_request.approvals.filter(decision=Decision.APPROVE).count()
     if approvals < account.approvals_required:
@@ -410,12 +391,12 @@ def _apply_decision(
                 "after": {"state": State.PENDING},
             },
         )
-        _notify(access_request.pk, "approval_recorded")
+        notify(access_request.pk, RequestEvent.APPROVAL_RECORDED)
         return
     if entitlement is None:
         # _decision_refusal refuses an approval without one; reaching here is a bug.
         raise RuntimeError(f"request #{access_request.pk}: approval without an entitlement")
-    _transition(access_request, State.APPROVED, actor=actor, now=now, ip=ip, comment=comment)
+    transition_request(access_request, State.APPROVED, actor=actor, now=now, ip=ip, comment=comment)
     requester = access_request.requester
     role_arn = entitlement.role_arn
     grant = Grant.objects.create(
@@ -452,10 +433,10 @@ def _apply_decision(
             "after": {"state": Grant.State.ACTIVE},
         },
     )
-    _notify(access_request.pk, "approved")
+    notify(access_request.pk, RequestEvent.APPROVED)
 
 
-def _transition(
+def transition_request(
     access_request: AccessRequest,
     new_state: str,
     *,
@@ -464,7 +445,8 @@ def _transition(
     ip: str | None,
     comment: str = "",
 ) -> None:
-    """Move a locked request to ``new_state`` and audit before/after."""
+    """Move a locked request to ``new_state`` and audit before/after (inside the caller's
+    transaction, which holds the row lock)."""
     before = access_request.state
     access_request.state = new_state
     access_request.decided_at = now
@@ -492,330 +474,28 @@ def cancel_request(
     access_request: AccessRequest | int, *, actor: User, now: datetime, ip: str | None = None
 ) -> AccessRequest:
     """The requester withdraws a pending request. Raises ``NotTheRequester`` or
-    ``RequestNotPending``."""
+    ``RequestNotPending`` (audited)."""
     request_id = access_request if isinstance(access_request, int) else access_request.pk
-    refusal: RequestRefused | None = None
-    with transaction.atomic(durable=True):
-        locked = (
-            AccessRequest.objects.select_for_update(of=("self",))
-            .select_related("requester", "account")
-            .get(pk=request_id)
-        )
+
+    def check(locked: AccessRequest) -> RequestRefused | None:
         if not same_person(actor, locked.requester):
-            refusal = NotTheRequester("Only the requester can cancel a request.")
-        elif locked.state != State.PENDING:
-            refusal = RequestNotPending(
+            return NotTheRequester("Only the requester can cancel a request.")
+        if locked.state != State.PENDING:
+            return RequestNotPending(
                 f"Request #{locked.pk} is already {locked.state}; it cannot be cancelled."
             )
-        if refusal is None:
-            _transition(locked, State.CANCELLED, actor=actor, now=now, ip=ip)
-        else:
-            record_refusal(
-                "access_request.cancel_refused",
-                refusal,
-                actor=actor,
-                account_id=locked.account.account_id,
-                target=f"request #{locked.pk}",
-                ip=ip,
-                now=now,
-                data={"state": locked.state},
-            )
-    if refusal is not None:
-        raise refusal
-    return locked
+        return None
 
+    def apply(locked: AccessRequest, _: None) -> None:
+        transition_request(locked, State.CANCELLED, actor=actor, now=now, ip=ip)
 
-# --- Revoke ---------------------------------------------------------------------------------
-
-
-def revoke_grant(
-    grant: Grant | int,
-    *,
-    actor: User,
-    now: datetime,
-    reason: str = "",
-    ip: str | None = None,
-) -> Grant:
-    """End an active grant now. Allowed to admins and to current approvers of its request.
-
-    The grant is revoked (and unusable) as this transaction commits. The IAM deny policy for
-    the holder's sessions issued before ``now`` is then put by a task; until IAM confirms it the
-    grant's ``revocation_applied_at`` stays NULL and the sweep retries, so a failing IAM call
-    delays the deny but never loses it. Raises ``GrantNotActive`` or ``NotAllowedToRevoke``.
-    """
-    grant_id = grant if isinstance(grant, int) else grant.pk
-    refusal: RequestRefused | None = None
-    with transaction.atomic(durable=True):
-        locked = (
-            Grant.objects.select_for_update(of=("self",))
-            .select_related(
-                "user", "account", "role", "request__account__business_unit", "request__mapping"
-            )
-            .get(pk=grant_id)
-        )
-        if not may_revoke(reloaded(actor), locked):
-            refusal = NotAllowedToRevoke(
-                "Only an approver of this grant or an admin may revoke it."
-            )
-        elif not locked.is_active_at(now):
-            refusal = GrantNotActive(f"Grant #{locked.pk} is already {_grant_state(locked, now)}.")
-        if refusal is not None:
-            record_refusal(
-                "grant.revoke_refused",
-                refusal,
-                actor=actor,
-                account_id=locked.account.account_id,
-                target=f"grant #{locked.pk}",
-                ip=ip,
-                now=now,
-                data={"state": locked.state},
-            )
-        else:
-            _revoke_locked(locked, actor=actor, now=now, reason=reason, ip=ip)
-    if refusal is not None:
-        raise refusal
-    return locked
-
-
-def _revoke_locked(
-    grant: Grant, *, actor: User | str, now: datetime, reason: str, ip: str | None
-) -> None:
-    grant.state = Grant.State.REVOKED
-    grant.revoked_at = now
-    grant.revoked_by = actor if isinstance(actor, User) else None
-    grant.save(update_fields=["state", "revoked_at", "revoked_by"])
-    record_event(
-        "grant.revoked",
+    return change_locked(
+        AccessRequest.objects.select_related("requester", "account"),
+        request_id,
+        check=check,
+        apply=apply,
+        refused_event="access_request.cancel_refused",
         actor=actor,
-        account_id=grant.account.account_id,
-        target=f"grant #{grant.pk}",
-        ip=ip,
         now=now,
-        data={
-            "grant_id": grant.pk,
-            "request_id": grant.request_id,
-            "user": grant.user.label,
-            "role_arn": grant.role_arn,
-            "source_identity": grant.source_identity,
-            "reason": reason,
-            "before": {"state": Grant.State.ACTIVE},
-            "after": {"state": Grant.State.REVOKED},
-        },
+        ip=ip,
     )
-    _enqueue("apply_revocation_policy", grant.pk)
-
-
-def revoke_lost_eligibility(*, now: datetime) -> int:
-    """Revoke active grants whose holder is no longer eligible (a sign-in dropped the group).
-
-    Entitlements already ignore such a grant, so no new session is issued; revoking it also
-    denies the sessions issued before (SECURITY.md §5). Returns how many were revoked.
-    """
-    revoked = 0
-    active = Grant.objects.filter(state=Grant.State.ACTIVE, ends_at__gt=now).select_related(
-        "user", "account", "role"
-    )
-    by_user: dict[int, list[Grant]] = {}
-    for grant in active.order_by("pk"):
-        by_user.setdefault(grant.user_id, []).append(grant)
-    for grants in by_user.values():
-        user = grants[0].user
-        # The memo is keyed on the mapping version and the group set, so the groups just read
-        # here are never answered from a stale entry. A key still present means still eligible
-        # (the grant stands) or now standing (a deny would cut those sessions too): keep it.
-        entitled = {
-            e.key for e in resolve_entitlements(user.directory_groups, now=now, user_id=user.pk)
-        }
-        for grant in grants:
-            if (grant.account.account_id, grant.role.name) in entitled:
-                continue
-            with transaction.atomic(durable=True):
-                locked = (
-                    Grant.objects.select_for_update(of=("self",))
-                    .select_related("user", "account")
-                    .filter(pk=grant.pk, state=Grant.State.ACTIVE)
-                    .first()
-                )
-                if locked is None:
-                    continue
-                _revoke_locked(
-                    locked, actor="system", now=now, reason="holder no longer eligible", ip=None
-                )
-            revoked += 1
-    return revoked
-
-
-def _grant_state(grant: Grant, now: datetime) -> str:
-    if grant.state == Grant.State.ACTIVE and grant.ends_at <= now:
-        return "expired"
-    return str(grant.state)
-
-
-@contextmanager
-def _serialised_per_role(role_arn: str) -> Iterator[None]:
-    """IAM has no conditional write: two read-modify-writes of one role's policy must not overlap.
-    A PostgreSQL session advisory lock keyed on the ARN serialises them across workers."""
-    if connection.vendor != "postgresql":
-        yield
-        return
-    key = zlib.crc32(role_arn.encode()) - 2**31
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_lock(%s)", [key])
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
-
-
-def apply_revocation_policy(grant_id: int, *, now: datetime) -> Grant:
-    """Put the deny policy owed by a revoked grant; idempotent.
-
-    On IAM failure, audits ``grant.revocation_policy_failed`` and raises
-    ``RevocationPolicyFailed`` (the caller retries); the grant stays revoked either way.
-    """
-    grant = Grant.objects.select_related("account", "user").get(pk=grant_id)
-    if grant.state != Grant.State.REVOKED or grant.revocation_applied_at is not None:
-        return grant
-    assert grant.revoked_at is not None
-    role_arn = grant.role_arn or grant.account.default_role_arn(grant.role.name)
-    try:
-        source_identity = grant.source_identity or source_identity_for(grant.user)
-        with _serialised_per_role(role_arn):
-            iam.put_revocation_policy(
-                role_arn, source_identity=source_identity, issued_before=grant.revoked_at, now=now
-            )
-    except (iam.IamCallFailed, IdentityNotExpressible, ValueError) as exc:
-        with transaction.atomic(durable=True):
-            record_event(
-                "grant.revocation_policy_failed",
-                actor="system",
-                account_id=grant.account.account_id,
-                target=f"grant #{grant.pk}",
-                now=now,
-                data={"grant_id": grant.pk, "role_arn": role_arn, "error": str(exc)[:500]},
-            )
-        raise RevocationPolicyFailed(str(exc)) from exc
-    with transaction.atomic(durable=True):
-        updated = Grant.objects.filter(pk=grant.pk, revocation_applied_at__isnull=True).update(
-            revocation_applied_at=now
-        )
-        if updated:
-            record_event(
-                "grant.revocation_policy_applied",
-                actor="system",
-                account_id=grant.account.account_id,
-                target=f"grant #{grant.pk}",
-                now=now,
-                data={
-                    "grant_id": grant.pk,
-                    "role_arn": role_arn,
-                    "policy": iam.POLICY_NAME,
-                    "source_identity": source_identity,
-                    "issued_before": grant.revoked_at,
-                },
-            )
-    grant.revocation_applied_at = now
-    return grant
-
-
-def collect_revocation_policies(*, now: datetime) -> int:
-    """Drop deny statements no live session can match, on every role revoked from recently."""
-    since = now - 2 * MAX_SESSION
-    arns = set(
-        Grant.objects.filter(state=Grant.State.REVOKED, revoked_at__gte=since)
-        .exclude(role_arn="")
-        .values_list("role_arn", flat=True)
-    )
-    removed = 0
-    for role_arn in sorted(arns):
-        with _serialised_per_role(role_arn):
-            removed += iam.collect_expired_revocations(role_arn, now=now)
-    return removed
-
-
-# --- Expire ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ExpiryReport:
-    requests_expired: int
-    grants_expired: int
-
-
-_EXPIRY_BATCH = 200
-
-
-def expire_due(*, now: datetime) -> ExpiryReport:
-    """Expire pending requests past their decision deadline and active grants past their end.
-
-    Rows another transaction holds (a decision in flight) are skipped and caught next run.
-    Entitlements ignore grants past ``ends_at`` anyway, so a late run never extends access.
-    """
-    requests_expired = grants_expired = 0
-    while True:
-        with transaction.atomic(durable=True):
-            due_requests = list(
-                AccessRequest.objects.select_for_update(of=("self",), skip_locked=True)
-                .select_related("account")
-                .filter(state=State.PENDING, decide_by__lte=now)
-                .order_by("decide_by")[:_EXPIRY_BATCH]
-            )
-            for access_request in due_requests:
-                _transition(access_request, State.EXPIRED, actor="system", now=now, ip=None)
-                _notify(access_request.pk, "expired")
-            due_grants = list(
-                Grant.objects.select_for_update(of=("self",), skip_locked=True)
-                .select_related("account")
-                .filter(state=Grant.State.ACTIVE, ends_at__lte=now)
-                .order_by("ends_at")[:_EXPIRY_BATCH]
-            )
-            for grant in due_grants:
-                grant.state = Grant.State.EXPIRED
-                grant.save(update_fields=["state"])
-                record_event(
-                    "grant.expired",
-                    actor="system",
-                    account_id=grant.account.account_id,
-                    target=f"grant #{grant.pk}",
-                    now=now,
-                    data={
-                        "grant_id": grant.pk,
-                        "request_id": grant.request_id,
-                        "ends_at": grant.ends_at,
-                        "before": {"state": Grant.State.ACTIVE},
-                        "after": {"state": Grant.State.EXPIRED},
-                    },
-                )
-        requests_expired += len(due_requests)
-        grants_expired += len(due_grants)
-        if len(due_requests) < _EXPIRY_BATCH and len(due_grants) < _EXPIRY_BATCH:
-            return ExpiryReport(requests_expired, grants_expired)
-
-
-# --- Side effects after commit ------------------------------------------------------------
-
-
-def _notify(request_id: int, event: str) -> None:
-    _enqueue("send_request_email", request_id, event)
-    if settings.SLACK_WEBHOOK_URL:
-        _enqueue("post_request_webhook", request_id, event)
-
-
-def _enqueue(task_name: str, *args: Any) -> None:
-    """Queue a task once the transaction commits. A broker outage (or, with eager tasks, a
-    failing mail server) is logged and never undoes or blocks the committed change; owed
-    revocations are re-queued by the sweep."""
-
-    def send() -> None:
-        from access_requests import tasks
-
-        try:
-            getattr(tasks, task_name).delay(*args)
-        except Retry as retry:
-            # Eager mode (demo): the task failed and asked to be retried; the sweep will.
-            logger.warning("%s%r failed and stays owed: %s", task_name, args, retry)
-        except Exception:
-            logger.exception("could not run or queue %s%r", task_name, args)
-
-    transaction.on_commit(send)
