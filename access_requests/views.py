@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from access_requests import queries, refusals
 from access_requests.forms import DecisionForm, RequestForm, RevokeForm
+from access_requests.models import Approval
 from access_requests.services import grants, workflow
 from federation.audit.chain import request_ip
 from federation.models import User
@@ -133,7 +134,7 @@ def decide(request: HttpRequest, request_id: int) -> HttpResponse:
     except refusals.RequestRefused as refusal:
         messages.error(request, refusal.message)
         return redirect("approvals")
-    verb = "approval" if decision == "approve" else "denial"
+    verb = "approval" if decision == Approval.Decision.APPROVE else "denial"
     messages.success(
         request, f"Request #{decided.pk}: your {verb} is recorded; it is {decided.state}."
     )

@@ -18,7 +18,7 @@ from django.db import transaction
 
 from access_requests import tasks
 from access_requests.approvers import may_revoke, reloaded
-from access_requests.models import AccessRequest, Grant
+from access_requests.models import AccessRequest, Grant, GrantState
 from access_requests.notifications import RequestEvent
 from access_requests.refusals import GrantNotActive, NotAllowedToRevoke, RequestRefused
 from access_requests.services.effects import enqueue, notify
@@ -141,7 +141,7 @@ def revoke_lost_eligibility(*, now: datetime) -> int:
     return revoked
 
 
-def _grant_state(grant: Grant, now: datetime) -> Grant.State:
+def _grant_state(grant: Grant, now: datetime) -> GrantState:
     if grant.state == Grant.State.ACTIVE and grant.ends_at <= now:
         return Grant.State.EXPIRED
     return Grant.State(grant.state)
