@@ -1,0 +1,1 @@
+"""Time-bound privileged access: requests, approvals and the grants they make (SPEC §4)."""

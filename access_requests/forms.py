@@ -7,6 +7,7 @@ from typing import Any
 
 from django import forms
 
+from access_requests.models import Approval
 from federation.entitlements.resolve import Entitlement
 
 
@@ -50,7 +51,9 @@ class RequestForm(forms.Form):
 
 
 class DecisionForm(forms.Form):
-    decision = forms.ChoiceField(choices=[("approve", "Approve"), ("deny", "Deny")])
+    decision = forms.ChoiceField(
+        choices=[(Approval.Decision.APPROVE, "Approve"), (Approval.Decision.DENY, "Deny")]
+    )
     comment = forms.CharField(label="Comment", required=False, max_length=2000)
 
 

@@ -16,13 +16,23 @@ from django.utils import timezone
 from federation.models import Account, GroupMapping, LogicalRole
 
 
+class RequestState(models.TextChoices):
+    PENDING = "pending", "pending"
+    APPROVED = "approved", "approved"
+    DENIED = "denied", "denied"
+    CANCELLED = "cancelled", "cancelled"
+    EXPIRED = "expired", "expired"
+
+
+class GrantState(models.TextChoices):
+    ACTIVE = "active", "active"
+    EXPIRED = "expired", "expired"
+    REVOKED = "revoked", "revoked"
+
+
 class AccessRequest(models.Model):
-    class State(models.TextChoices):
-        PENDING = "pending", "pending"
-        APPROVED = "approved", "approved"
-        DENIED = "denied", "denied"
-        CANCELLED = "cancelled", "cancelled"
-        EXPIRED = "expired", "expired"
+    # Module-level so that the constraints in Meta can name the states too.
+    State = RequestState
 
     requester = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="access_requests"
@@ -46,7 +56,7 @@ class AccessRequest(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(state__in=["pending", "approved", "denied", "cancelled", "expired"]),
+                condition=Q(state__in=RequestState.values),
                 name="access_request_state_valid",
             ),
             models.CheckConstraint(
@@ -58,7 +68,7 @@ class AccessRequest(models.Model):
             # A second click on "request" must not queue a duplicate for the approvers.
             models.UniqueConstraint(
                 fields=["requester", "account", "role"],
-                condition=Q(state="pending"),
+                condition=Q(state=RequestState.PENDING),
                 name="one_pending_request_per_target",
             ),
         ]
@@ -101,10 +111,7 @@ class Approval(models.Model):
 
 
 class Grant(models.Model):
-    class State(models.TextChoices):
-        ACTIVE = "active", "active"
-        EXPIRED = "expired", "expired"
-        REVOKED = "revoked", "revoked"
+    State = GrantState
 
     # One grant per request, enforced by the database: the last line against a double grant.
     request = models.OneToOneField(AccessRequest, on_delete=models.PROTECT, related_name="grant")
@@ -139,10 +146,10 @@ class Grant(models.Model):
                 condition=Q(ends_at__gt=F("starts_at")), name="grant_ends_after_start"
             ),
             models.CheckConstraint(
-                condition=Q(state__in=["active", "expired", "revoked"]), name="grant_state_valid"
+                condition=Q(state__in=GrantState.values), name="grant_state_valid"
             ),
             models.CheckConstraint(
-                condition=~Q(state="revoked") | Q(revoked_at__isnull=False),
+                condition=~Q(state=GrantState.REVOKED) | Q(revoked_at__isnull=False),
                 name="grant_revoked_has_time",
             ),
         ]
@@ -150,12 +157,12 @@ class Grant(models.Model):
             models.Index(fields=["user", "state", "ends_at"]),
             models.Index(
                 fields=["state", "ends_at"],
-                condition=Q(state="active"),
+                condition=Q(state=GrantState.ACTIVE),
                 name="grant_active_ends_at_idx",
             ),
             models.Index(
                 fields=["revoked_at"],
-                condition=Q(state="revoked", revocation_applied_at__isnull=True),
+                condition=Q(state=GrantState.REVOKED, revocation_applied_at__isnull=True),
                 name="grant_revocation_owed_idx",
             ),
         ]

@@ -8,23 +8,34 @@ changes state. Messages carry no secrets: people follow the link and sign in to 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import requests
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 
 from access_requests.approvers import list_admins, list_approvers
-from access_requests.models import AccessRequest
+from access_requests.models import AccessRequest, Approval
 
-# event -> (who hears about it, subject line)
+
+class RequestEvent(StrEnum):
+    """What happened to a request, as the tasks carry it (a plain string on the broker)."""
+
+    SUBMITTED = "submitted"
+    APPROVAL_RECORDED = "approval_recorded"
+    APPROVED = "approved"
+    DENIED = "denied"
+    EXPIRED = "expired"
+
+
 _SUBJECTS = {
-    "submitted": "Access request #{pk}: {requester} asks for {role} in {account}",
-    "approval_recorded": "Access request #{pk}: one approval recorded, more needed",
-    "approved": "Access request #{pk} approved: {role} in {account}",
-    "denied": "Access request #{pk} denied: {role} in {account}",
-    "expired": "Access request #{pk} expired undecided: {role} in {account}",
+    RequestEvent.SUBMITTED: "Access request #{pk}: {requester} asks for {role} in {account}",
+    RequestEvent.APPROVAL_RECORDED: "Access request #{pk}: one approval recorded, more needed",
+    RequestEvent.APPROVED: "Access request #{pk} approved: {role} in {account}",
+    RequestEvent.DENIED: "Access request #{pk} denied: {role} in {account}",
+    RequestEvent.EXPIRED: "Access request #{pk} expired undecided: {role} in {account}",
 }
-_PAST = {"approve": "approved", "deny": "denied"}
+_PAST: dict[str, str] = {Approval.Decision.APPROVE: "approved", Approval.Decision.DENY: "denied"}
 
 
 @dataclass(frozen=True)
@@ -35,8 +46,10 @@ class Notice:
 
 
 def build_notice(access_request: AccessRequest, event: str) -> Notice:
-    if event not in _SUBJECTS:
-        raise ValueError(f"unknown notification event {event!r}")
+    try:
+        kind = RequestEvent(event)
+    except ValueError:
+        raise ValueError(f"unknown notification event {event!r}") from None
     requester = access_request.requester
     account = access_request.account
     fields = {
@@ -45,7 +58,7 @@ def build_notice(access_request: AccessRequest, event: str) -> Notice:
         "role": access_request.role.name,
         "account": f"{account.alias} ({account.account_id})",
     }
-    subject = _SUBJECTS[event].format(**fields)
+    subject = _SUBJECTS[kind].format(**fields)
     lines = [
         f"Requester: {requester.label}",
         f"Account: {fields['account']}, environment {account.environment}",
@@ -55,7 +68,7 @@ def build_notice(access_request: AccessRequest, event: str) -> Notice:
     ]
     if access_request.ticket:
         lines.append(f"Ticket: {access_request.ticket}")
-    if event == "submitted":
+    if kind == RequestEvent.SUBMITTED:
         people = list_approvers(access_request)
         lines += ["", f"Decide at {settings.BASE_URL}/approvals/"]
         if access_request.unapprovable:

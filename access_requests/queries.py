@@ -11,7 +11,7 @@ from django.db.models.functions import RowNumber
 from access_requests.approvers import is_approver, may_revoke
 from access_requests.models import AccessRequest, Approval, Grant
 from federation.entitlements.resolve import Entitlement, resolve_entitlements
-from federation.models import Access, User
+from federation.models import EntitlementAccess, User
 from federation.permissions import is_admin
 
 State = AccessRequest.State
@@ -20,7 +20,7 @@ State = AccessRequest.State
 def list_requestable(user: User, *, now: datetime) -> list[Entitlement]:
     """The (account, role) pairs ``user`` may request now: eligible, not standing, not granted."""
     entitlements = resolve_entitlements(user.directory_groups, now=now, user_id=user.pk)
-    return [e for e in entitlements if e.access == Access.ELIGIBLE]
+    return [e for e in entitlements if e.access == EntitlementAccess.ELIGIBLE]
 
 
 def list_my_requests(user: User) -> QuerySet[AccessRequest]:

@@ -1,14 +1,18 @@
-"""Why an action on a request or grant was refused: one exception per refusal (STYLE: named for
-the refusal). Services raise them after auditing; views show ``str(refusal)`` to the person."""
+"""Why an action on a request or grant was refused: one ``Refused`` subclass per refusal (STYLE:
+named for the refusal). Services audit them (``record_refusal``) and raise them; views show
+``refusal.message`` to the person. The codes are in audit logs: they keep their values."""
 
 from __future__ import annotations
 
+from federation.refusals import Refused
 
-class RequestRefused(Exception):
-    """A refused action. ``code`` is stable (audit, API); the message is for the person."""
+
+class RequestRefused(Refused):
+    """A refused action on a request or a grant."""
 
     code = "refused"
     status = 400
+    title = "Request refused"
 
 
 class JustificationRequired(RequestRefused):
@@ -67,13 +71,10 @@ class NotTheRequester(RequestRefused):
 class GrantNotActive(RequestRefused):
     code = "grant_not_active"
     status = 409
+    title = "Revocation refused"
 
 
 class NotAllowedToRevoke(RequestRefused):
     code = "not_allowed_to_revoke"
     status = 403
-
-
-class RevocationPolicyFailed(Exception):
-    """The IAM deny policy for a revoked grant could not be put; the grant stays revoked and the
-    policy stays owed (``Grant.revocation_applied_at`` is NULL) until a retry succeeds."""
+    title = "Revocation refused"

@@ -13,8 +13,10 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from access_requests import queries, refusals, services
+from access_requests import queries, refusals
 from access_requests.forms import DecisionForm, RequestForm, RevokeForm
+from access_requests.models import Approval
+from access_requests.services import grants, workflow
 from federation.audit.chain import request_ip
 from federation.models import User
 from federation.permissions import is_admin
@@ -40,7 +42,7 @@ def my_requests(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             account_id, role = form.account_and_role()
             try:
-                created = services.submit_request(
+                created = workflow.submit_request(
                     user,
                     account_id=account_id,
                     role=role,
@@ -51,7 +53,7 @@ def my_requests(request: HttpRequest) -> HttpResponse:
                     ip=request_ip(request),
                 )
             except refusals.RequestRefused as refusal:
-                form.add_error(None, str(refusal))
+                form.add_error(None, refusal.message)
                 status = refusal.status
             else:
                 note = ""
@@ -74,13 +76,13 @@ def my_requests(request: HttpRequest) -> HttpResponse:
 @require_POST
 def cancel(request: HttpRequest, request_id: int) -> HttpResponse:
     try:
-        services.cancel_request(
+        workflow.cancel_request(
             request_id, actor=_user(request), now=timezone.now(), ip=request_ip(request)
         )
     except ObjectDoesNotExist:
         raise Http404("no such request") from None
     except refusals.RequestRefused as refusal:
-        messages.error(request, str(refusal))
+        messages.error(request, refusal.message)
     else:
         messages.success(request, f"Request #{request_id} cancelled.")
     return redirect("requests")
@@ -119,7 +121,7 @@ def decide(request: HttpRequest, request_id: int) -> HttpResponse:
         return redirect("approvals")
     decision = form.cleaned_data["decision"]
     try:
-        decided = services.decide_request(
+        decided = workflow.decide_request(
             request_id,
             actor=_user(request),
             decision=decision,
@@ -130,9 +132,9 @@ def decide(request: HttpRequest, request_id: int) -> HttpResponse:
     except ObjectDoesNotExist:
         raise Http404("no such request") from None
     except refusals.RequestRefused as refusal:
-        messages.error(request, str(refusal))
+        messages.error(request, refusal.message)
         return redirect("approvals")
-    verb = "approval" if decision == "approve" else "denial"
+    verb = "approval" if decision == Approval.Decision.APPROVE else "denial"
     messages.success(
         request, f"Request #{decided.pk}: your {verb} is recorded; it is {decided.state}."
     )
@@ -145,7 +147,7 @@ def revoke(request: HttpRequest, grant_id: int) -> HttpResponse:
     form = RevokeForm(request.POST)
     reason = form.cleaned_data["reason"] if form.is_valid() else ""
     try:
-        services.revoke_grant(
+        grants.revoke_grant(
             grant_id,
             actor=_user(request),
             now=timezone.now(),
@@ -155,7 +157,7 @@ def revoke(request: HttpRequest, grant_id: int) -> HttpResponse:
     except ObjectDoesNotExist:
         raise Http404("no such grant") from None
     except refusals.RequestRefused as refusal:
-        messages.error(request, str(refusal))
+        messages.error(request, refusal.message)
     else:
         messages.success(
             request, f"Grant #{grant_id} revoked; its earlier sessions are being denied in AWS."

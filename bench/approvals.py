@@ -4,16 +4,19 @@ Eight clients work in four pairs. In each round a pair files one request (throug
 ``submit_request``), then both clients approve it at the same moment (a barrier releases them),
 as two approvers clicking together would. Three runs, same load:
 
-* locked: the service as shipped (``SELECT ... FOR UPDATE`` on the request, state re-checked);
-* unlocked: the same transition without the row lock (``_decide(lock=False)``, which exists for
-  this benchmark only); the unique grant per request still stands, so the race shows up as
-  transactions failing on that constraint (a 500 for the approver) instead of double grants;
+* locked: ``decide_request`` as shipped (``SELECT ... FOR UPDATE`` on the request, state
+  re-checked under the lock);
+* unlocked: the same steps without the row lock, put together here (``decide_unlocked``; the
+  service has no such switch); the unique grant per request still stands, so the race shows up
+  as transactions failing on that constraint (a 500 for the approver) instead of double grants;
 * unlocked, no unique constraint: the constraint dropped too (in this benchmark's own database),
   showing the double grants the two layers prevent.
 
 Prints, per run, the throughput of completed request->grant cycles, decision latency p50/p99,
-the double-grant count (must be 0 for the shipped code), and how the losing click ended. Runs in
-its own database ``<DATABASE_URL name>_bench_approvals``, created and dropped here.
+the double-grant count, and how the losing click ended; then one ``target`` line per target:
+no double grant and no failed click as shipped, and the lock's throughput against the unlocked
+run (the baseline) at 0.9x or better. Runs in its own database
+``<DATABASE_URL name>_bench_approvals``, created and dropped here.
 Usage: ``DATABASE_URL=postgres://... python bench/approvals.py [--rounds N]``.
 """
 
@@ -26,8 +29,9 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from benchdb import scratch_database
@@ -38,6 +42,11 @@ os.environ["LOG_LEVEL"] = "ERROR"
 
 CLIENTS = 8
 PAIRS = CLIENTS // 2
+# The lock may cost at most this much throughput against the unlocked run (same load, same run).
+MIN_THROUGHPUT_VS_UNLOCKED = 0.9
+FAILED_ON_CONSTRAINT = "failed on the unique grant constraint"
+
+Decide = Callable[..., Any]
 
 
 @dataclass
@@ -87,12 +96,50 @@ def drop_unique_grant_constraint() -> None:
                 cursor.execute(f'ALTER TABLE access_requests_grant DROP CONSTRAINT "{name}"')
 
 
-def run(name: str, *, lock: bool, approvers: list[Any], requesters: list[Any], rounds: int) -> Run:
+def decide_unlocked(request_id: int, *, actor: Any, decision: str, now: datetime) -> Any:
+    """``decide_request``'s steps (re-check, audit a refusal, apply) without its row lock: the
+    race the lock prevents. The benchmark's own code; the service has no unlocked mode."""
+    from django.db import transaction
+
+    from access_requests.models import AccessRequest
+    from access_requests.services import workflow
+    from federation.audit.chain import record_refusal
+
+    with transaction.atomic(durable=True):
+        access_request = AccessRequest.objects.select_related(
+            "requester", "account__business_unit", "role", "mapping"
+        ).get(pk=request_id)
+        entitlement = workflow._requester_entitlement(access_request, now=now)
+        refusal = workflow._decision_refusal(
+            access_request, actor=actor, decision=decision, entitlement=entitlement, now=now
+        )
+        if refusal is None:
+            workflow._apply_decision(
+                access_request, actor=actor, decision=decision, entitlement=entitlement,
+                comment="", now=now, ip=None,
+            )  # fmt: skip
+        else:
+            record_refusal(
+                "access_request.decision_refused", refusal, actor=actor,
+                account_id=access_request.account.account_id,
+                target=f"request #{access_request.pk}", now=now,
+                data={"request_id": request_id, "decision": decision,
+                      "state": access_request.state},
+            )  # fmt: skip
+    if refusal is not None:
+        raise refusal
+    return access_request
+
+
+def run(
+    name: str, *, decide: Decide, approvers: list[Any], requesters: list[Any], rounds: int
+) -> Run:
     from django.db import IntegrityError, connection
     from django.utils import timezone
 
-    from access_requests import refusals, services
-    from access_requests.models import AccessRequest
+    from access_requests import refusals
+    from access_requests.models import AccessRequest, Approval, Grant
+    from access_requests.services import workflow
     from federation.models import AuditEvent
 
     result = Run(name)
@@ -106,7 +153,7 @@ def run(name: str, *, lock: bool, approvers: list[Any], requesters: list[Any], r
             for round_ in range(rounds):
                 if seat == 0:
                     requester = requesters.pop()
-                    request = services.submit_request(
+                    request = workflow.submit_request(
                         requester, account_id="111111111111", role="admin",
                         justification="bench", duration=timedelta(hours=1), now=timezone.now(),
                     )  # fmt: skip
@@ -115,15 +162,15 @@ def run(name: str, *, lock: bool, approvers: list[Any], requesters: list[Any], r
                 barrier.wait()  # ... and click together
                 began = time.perf_counter()
                 try:
-                    services._decide(
-                        shared[0], actor=approver, decision="approve", comment="",
-                        now=timezone.now(), ip=None, lock=lock,
+                    decide(
+                        shared[0], actor=approver, decision=Approval.Decision.APPROVE,
+                        now=timezone.now(),
                     )  # fmt: skip
                     outcome = "approved"
                 except refusals.RequestRefused as refusal:
                     outcome = f"refused: {refusal.code}"
                 except IntegrityError:
-                    outcome = "failed on the unique grant constraint"
+                    outcome = FAILED_ON_CONSTRAINT
                 elapsed = time.perf_counter() - began
                 with guard:
                     result.latencies.append(elapsed)
@@ -158,10 +205,10 @@ def run(name: str, *, lock: bool, approvers: list[Any], requesters: list[Any], r
         result.double_grants = int(cursor.fetchone()[0])
     result.granted_events = AuditEvent.objects.filter(event_type="grant.granted").count()
     # Leave the next run a clean slate of grants (but keep the audit chain intact).
-    from access_requests.models import Grant
-
-    Grant.objects.update(state="expired")
-    AccessRequest.objects.filter(state="pending").update(state="cancelled")
+    Grant.objects.update(state=Grant.State.EXPIRED)
+    AccessRequest.objects.filter(state=AccessRequest.State.PENDING).update(
+        state=AccessRequest.State.CANCELLED
+    )
     return result
 
 
@@ -183,6 +230,19 @@ def report(runs: list[Run]) -> None:
         outcomes = ", ".join(f"{n} {o}" for o, n in sorted(r.outcomes.items()))
         print(f"{'':<34} {r.cycles} cycles, {events} 'grant.granted' events; clicks: {outcomes}")
     print()
+    shipped, unlocked = runs[0], runs[1]
+    ratio = (shipped.cycles / shipped.seconds) / (unlocked.cycles / unlocked.seconds)
+    failed = shipped.outcomes[FAILED_ON_CONSTRAINT]
+    print(f"locked {shipped.cycles / shipped.seconds:.1f} cycles/s vs unlocked (baseline) "
+          f"{unlocked.cycles / unlocked.seconds:.1f} cycles/s: {ratio:.2f}x")  # fmt: skip
+    targets = [
+        ("double grants as shipped", f"{shipped.double_grants}", "0", shipped.double_grants == 0),
+        ("failed clicks as shipped", f"{failed}", "0", failed == 0),
+        ("throughput locked vs unlocked", f"{ratio:.2f}x", f">= {MIN_THROUGHPUT_VS_UNLOCKED}x",
+         ratio >= MIN_THROUGHPUT_VS_UNLOCKED),
+    ]  # fmt: skip
+    for name, measured, target, met in targets:
+        print(f"target {name}: {measured} vs {target} {'met' if met else 'missed'}")
 
 
 def main() -> None:
@@ -198,20 +258,22 @@ def main() -> None:
         from django.conf import settings
         from django.core.management import call_command
 
+        from access_requests.services import workflow
+
         settings.EMAIL_BACKEND = "django.core.mail.backends.dummy.EmailBackend"
         settings.SLACK_WEBHOOK_URL = ""
 
         call_command("migrate", verbosity=0)
         approvers, requesters = populate(args.rounds)
         runs = [
-            run("locked (shipped)", lock=True, approvers=approvers, requesters=requesters,
-                rounds=args.rounds),
-            run("unlocked, unique grant kept", lock=False, approvers=approvers,
+            run("locked (shipped)", decide=workflow.decide_request, approvers=approvers,
+                requesters=requesters, rounds=args.rounds),
+            run("unlocked, unique grant kept", decide=decide_unlocked, approvers=approvers,
                 requesters=requesters, rounds=args.rounds),
         ]  # fmt: skip
         drop_unique_grant_constraint()
         runs.append(
-            run("unlocked, no unique grant", lock=False, approvers=approvers,
+            run("unlocked, no unique grant", decide=decide_unlocked, approvers=approvers,
                 requesters=requesters, rounds=args.rounds)
         )  # fmt: skip
         report(runs)

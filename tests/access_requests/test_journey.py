@@ -13,8 +13,8 @@ import boto3
 import pytest
 from django.utils import timezone
 
-from access_requests import services
 from access_requests.models import AccessRequest, Grant
+from access_requests.services import grants, workflow
 from federation.aws import iam, sts
 from federation.issuance.service import TAG_ACCESS_REQUEST, GrantRequired, issue_session
 from federation.models import AuditEvent, SessionIssuance
@@ -43,7 +43,7 @@ def test_request_two_approvals_issue_then_revoke(
     django_capture_on_commit_callbacks: Callable[..., Any],
 ) -> None:
     now = timezone.now()
-    request = services.submit_request(
+    request = workflow.submit_request(
         world.requester,
         account_id="222222222222",
         role="admin",
@@ -56,8 +56,8 @@ def test_request_two_approvals_issue_then_revoke(
             world.requester, account_id="222222222222", role="admin", kind="cli",
             requested=None, now=now, ip=None,
         )  # fmt: skip
-    services.decide_request(request, actor=world.approver, decision="approve", now=now)
-    services.decide_request(request, actor=world.second_approver, decision="approve", now=now)
+    workflow.decide_request(request, actor=world.approver, decision="approve", now=now)
+    workflow.decide_request(request, actor=world.second_approver, decision="approve", now=now)
     request.refresh_from_db()
     assert request.state == AccessRequest.State.APPROVED
     grant = Grant.objects.get(request=request)
@@ -76,7 +76,7 @@ def test_request_two_approvals_issue_then_revoke(
 
     revoked_at = now + timedelta(minutes=2)
     with django_capture_on_commit_callbacks(execute=True):
-        services.revoke_grant(grant, actor=world.approver, now=revoked_at, reason="done")
+        grants.revoke_grant(grant, actor=world.approver, now=revoked_at, reason="done")
 
     with pytest.raises(GrantRequired):
         issue_session(

@@ -11,8 +11,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from access_requests import refusals, services
+from access_requests import refusals
 from access_requests.models import AccessRequest, Approval, Grant
+from access_requests.services import workflow
 from federation.models import AuditEvent, User
 from tests.access_requests.conftest import World, build_world
 from tests.factories import UserFactory
@@ -43,7 +44,7 @@ def run_at_once(calls: list[Callable[[], object]]) -> list[object]:
 
 
 def file_request(world: World, account: str) -> AccessRequest:
-    return services.submit_request(
+    return workflow.submit_request(
         world.requester,
         account_id=account,
         role="admin",
@@ -54,7 +55,7 @@ def file_request(world: World, account: str) -> AccessRequest:
 
 
 def approve_call(request_id: int, approver: User) -> Callable[[], object]:
-    return lambda: services.decide_request(
+    return lambda: workflow.decide_request(
         request_id, actor=approver, decision="approve", now=timezone.now()
     )
 
@@ -109,7 +110,7 @@ def test_concurrent_approve_and_deny_leave_one_consistent_outcome() -> None:
     results = run_at_once(
         [
             approve_call(request.pk, world.approver),
-            lambda: services.decide_request(
+            lambda: workflow.decide_request(
                 request.pk, actor=world.second_approver, decision="deny", now=timezone.now()
             ),
         ]

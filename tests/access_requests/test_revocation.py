@@ -13,8 +13,9 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from access_requests import queries, refusals, services, tasks
+from access_requests import queries, refusals, sweeps
 from access_requests.models import Grant
+from access_requests.services import grants, workflow
 from federation.aws import iam
 from federation.aws.names import session_name_for
 from federation.models import AuditEvent, User
@@ -43,7 +44,7 @@ def policy_statements(role: str = "admin") -> list[dict[str, Any]]:
 
 
 def granted(world: World, now: datetime) -> Grant:
-    request = services.submit_request(
+    request = workflow.submit_request(
         world.requester,
         account_id="111111111111",
         role="admin",
@@ -51,7 +52,7 @@ def granted(world: World, now: datetime) -> Grant:
         duration=timedelta(hours=2),
         now=now,
     )
-    services.decide_request(request, actor=world.approver, decision="approve", now=now)
+    workflow.decide_request(request, actor=world.approver, decision="approve", now=now)
     return Grant.objects.get(request=request)
 
 
@@ -63,7 +64,7 @@ def test_revoked_grant_cannot_be_used_and_its_deny_policy_is_in_place(
     grant = granted(world, now - timedelta(minutes=10))
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.revoke_grant(grant, actor=world.second_approver, now=now, reason="done early")
+        grants.revoke_grant(grant, actor=world.second_approver, now=now, reason="done early")
 
     grant.refresh_from_db()
     assert grant.state == Grant.State.REVOKED
@@ -152,7 +153,7 @@ def test_failing_iam_call_is_audited_and_retried_until_the_deny_is_in_place(
     grant = granted(world, now - timedelta(minutes=5))
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.revoke_grant(grant, actor=world.approver, now=now)
+        grants.revoke_grant(grant, actor=world.approver, now=now)
 
     grant.refresh_from_db()
     assert grant.state == Grant.State.REVOKED  # the revocation itself is never lost
@@ -165,7 +166,7 @@ def test_failing_iam_call_is_audited_and_retried_until_the_deny_is_in_place(
     ]
 
     create_role("admin")
-    assert tasks.retry_owed_revocations() == 1
+    assert sweeps.retry_owed_revocations() == 1
 
     grant.refresh_from_db()
     assert grant.revocation_applied_at is not None
@@ -180,15 +181,15 @@ def test_non_approver_cannot_revoke_but_an_admin_can(world: World, aws: MotoServ
     grant = granted(world, now)
 
     with pytest.raises(refusals.NotAllowedToRevoke):
-        services.revoke_grant(grant, actor=world.outsider, now=now)
+        grants.revoke_grant(grant, actor=world.outsider, now=now)
     with pytest.raises(refusals.NotAllowedToRevoke):
-        services.revoke_grant(grant, actor=world.requester, now=now)
+        grants.revoke_grant(grant, actor=world.requester, now=now)
 
     admin = UserFactory(directory_groups=["aws-admins"])
     with override_settings(ADMIN_GROUPS=["aws-admins"]):
-        assert services.revoke_grant(grant, actor=admin, now=now).state == Grant.State.REVOKED
+        assert grants.revoke_grant(grant, actor=admin, now=now).state == Grant.State.REVOKED
         with pytest.raises(refusals.GrantNotActive, match="already revoked"):
-            services.revoke_grant(grant, actor=admin, now=now)
+            grants.revoke_grant(grant, actor=admin, now=now)
 
 
 def test_admin_who_lost_the_admin_group_since_cannot_revoke(world: World, aws: MotoServer) -> None:
@@ -201,7 +202,7 @@ def test_admin_who_lost_the_admin_group_since_cannot_revoke(world: World, aws: M
         override_settings(ADMIN_GROUPS=["aws-admins"]),
         pytest.raises(refusals.NotAllowedToRevoke),
     ):
-        services.revoke_grant(grant, actor=stale, now=now)
+        grants.revoke_grant(grant, actor=stale, now=now)
     grant.refresh_from_db()
     assert grant.state == Grant.State.ACTIVE
 
@@ -210,7 +211,7 @@ def test_expired_grant_cannot_be_revoked(world: World) -> None:
     now = timezone.now()
     grant = granted(world, now)
     with pytest.raises(refusals.GrantNotActive, match="already expired"):
-        services.revoke_grant(grant, actor=world.approver, now=grant.ends_at)
+        grants.revoke_grant(grant, actor=world.approver, now=grant.ends_at)
 
 
 def test_grant_of_a_holder_who_lost_eligibility_is_revoked_with_a_deny(
@@ -219,18 +220,18 @@ def test_grant_of_a_holder_who_lost_eligibility_is_revoked_with_a_deny(
     create_role("admin")
     now = timezone.now()
     grant = granted(world, now - timedelta(minutes=5))
-    assert services.revoke_lost_eligibility(now=now) == 0
+    assert grants.revoke_lost_eligibility(now=now) == 0
 
     User.objects.filter(pk=world.requester.pk).update(directory_groups=["aws-pb-cloud-eng"])
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.revoke_lost_eligibility(now=now) == 1
+        assert grants.revoke_lost_eligibility(now=now) == 1
 
     grant.refresh_from_db()
     assert grant.state == Grant.State.REVOKED and grant.revoked_by is None
     assert grant.revocation_applied_at is not None
     revoked = AuditEvent.objects.get(event_type="grant.revoked")
     assert (revoked.actor, revoked.data["reason"]) == ("system", "holder no longer eligible")
-    assert services.revoke_lost_eligibility(now=now) == 0
+    assert grants.revoke_lost_eligibility(now=now) == 0
 
 
 def iam_in_account(account_id: str, role: str = "broker-management") -> Any:
@@ -277,7 +278,7 @@ def test_deny_names_the_session_name_issuance_stamps_for_unusual_emails(
     assert grant.source_identity == session_name_for(world.requester.email)
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.revoke_grant(grant, actor=world.approver, now=now)
+        grants.revoke_grant(grant, actor=world.approver, now=now)
 
     (entry,) = iam.list_revocations(grant.role_arn)
     assert entry.source_identity == "rita=20o=27neil@corp.example"
@@ -287,7 +288,7 @@ def test_approval_is_refused_for_a_requester_without_a_usable_source_identity(
     world: World,
 ) -> None:
     now = timezone.now()
-    request = services.submit_request(
+    request = workflow.submit_request(
         world.requester,
         account_id="111111111111",
         role="admin",
@@ -298,5 +299,5 @@ def test_approval_is_refused_for_a_requester_without_a_usable_source_identity(
     User.objects.filter(pk=world.requester.pk).update(email="")
 
     with pytest.raises(refusals.RequesterNotEligible, match="SourceIdentity"):
-        services.decide_request(request, actor=world.approver, decision="approve", now=now)
+        workflow.decide_request(request, actor=world.approver, decision="approve", now=now)
     assert not Grant.objects.exists()

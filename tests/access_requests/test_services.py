@@ -7,11 +7,13 @@ from datetime import timedelta
 import pytest
 from django.test import override_settings
 
-from access_requests import approvers, queries, refusals, services
+from access_requests import approvers, queries, refusals
 from access_requests.models import AccessRequest, Approval, Grant
+from access_requests.services import grants, workflow
 from federation.audit.chain import verify_chain
 from federation.entitlements import resolve as entitlements
 from federation.models import AuditEvent, User
+from federation.refusals import Refused
 from tests.access_requests.conftest import NOW, World, usable_access, usable_entitlement
 from tests.factories import GroupMappingFactory, LogicalRoleFactory, UserFactory
 
@@ -19,7 +21,7 @@ pytestmark = pytest.mark.django_db
 
 
 def submit(world: World, *, account: str = "111111111111", minutes: int = 60) -> AccessRequest:
-    return services.submit_request(
+    return workflow.submit_request(
         world.requester,
         account_id=account,
         role="admin",
@@ -31,7 +33,7 @@ def submit(world: World, *, account: str = "111111111111", minutes: int = 60) ->
 
 
 def approve(request: AccessRequest, approver: User, *, minutes: int = 1) -> AccessRequest:
-    return services.decide_request(
+    return workflow.decide_request(
         request, actor=approver, decision="approve", now=NOW + timedelta(minutes=minutes)
     )
 
@@ -58,7 +60,7 @@ def test_eligible_user_files_a_pending_request_that_is_audited(world: World) -> 
 
 def test_request_for_a_standing_only_role_is_refused(world: World) -> None:
     with pytest.raises(refusals.NotEligible, match="standing"):
-        services.submit_request(
+        workflow.submit_request(
             world.requester,
             account_id="111111111111",
             role="cloud-eng",
@@ -73,7 +75,7 @@ def test_request_for_a_standing_only_role_is_refused(world: World) -> None:
 def test_request_for_an_unmapped_role_or_foreign_account_is_refused(world: World) -> None:
     LogicalRoleFactory(name="security")
     with pytest.raises(refusals.NotEligible):
-        services.submit_request(
+        workflow.submit_request(
             world.requester,
             account_id="111111111111",
             role="security",
@@ -82,7 +84,7 @@ def test_request_for_an_unmapped_role_or_foreign_account_is_refused(world: World
             now=NOW,
         )
     with pytest.raises(refusals.NotEligible):
-        services.submit_request(
+        workflow.submit_request(
             world.outsider,
             account_id="111111111111",
             role="admin",
@@ -103,7 +105,7 @@ def test_duration_over_the_mapping_cap_is_refused(world: World) -> None:
 
 def test_justification_is_required(world: World) -> None:
     with pytest.raises(refusals.JustificationRequired):
-        services.submit_request(
+        workflow.submit_request(
             world.requester,
             account_id="111111111111",
             role="admin",
@@ -238,7 +240,7 @@ def test_one_deny_ends_the_request(world: World) -> None:
     request = submit(world, account="222222222222")
     approve(request, world.approver)
 
-    denied = services.decide_request(
+    denied = workflow.decide_request(
         request, actor=world.second_approver, decision="deny", comment="not now", now=NOW
     )
 
@@ -254,9 +256,9 @@ DECISION_FOR = {"approved": "approve", "denied": "deny"}
 def test_decision_on_a_request_no_longer_pending_is_refused(world: World, end_state: str) -> None:
     request = submit(world)
     if end_state == "cancelled":
-        services.cancel_request(request, actor=world.requester, now=NOW)
+        workflow.cancel_request(request, actor=world.requester, now=NOW)
     else:
-        services.decide_request(
+        workflow.decide_request(
             request, actor=world.approver, decision=DECISION_FOR[end_state], now=NOW
         )
 
@@ -268,7 +270,7 @@ def test_decision_on_a_request_no_longer_pending_is_refused(world: World, end_st
 def test_decision_after_the_deadline_is_refused(world: World) -> None:
     request = submit(world)
     with pytest.raises(refusals.RequestNotPending, match="not decided in time"):
-        services.decide_request(
+        workflow.decide_request(
             request, actor=world.approver, decision="approve", now=request.decide_by
         )
 
@@ -279,7 +281,7 @@ def test_approval_is_refused_once_the_requester_is_no_longer_eligible(world: Wor
 
     with pytest.raises(refusals.RequesterNotEligible):
         approve(request, world.approver)
-    denied = services.decide_request(request, actor=world.approver, decision="deny", now=NOW)
+    denied = workflow.decide_request(request, actor=world.approver, decision="deny", now=NOW)
     assert denied.state == "denied"
 
 
@@ -289,11 +291,33 @@ def test_approval_is_refused_once_the_requester_is_no_longer_eligible(world: Wor
 def test_only_the_requester_cancels_a_pending_request(world: World) -> None:
     request = submit(world)
     with pytest.raises(refusals.NotTheRequester):
-        services.cancel_request(request, actor=world.approver, now=NOW)
+        workflow.cancel_request(request, actor=world.approver, now=NOW)
 
-    assert services.cancel_request(request, actor=world.requester, now=NOW).state == "cancelled"
+    assert workflow.cancel_request(request, actor=world.requester, now=NOW).state == "cancelled"
     with pytest.raises(refusals.RequestNotPending):
-        services.cancel_request(request, actor=world.requester, now=NOW)
+        workflow.cancel_request(request, actor=world.requester, now=NOW)
+
+
+def test_a_refusal_is_a_refused_audited_with_its_code_message_and_the_state_it_saw(
+    world: World,
+) -> None:
+    request = submit(world)
+    workflow.cancel_request(request, actor=world.requester, now=NOW)
+
+    with pytest.raises(Refused) as caught:
+        workflow.cancel_request(request, actor=world.requester, now=NOW)
+
+    refusal = caught.value
+    assert isinstance(refusal, refusals.RequestNotPending)
+    assert (refusal.code, refusal.status) == ("request_not_pending", 409)
+    assert refusal.message == f"Request #{request.pk} is already cancelled; it cannot be cancelled."
+    (event,) = events("access_request.cancel_refused")
+    assert event.data == {
+        "reason": "request_not_pending",
+        "message": refusal.message,
+        "state": "cancelled",
+    }
+    assert (event.actor_user, event.target) == (world.requester, f"request #{request.pk}")
 
 
 # --- Time ---------------------------------------------------------------------------------
@@ -310,20 +334,20 @@ def test_expired_grant_cannot_be_used_even_before_the_sweep_runs(world: World) -
     grant.refresh_from_db()
     assert grant.state == Grant.State.ACTIVE  # the check at use does not wait for the sweep
 
-    report = services.expire_due(now=later)
+    report = grants.expire_due(now=later)
 
     assert report.grants_expired == 1
     grant.refresh_from_db()
     assert grant.state == Grant.State.EXPIRED
     assert events("grant.expired")[0].data["after"] == {"state": "expired"}
-    assert services.expire_due(now=later).grants_expired == 0
+    assert grants.expire_due(now=later).grants_expired == 0
 
 
 def test_undecided_request_expires_at_its_deadline(world: World) -> None:
     request = submit(world)
-    assert services.expire_due(now=request.decide_by - timedelta(seconds=1)).requests_expired == 0
+    assert grants.expire_due(now=request.decide_by - timedelta(seconds=1)).requests_expired == 0
 
-    assert services.expire_due(now=request.decide_by).requests_expired == 1
+    assert grants.expire_due(now=request.decide_by).requests_expired == 1
 
     request.refresh_from_db()
     assert request.state == AccessRequest.State.EXPIRED

@@ -14,8 +14,8 @@ from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from access_requests import services
 from access_requests.models import AccessRequest, Grant
+from access_requests.services import workflow
 from tests.access_requests.conftest import World
 from tests.factories import UserFactory
 
@@ -138,7 +138,7 @@ def test_requester_does_not_see_own_request_and_cannot_post_a_decision(
 def test_second_click_on_a_decided_request_gets_a_clear_message(
     client: Client, world: World
 ) -> None:
-    request = services.submit_request(
+    request = workflow.submit_request(
         world.requester,
         account_id="111111111111",
         role="admin",
@@ -146,7 +146,7 @@ def test_second_click_on_a_decided_request_gets_a_clear_message(
         duration=timedelta(hours=1),
         now=timezone.now(),
     )
-    services.decide_request(
+    workflow.decide_request(
         request, actor=world.second_approver, decision="approve", now=timezone.now()
     )
     client.force_login(world.approver)
@@ -158,7 +158,7 @@ def test_second_click_on_a_decided_request_gets_a_clear_message(
 
 def test_approver_revokes_an_active_grant_from_the_page(client: Client, world: World) -> None:
     now = timezone.now()
-    request = services.submit_request(
+    request = workflow.submit_request(
         world.requester,
         account_id="111111111111",
         role="admin",
@@ -166,7 +166,7 @@ def test_approver_revokes_an_active_grant_from_the_page(client: Client, world: W
         duration=timedelta(hours=1),
         now=now,
     )
-    services.decide_request(request, actor=world.approver, decision="approve", now=now)
+    workflow.decide_request(request, actor=world.approver, decision="approve", now=now)
     grant = Grant.objects.get()
     client.force_login(world.second_approver)
     assert f'data-grant="{grant.pk}"' in client.get("/approvals/").content.decode()
@@ -181,7 +181,7 @@ def test_approver_revokes_an_active_grant_from_the_page(client: Client, world: W
 
 def test_outsider_sees_nothing_to_decide_or_revoke(client: Client, world: World) -> None:
     now = timezone.now()
-    request = services.submit_request(
+    request = workflow.submit_request(
         world.requester,
         account_id="111111111111",
         role="admin",
@@ -198,7 +198,7 @@ def test_outsider_sees_nothing_to_decide_or_revoke(client: Client, world: World)
 def pending_with_a_vote_and_history(world: World, now: datetime) -> AccessRequest:
     """A prod request one approver has voted on, from a requester with one earlier request."""
     requester = UserFactory(directory_groups=["aws-pb-admin"])
-    earlier = services.submit_request(
+    earlier = workflow.submit_request(
         requester,
         account_id="111111111111",
         role="admin",
@@ -206,8 +206,8 @@ def pending_with_a_vote_and_history(world: World, now: datetime) -> AccessReques
         duration=timedelta(hours=1),
         now=now,
     )
-    services.cancel_request(earlier, actor=requester, now=now)
-    request = services.submit_request(
+    workflow.cancel_request(earlier, actor=requester, now=now)
+    request = workflow.submit_request(
         requester,
         account_id="222222222222",
         role="admin",
@@ -215,7 +215,7 @@ def pending_with_a_vote_and_history(world: World, now: datetime) -> AccessReques
         duration=timedelta(hours=1),
         now=now,
     )
-    services.decide_request(request, actor=world.second_approver, decision="approve", now=now)
+    workflow.decide_request(request, actor=world.second_approver, decision="approve", now=now)
     return request
 
 
@@ -244,7 +244,7 @@ def test_admin_sees_requests_nobody_can_approve(client: Client, world: World) ->
     business_unit = world.dev.business_unit
     business_unit.approver_groups = []
     business_unit.save()
-    request = services.submit_request(
+    request = workflow.submit_request(
         world.requester,
         account_id="111111111111",
         role="admin",
@@ -276,7 +276,7 @@ def test_admins_are_mailed_about_a_request_nobody_can_approve(
         override_settings(ADMIN_GROUPS=["aws-admins"]),
         django_capture_on_commit_callbacks(execute=True),
     ):
-        services.submit_request(
+        workflow.submit_request(
             world.requester,
             account_id="111111111111",
             role="admin",

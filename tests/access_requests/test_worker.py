@@ -14,8 +14,8 @@ import pytest
 from django.utils import timezone
 from kombu import Connection
 
-from access_requests import services
 from access_requests.models import AccessRequest, Grant
+from access_requests.services import grants, workflow
 from federation.aws import iam
 from federation.models import AuditEvent, MappingVersion
 from tests.access_requests.conftest import World, build_world
@@ -45,7 +45,7 @@ def world(settings: Any, mail_sink: MailSink, webhook_sink: WebhookSink) -> Iter
 
 
 def submit(world: World, account: str = "111111111111") -> AccessRequest:
-    return services.submit_request(
+    return workflow.submit_request(
         world.requester,
         account_id=account,
         role="admin",
@@ -80,7 +80,7 @@ def test_failing_mail_server_and_webhook_never_lose_or_block_the_decision(
     mail_sink.fail_next = 2
     webhook_sink.fail_next = 2
 
-    decided = services.decide_request(
+    decided = workflow.decide_request(
         request, actor=world.approver, decision="approve", comment="go", now=timezone.now()
     )
 
@@ -135,10 +135,10 @@ def test_revocation_deny_policy_is_put_by_the_worker(world: World, aws: MotoServ
         RoleName="admin", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17"})
     )
     request = submit(world)
-    services.decide_request(request, actor=world.approver, decision="approve", now=timezone.now())
+    workflow.decide_request(request, actor=world.approver, decision="approve", now=timezone.now())
     grant = Grant.objects.get(request=request)
 
-    services.revoke_grant(grant, actor=world.second_approver, now=timezone.now(), reason="done")
+    grants.revoke_grant(grant, actor=world.second_approver, now=timezone.now(), reason="done")
 
     wait_for(
         lambda: Grant.objects.filter(pk=grant.pk, revocation_applied_at__isnull=False).exists(),
