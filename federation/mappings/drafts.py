@@ -33,22 +33,72 @@ from federation.mappings import (
 )
 from federation.models import MappingDraft, User
 from federation.permissions import is_admin
+from federation.refusals import Refused
 
 
-class DraftRefused(Exception):
+class DraftRefused(Refused):
     """A draft action that is not allowed; the message says why in words an admin understands."""
+
+    code = "draft_refused"
+    status = 400
+    title = "Mapping change refused"
+
+
+class NotAnAdministrator(DraftRefused):
+    code = "not_admin"
+    status = 403
+
+
+class ReasonRequired(DraftRefused):
+    code = "reason_required"
 
 
 class NothingToChange(DraftRefused):
-    pass
+    code = "nothing_to_change"
 
 
-class SelfApprovalRefused(DraftRefused):
-    pass
+class SelfApplyRefused(DraftRefused):
+    """The author of a sensitive draft tried to apply it (the second-admin rule)."""
+
+    code = "self_apply"
+    status = 403
 
 
 class DraftNotOpen(DraftRefused):
-    pass
+    code = "draft_not_open"
+    status = 409
+
+
+class DraftStale(DraftRefused):
+    """The tables moved since the draft was planned; nothing was applied."""
+
+    code = "draft_stale"
+    status = 409
+
+
+class DraftBlocked(DraftRefused):
+    """Applying would remove rows that requests or grants still reference."""
+
+    code = "removal_refused"
+    status = 409
+
+
+class RowGone(DraftRefused):
+    """The row an edit names was changed or removed meanwhile."""
+
+    code = "row_gone"
+    status = 409
+
+
+class UploadRefused(DraftRefused):
+    """An uploaded file that cannot become a draft: too large, not UTF-8, not a valid file."""
+
+    code = "upload_refused"
+
+
+class UnknownSection(DraftRefused):
+    code = "unknown_section"
+    status = 404
 
 
 def sensitivity(plan: dict[str, Any]) -> list[str]:
@@ -93,9 +143,9 @@ def propose_change(
     it against the state the document was built from). Raises NothingToChange when the
     document equals the tables, DraftRefused when the actor is not an admin."""
     if not is_admin(actor):
-        raise DraftRefused("Only administrators can propose mapping changes.")
+        raise NotAnAdministrator("Only administrators can propose mapping changes.")
     if not reason.strip():
-        raise DraftRefused("Say why: a reason is required for every mapping change.")
+        raise ReasonRequired("Say why: a reason is required for every mapping change.")
     now = now or timezone.now()
     plan = plan or plan_document(document)
     if plan.is_empty:
@@ -159,7 +209,7 @@ def _claim(draft_id: int, *, actor: User, now: datetime) -> MappingDraft:
                 f"Draft #{draft.pk} is {draft.state}; only open drafts can be applied."
             )
         if not may_apply(draft, actor):  # admin was checked already: only self-approval left
-            raise SelfApprovalRefused(
+            raise SelfApplyRefused(
                 "This change is sensitive and needs a second administrator: you cannot approve "
                 "your own draft."
             )
@@ -175,11 +225,11 @@ def apply_draft(
 ) -> DraftOutcome:
     """Apply an open draft as a new mapping version (second admin for sensitive drafts).
 
-    Raises DraftRefused (not admin, self-approval, not open) and leaves the draft open; a draft
+    Raises DraftRefused (not admin, self-apply, not open) and leaves the draft open; a draft
     whose base version moved becomes 'stale' and nothing is applied.
     """
     if not is_admin(actor):
-        raise DraftRefused("Only administrators can apply mapping changes.")
+        raise NotAnAdministrator("Only administrators can apply mapping changes.")
     now = now or timezone.now()
     draft = _claim(draft_id, actor=actor, now=now)
     try:
@@ -192,14 +242,14 @@ def apply_draft(
             base_version=draft.base_version,
         )
     except MappingConflict as exc:
-        _finish(draft, MappingDraft.State.STALE, actor=actor, comment=str(exc)[:500], now=now)
-        raise DraftRefused(
+        _finish(draft, MappingDraft.State.STALE, actor=actor, comment=exc.message[:500], now=now)
+        raise DraftStale(
             f"The tables changed since this draft was made (it was planned against version "
             f"{draft.base_version}). Nothing was applied; make the change again."
         ) from exc
     except RemovalRefused as exc:
         _finish(draft, MappingDraft.State.OPEN, actor=None, comment="", now=now)
-        raise DraftRefused(str(exc)) from exc
+        raise DraftBlocked(exc.message, detail=exc.detail) from exc
     except Exception:
         _finish(draft, MappingDraft.State.OPEN, actor=None, comment="", now=now)
         raise
@@ -253,7 +303,7 @@ def close_draft(
 ) -> MappingDraft:
     """Reject (another admin) or discard (its author) an open draft."""
     if not is_admin(actor):
-        raise DraftRefused("Only administrators can decide mapping changes.")
+        raise NotAnAdministrator("Only administrators can decide mapping changes.")
     now = now or timezone.now()
     with transaction.atomic(durable=True):
         draft = MappingDraft.objects.select_for_update().get(pk=draft_id)
@@ -308,7 +358,7 @@ def propose_edit(
     the row to change no longer exists.
     """
     if section not in SECTIONS_EDITABLE:
-        raise DraftRefused(f"Unknown section {section!r}.")
+        raise UnknownSection(f"Unknown section {section!r}.")
 
     def change(data: DocumentData) -> None:
         items = data[section]
@@ -317,9 +367,7 @@ def propose_edit(
                 (i for i, it in enumerate(items) if item_key(section, it) == old_key), None
             )
             if index is None:
-                raise DraftRefused(
-                    "That row no longer exists: someone changed the tables meanwhile."
-                )
+                raise RowGone("That row no longer exists: someone changed the tables meanwhile.")
             del items[index]
         if new_item is not None:
             items.append(new_item)

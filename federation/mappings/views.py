@@ -27,6 +27,7 @@ from federation.mappings import (
 )
 from federation.mappings.drafts import (
     DraftRefused,
+    UploadRefused,
     apply_draft,
     close_draft,
     item_key,
@@ -292,12 +293,17 @@ def _draft_form(
         if form.is_valid():
             try:
                 draft = propose(form)
+            except MappingFileInvalid as refusal:
+                _invalid(form, refusal)
+                status = refusal.status
+            except (DraftRefused, VersionNotFound) as refusal:
+                # Shown in the form, which keeps what the admin typed.
+                form.add_error(None, refusal.message)
+                status = refusal.status
+            else:
                 return redirect("mapping-draft", draft_id=draft.pk)
-            except MappingFileInvalid as exc:
-                _invalid(form, exc)
-            except (DraftRefused, VersionNotFound) as exc:
-                form.add_error(None, str(exc))
-        status = 400
+        else:
+            status = 400
     return render(
         request, template, {"form": form, "title": title, **(context or {})}, status=status
     )
@@ -421,16 +427,16 @@ def mapping_upload(request: HttpRequest) -> HttpResponse:
     def propose(form: forms.Form) -> MappingDraft:
         upload = form.cleaned_data["file"]
         if upload.size > MAX_UPLOAD_BYTES:
-            raise DraftRefused("The file is larger than 8 MiB.")
+            raise UploadRefused("The file is larger than 8 MiB.")
         try:
             text = upload.read().decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise DraftRefused("The file is not UTF-8 text.") from exc
+            raise UploadRefused("The file is not UTF-8 text.") from exc
         try:
             document = parse_document(text)
         except MappingFileInvalid as exc:
             # Faults name lines of the file, not form fields.
-            raise DraftRefused("; ".join(str(e) for e in exc.errors)) from exc
+            raise UploadRefused("; ".join(str(e) for e in exc.errors)) from exc
         return propose_change(
             document,
             actor=_user(request),
@@ -493,8 +499,9 @@ def draft_decide(request: HttpRequest, draft_id: int, action: str) -> HttpRespon
             raise Http404("Unknown action.")
     except MappingDraft.DoesNotExist as exc:
         raise Http404("No such draft.") from exc
-    except DraftRefused as exc:
-        messages.error(request, str(exc))
+    except DraftRefused as refusal:
+        # The draft page is where the outcome shows, refused or not.
+        messages.error(request, refusal.message)
     return redirect("mapping-draft", draft_id=draft_id)
 
 

@@ -3,10 +3,18 @@ from __future__ import annotations
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client, override_settings
+from django.utils import timezone
 
 from federation.entitlements.resolve import find_entitlement
-from federation.mappings import apply_document, parse_document
+from federation.mappings import apply_document, parse_document, plan_change
+from federation.mappings.drafts import (
+    ReasonRequired,
+    SelfApplyRefused,
+    apply_draft,
+    propose_change,
+)
 from federation.models import AuditEvent, GroupMapping, MappingDraft, MappingVersion, User
+from federation.refusals import Refused
 from tests.factories import UserFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("_tables")]
@@ -52,6 +60,14 @@ NEW_ROW = {
     "business_unit": "dw",
     "access": "standing",
     "reason": "DW platform team onboarding",
+}
+
+PRIVILEGED_ROW = {
+    "group": "aws-pb-admin",
+    "role": "admin",
+    "business_unit": "pb",
+    "environments": ["prod"],
+    "access": "eligible",
 }
 
 
@@ -248,3 +264,22 @@ def test_account_filter_lists_only_rows_that_reach_the_account() -> None:
     assert not groups_shown("222222222222")  # pb-prod: outside the row's environments
     assert not groups_shown("333333333333")  # dw-dev: another business unit
     assert not groups_shown("999999999999")  # unknown account: nothing
+
+
+def test_draft_refusals_are_refused_with_stable_codes() -> None:
+    author = UserFactory(email="author@corp.example", directory_groups=["fed-admins"])
+    with override_settings(ADMIN_GROUPS=["fed-admins"]):
+        now = timezone.now()
+        document, _ = plan_change(lambda data: data["mappings"].append(dict(PRIVILEGED_ROW)))
+        draft = propose_change(
+            document, actor=author, kind="edit", summary="s", reason="r", now=now
+        )
+        with pytest.raises(SelfApplyRefused) as refused:
+            apply_draft(draft.pk, actor=author, now=now)
+        with pytest.raises(ReasonRequired) as no_reason:
+            propose_change(document, actor=author, kind="edit", summary="s", reason=" ", now=now)
+    assert isinstance(refused.value, Refused)
+    assert (refused.value.code, refused.value.status) == ("self_apply", 403)
+    assert (no_reason.value.code, no_reason.value.status) == ("reason_required", 400)
+    draft.refresh_from_db()
+    assert draft.state == "open"

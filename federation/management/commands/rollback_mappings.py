@@ -11,13 +11,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from federation.audit.chain import cli_actor
-from federation.mappings import (
-    MappingConflict,
-    MappingFileInvalid,
-    RemovalRefused,
-    VersionNotFound,
-    rollback_to_version,
-)
+from federation.mappings import RemovalRefused, rollback_to_version
+from federation.refusals import Refused
 
 
 class Command(BaseCommand):
@@ -44,6 +39,6 @@ class Command(BaseCommand):
                 reason=options["reason"],
                 base_version=plan.base_version,
             )
-        except (VersionNotFound, MappingConflict, RemovalRefused, MappingFileInvalid) as exc:
-            raise CommandError(str(exc)) from exc
+        except Refused as refusal:
+            raise CommandError(refusal.message) from refusal
         self.stdout.write(result.message)

@@ -18,14 +18,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from federation.audit.chain import cli_actor, record_event
-from federation.mappings import (
-    MappingConflict,
-    MappingFileInvalid,
-    RemovalRefused,
-    apply_document,
-    parse_document,
-)
+from federation.mappings import apply_document, parse_document
 from federation.models import IdentityProvider, User
+from federation.refusals import Refused
 
 DEMO_MAPPINGS = Path(__file__).resolve().parents[2] / "demo" / "mappings.yaml"
 DEMO_IDP = {
@@ -79,8 +74,8 @@ class Command(BaseCommand):
             result = apply_document(
                 document, actor=actor, source="seed", reason="demo data set (seed_demo)"
             )
-        except (MappingFileInvalid, MappingConflict, RemovalRefused) as exc:
-            raise CommandError(str(exc)) from exc
+        except Refused as refusal:
+            raise CommandError(refusal.message) from refusal
         if result.changed:
             self.stdout.write(result.plan.render_text())
         for line in identities:
