@@ -16,7 +16,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from federation.audit.chain import record_event
 from federation.mappings import (
@@ -136,7 +135,7 @@ def propose_change(
     kind: str,
     summary: str,
     reason: str,
-    now: datetime | None = None,
+    now: datetime,
     plan: Plan | None = None,
 ) -> MappingDraft:
     """Store ``document`` as an open draft with its plan (``plan`` if the caller already made
@@ -146,7 +145,6 @@ def propose_change(
         raise NotAnAdministrator("Only administrators can propose mapping changes.")
     if not reason.strip():
         raise ReasonRequired("Say why: a reason is required for every mapping change.")
-    now = now or timezone.now()
     plan = plan or plan_document(document)
     if plan.is_empty:
         raise NothingToChange("This change makes no difference: the tables already match it.")
@@ -220,9 +218,7 @@ def _claim(draft_id: int, *, actor: User, now: datetime) -> MappingDraft:
     return draft
 
 
-def apply_draft(
-    draft_id: int, *, actor: User, comment: str = "", now: datetime | None = None
-) -> DraftOutcome:
+def apply_draft(draft_id: int, *, actor: User, comment: str = "", now: datetime) -> DraftOutcome:
     """Apply an open draft as a new mapping version (second admin for sensitive drafts).
 
     Raises DraftRefused (not admin, self-apply, not open) and leaves the draft open; a draft
@@ -230,7 +226,6 @@ def apply_draft(
     """
     if not is_admin(actor):
         raise NotAnAdministrator("Only administrators can apply mapping changes.")
-    now = now or timezone.now()
     draft = _claim(draft_id, actor=actor, now=now)
     try:
         document = document_from_data(draft.document)
@@ -299,12 +294,11 @@ def _finish(
 
 
 def close_draft(
-    draft_id: int, *, actor: User, reject: bool, comment: str = "", now: datetime | None = None
+    draft_id: int, *, actor: User, reject: bool, comment: str = "", now: datetime
 ) -> MappingDraft:
     """Reject (another admin) or discard (its author) an open draft."""
     if not is_admin(actor):
         raise NotAnAdministrator("Only administrators can decide mapping changes.")
-    now = now or timezone.now()
     with transaction.atomic(durable=True):
         draft = MappingDraft.objects.select_for_update().get(pk=draft_id)
         if draft.state != MappingDraft.State.OPEN:
@@ -349,7 +343,7 @@ def propose_edit(
     new_item: dict[str, Any] | None,
     summary: str,
     reason: str,
-    now: datetime | None = None,
+    now: datetime,
 ) -> MappingDraft:
     """Propose adding (no old_key), changing, or removing (no new_item) one row.
 

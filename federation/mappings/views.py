@@ -15,6 +15,7 @@ from django.contrib import messages
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from federation.entitlements.scope import accounts_reached
@@ -328,6 +329,7 @@ def _propose_form(
             new_item=item,
             summary=f"{title}: {item.get('group') or item.get('alias')}",
             reason=form.cleaned_data["reason"],
+            now=timezone.now(),
         )
 
     return _draft_form(
@@ -416,6 +418,7 @@ def row_remove(request: HttpRequest, section: str, key: str) -> HttpResponse:
             new_item=None,
             summary=f"Remove {label}",
             reason=form.cleaned_data["reason"],
+            now=timezone.now(),
         )
 
     return _draft_form(request, RemoveForm(request.POST or None), propose, title=f"Remove {label}")
@@ -443,6 +446,7 @@ def mapping_upload(request: HttpRequest) -> HttpResponse:
             kind="upload",
             summary=f"Upload {upload.name}",
             reason=form.cleaned_data["reason"],
+            now=timezone.now(),
         )
 
     form = UploadForm(request.POST or None, request.FILES or None)
@@ -486,14 +490,17 @@ def draft_detail(request: HttpRequest, draft_id: int) -> HttpResponse:
 def draft_decide(request: HttpRequest, draft_id: int, action: str) -> HttpResponse:
     form = DecisionForm(request.POST)
     comment = form.cleaned_data["comment"] if form.is_valid() else ""
+    now = timezone.now()
     try:
         if action == "apply":
-            outcome = apply_draft(draft_id, actor=_user(request), comment=comment)
+            outcome = apply_draft(draft_id, actor=_user(request), comment=comment, now=now)
             messages.success(
                 request, f"Applied as mapping version {outcome.draft.applied_version}."
             )
         elif action in ("reject", "discard"):
-            close_draft(draft_id, actor=_user(request), reject=action == "reject", comment=comment)
+            close_draft(
+                draft_id, actor=_user(request), reject=action == "reject", comment=comment, now=now
+            )
             messages.info(request, f"Draft #{draft_id} {action}ed.")
         else:
             raise Http404("Unknown action.")
@@ -526,6 +533,7 @@ def version_detail(request: HttpRequest, number: int) -> HttpResponse:
             kind="rollback",
             summary=f"Roll back to version {number}",
             reason=form.cleaned_data["reason"],
+            now=timezone.now(),
         )
 
     current = MappingVersion.objects.order_by("-number").values_list("number", flat=True).first()
