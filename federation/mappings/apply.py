@@ -10,7 +10,7 @@ from django.db import IntegrityError, connection, models, transaction
 from federation.audit.chain import record_event
 from federation.mappings.document import AccountRow, MappingDocument, MappingRow
 from federation.mappings.errors import MappingConflict, RemovalRefused
-from federation.mappings.plan import Plan, _Diff, _plan, plan_document
+from federation.mappings.plan import Plan, _Diff, _plan
 from federation.mappings.state import _Current, _load_current, get_version_document
 from federation.models import (
     Account,
@@ -318,17 +318,14 @@ def rollback_to_version(
     *,
     actor: User | str,
     reason: str = "",
-    dry_run: bool = False,
     base_version: int | None = None,
 ) -> ApplyResult:
     """Restore the document of version ``number`` as a new version (source "rollback").
 
-    With ``dry_run`` only the plan is computed. Raises VersionNotFound, and whatever
-    apply_document() raises.
+    To see what it would change first, plan ``get_version_document(number)``. Raises
+    VersionNotFound, and whatever apply_document() raises.
     """
     document = get_version_document(number)
-    if dry_run:
-        return ApplyResult(plan_document(document), None)
     why = f"rollback to version {number}" + (f": {reason}" if reason else "")
     return _apply(
         document,

@@ -11,7 +11,12 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from federation.audit.chain import cli_actor
-from federation.mappings import RemovalRefused, rollback_to_version
+from federation.mappings import (
+    RemovalRefused,
+    get_version_document,
+    plan_document,
+    rollback_to_version,
+)
 from federation.refusals import Refused
 
 
@@ -26,7 +31,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         number = options["version"]
         try:
-            plan = rollback_to_version(number, actor=cli_actor(), dry_run=True).plan
+            plan = plan_document(get_version_document(number))
             self.stdout.write(plan.render_text())
             if plan.blockers:
                 raise RemovalRefused(plan.blockers)
