@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from django.db import IntegrityError, connection, models, transaction
 
@@ -20,10 +20,10 @@ from federation.models import (
     LogicalRole,
     MappingVersion,
     User,
+    VersionSource,
 )
 
-SOURCES = ("import", "rollback", "seed", "ui")
-Source = Literal["import", "rollback", "seed", "ui"]
+Source = VersionSource
 
 # pg_advisory_xact_lock key serialising applies; any constant no other lock in the project uses.
 APPLY_LOCK_KEY = 0x0FED0A9B
@@ -232,8 +232,8 @@ def _apply(
     base_version: int | None,
     rolled_back_to: int | None = None,
 ) -> ApplyResult:
-    if source not in SOURCES:
-        raise ValueError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
+    if source not in Source.values:
+        raise ValueError(f"unknown source {source!r}; expected one of {', '.join(Source.values)}")
     actor_label = actor.label if isinstance(actor, User) else actor
     try:
         with transaction.atomic(durable=True):
@@ -270,7 +270,7 @@ def _apply(
             if rolled_back_to is not None:
                 data["rolled_back_to"] = rolled_back_to
             record_event(
-                "mappings.rollback" if source == "rollback" else "mappings.apply",
+                "mappings.rollback" if source == Source.ROLLBACK else "mappings.apply",
                 actor=actor,
                 target=f"mapping version {number}",
                 data=data,
@@ -330,7 +330,7 @@ def rollback_to_version(
     return _apply(
         document,
         actor=actor,
-        source="rollback",
+        source=Source.ROLLBACK,
         reason=why,
         base_version=base_version,
         rolled_back_to=number,

@@ -30,7 +30,7 @@ from federation.mappings import (
     plan_change,
     plan_document,
 )
-from federation.models import MappingDraft, User
+from federation.models import MappingDraft, MappingVersion, User
 from federation.permissions import is_admin
 from federation.refusals import Refused
 
@@ -232,7 +232,7 @@ def apply_draft(draft_id: int, *, actor: User, comment: str = "", now: datetime)
         result = apply_document(
             document,
             actor=actor,
-            source="ui",
+            source=MappingVersion.Source.UI,
             reason=f"draft #{draft.pk}: {draft.reason}",
             base_version=draft.base_version,
         )

@@ -9,6 +9,7 @@ from federation.models.catalog import (
     LogicalRole,
     MappingDraft,
     MappingVersion,
+    VersionSource,
 )
 from federation.models.identity import (
     IdentityProvider,
@@ -54,4 +55,5 @@ __all__ = [
     "SessionIssuance",
     "SignIn",
     "User",
+    "VersionSource",
 ]

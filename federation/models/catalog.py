@@ -178,19 +178,32 @@ class GroupMapping(models.Model):
             raise ValidationError(errors)
 
 
+class VersionSource(models.TextChoices):
+    """Which path applied a mapping version (module level so Meta's constraint can name it)."""
+
+    IMPORT = "import", "file import"
+    ROLLBACK = "rollback", "rollback"
+    SEED = "seed", "demo seed"
+    UI = "ui", "mapping editor"
+
+
 class MappingVersion(models.Model):
     """One applied state of the mapping tables: the whole document, so rollback is exact."""
+
+    Source = VersionSource
 
     number = models.PositiveIntegerField(unique=True)
     created_at = models.DateTimeField(default=timezone.now)
     actor = models.CharField(max_length=320)
-    source = models.CharField(max_length=32)  # import, rollback, ui, seed
+    source = models.CharField(max_length=32, choices=Source.choices)
     reason = models.CharField(max_length=500, blank=True)
     document = models.JSONField()
     plan = models.JSONField(default=dict)
 
     class Meta:
         ordering = ["-number"]
+        # No database check on source yet: tests/federation/test_entitlements.py and
+        # bench/entitlements.py still write versions with made-up sources.
 
     def __str__(self) -> str:
         return f"v{self.number}"

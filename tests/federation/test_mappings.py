@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, connections
 from django.utils import timezone
@@ -777,3 +778,11 @@ def test_rollback_to_the_current_version_is_a_no_op() -> None:
     call_command("rollback_mappings", "1", stdout=output)
     assert "No changes" in output.getvalue()
     assert MappingVersion.objects.count() == 1
+
+
+def test_a_version_from_an_unknown_source_is_invalid() -> None:
+    with pytest.raises(ValidationError) as raised:
+        MappingVersion(
+            number=1, actor="x", source="manual", document={"mappings": []}, plan={"rows": []}
+        ).full_clean()
+    assert set(raised.value.message_dict) == {"source"}

@@ -21,6 +21,7 @@ from federation.mappings import (
     parse_document,
     plan_document,
 )
+from federation.models import MappingVersion
 
 
 def read_text(path: str) -> str:
@@ -56,7 +57,7 @@ class Command(BaseCommand):
             result = apply_document(
                 document,
                 actor=cli_actor(),
-                source="import",
+                source=MappingVersion.Source.IMPORT,
                 reason=options["reason"],
                 base_version=plan.base_version,
             )

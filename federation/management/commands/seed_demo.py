@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from federation.audit.chain import cli_actor, record_event
 from federation.mappings import apply_document, parse_document
-from federation.models import IdentityProvider, User
+from federation.models import IdentityProvider, MappingVersion, User
 from federation.refusals import Refused
 
 DEMO_MAPPINGS = Path(__file__).resolve().parents[2] / "demo" / "mappings.yaml"
@@ -75,7 +75,10 @@ class Command(BaseCommand):
         try:
             document = parse_document(DEMO_MAPPINGS.read_text(encoding="utf-8"))
             result = apply_document(
-                document, actor=actor, source="seed", reason="demo data set (seed_demo)"
+                document,
+                actor=actor,
+                source=MappingVersion.Source.SEED,
+                reason="demo data set (seed_demo)",
             )
         except Refused as refusal:
             raise CommandError(refusal.message) from refusal
