@@ -30,7 +30,7 @@ from federation.mappings import (
     plan_change,
     plan_document,
 )
-from federation.models import MappingDraft, MappingVersion, User
+from federation.models import DraftKind, MappingDraft, MappingVersion, User
 from federation.permissions import is_admin
 from federation.refusals import Refused
 
@@ -132,7 +132,7 @@ def propose_change(
     document: MappingDocument,
     *,
     actor: User,
-    kind: str,
+    kind: DraftKind,
     summary: str,
     reason: str,
     now: datetime,
@@ -369,5 +369,11 @@ def propose_edit(
     # One read of the tables: the edit and its plan see the same state (and base version).
     document, plan = plan_change(change)
     return propose_change(
-        document, actor=actor, kind="edit", summary=summary, reason=reason, now=now, plan=plan
+        document,
+        actor=actor,
+        kind=DraftKind.EDIT,
+        summary=summary,
+        reason=reason,
+        now=now,
+        plan=plan,
     )

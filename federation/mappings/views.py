@@ -40,6 +40,7 @@ from federation.models import (
     Access,
     Account,
     BusinessUnit,
+    DraftKind,
     Environment,
     GroupMapping,
     LogicalRole,
@@ -443,7 +444,7 @@ def mapping_upload(request: HttpRequest) -> HttpResponse:
         return propose_change(
             document,
             actor=_user(request),
-            kind="upload",
+            kind=DraftKind.UPLOAD,
             summary=f"Upload {upload.name}",
             reason=form.cleaned_data["reason"],
             now=timezone.now(),
@@ -530,7 +531,7 @@ def version_detail(request: HttpRequest, number: int) -> HttpResponse:
         return propose_change(
             get_version_document(number),
             actor=_user(request),
-            kind="rollback",
+            kind=DraftKind.ROLLBACK,
             summary=f"Roll back to version {number}",
             reason=form.cleaned_data["reason"],
             now=timezone.now(),

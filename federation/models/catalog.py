@@ -209,6 +209,14 @@ class MappingVersion(models.Model):
         return f"v{self.number}"
 
 
+class DraftKind(models.TextChoices):
+    """How a draft was made in the editor (module level so Meta's constraint can name it)."""
+
+    EDIT = "edit", "row edit"
+    UPLOAD = "upload", "file upload"
+    ROLLBACK = "rollback", "rollback"
+
+
 class MappingDraft(models.Model):
     """A proposed mapping change from the web editor: the whole document after the change and
     its plan. Nothing reaches the tables until the draft is applied (by a second admin when the
@@ -222,9 +230,11 @@ class MappingDraft(models.Model):
         DISCARDED = "discarded", "discarded"
         STALE = "stale", "stale"
 
+    Kind = DraftKind
+
     created_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
-    kind = models.CharField(max_length=16)  # edit, upload, rollback
+    kind = models.CharField(max_length=16, choices=DraftKind.choices)
     summary = models.CharField(max_length=300)
     reason = models.CharField(max_length=500)
     base_version = models.PositiveIntegerField()
@@ -248,6 +258,9 @@ class MappingDraft(models.Model):
                     state__in=["open", "applying", "applied", "rejected", "discarded", "stale"]
                 ),
                 name="mapping_draft_state_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=DraftKind.values), name="mapping_draft_kind_valid"
             ),
             models.CheckConstraint(condition=~Q(reason=""), name="mapping_draft_reason_required"),
             # No one approves their own sensitive change, whatever path writes the row.

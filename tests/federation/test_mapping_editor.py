@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import IntegrityError, transaction
 from django.test import Client, override_settings
 from django.utils import timezone
 
@@ -13,7 +14,14 @@ from federation.mappings.drafts import (
     apply_draft,
     propose_change,
 )
-from federation.models import AuditEvent, GroupMapping, MappingDraft, MappingVersion, User
+from federation.models import (
+    AuditEvent,
+    DraftKind,
+    GroupMapping,
+    MappingDraft,
+    MappingVersion,
+    User,
+)
 from federation.refusals import Refused
 from tests.factories import UserFactory
 
@@ -272,14 +280,31 @@ def test_draft_refusals_are_refused_with_stable_codes() -> None:
         now = timezone.now()
         document, _ = plan_change(lambda data: data["mappings"].append(dict(PRIVILEGED_ROW)))
         draft = propose_change(
-            document, actor=author, kind="edit", summary="s", reason="r", now=now
+            document, actor=author, kind=DraftKind.EDIT, summary="s", reason="r", now=now
         )
         with pytest.raises(SelfApplyRefused) as refused:
             apply_draft(draft.pk, actor=author, now=now)
         with pytest.raises(ReasonRequired) as no_reason:
-            propose_change(document, actor=author, kind="edit", summary="s", reason=" ", now=now)
+            propose_change(
+                document, actor=author, kind=DraftKind.EDIT, summary="s", reason=" ", now=now
+            )
     assert isinstance(refused.value, Refused)
     assert (refused.value.code, refused.value.status) == ("self_apply", 403)
     assert (no_reason.value.code, no_reason.value.status) == ("reason_required", 400)
     draft.refresh_from_db()
     assert draft.state == "open"
+
+
+def test_the_database_refuses_a_draft_of_an_unknown_kind() -> None:
+    author = UserFactory(directory_groups=["fed-admins"])
+    with pytest.raises(IntegrityError, match="mapping_draft_kind_valid"), transaction.atomic():
+        MappingDraft.objects.create(
+            created_by=author,
+            kind="import",
+            summary="s",
+            reason="r",
+            base_version=1,
+            document={},
+            plan={},
+            needs_approval=False,
+        )
