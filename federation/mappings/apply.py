@@ -5,11 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, models, transaction
 
 from federation.audit.chain import record_event
 from federation.mappings.document import AccountRow, MappingDocument, MappingRow
-from federation.mappings.errors import MappingConflict, RemovalRefused
+from federation.mappings.errors import (
+    MappingConflict,
+    MappingError,
+    MappingFileInvalid,
+    RemovalRefused,
+)
 from federation.mappings.plan import Plan, _Diff, _plan
 from federation.mappings.state import _Current, _load_current, get_version_document
 from federation.models import (
@@ -190,7 +196,7 @@ def _write(current: _Current, diff: _Diff) -> None:
     )
 
     def mapping(row: MappingRow, pk: int | None = None) -> GroupMapping:
-        return GroupMapping(
+        written = GroupMapping(
             pk=pk,
             group=row.group,
             role_id=role_pk[row.role],
@@ -201,6 +207,16 @@ def _write(current: _Current, diff: _Diff) -> None:
             max_grant=row.max_grant,
             approver_groups=list(row.approver_groups),
         )
+        # bulk_create skips clean(); the row's rules are checked on exactly what is written.
+        try:
+            written.clean()
+        except ValidationError as exc:
+            raise MappingFileInvalid(
+                MappingError(None, f"{row.label}: {field}", message)
+                for field, messages in exc.message_dict.items()
+                for message in messages
+            ) from exc
+        return written
 
     GroupMapping.objects.bulk_update(
         [mapping(new, current.mapping_pk[new.key]) for _, new in gm.changed],

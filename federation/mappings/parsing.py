@@ -23,9 +23,10 @@ from federation.mappings.document import (
     MappingRow,
     RoleRow,
     make_document,
+    row_faults,
 )
 from federation.mappings.errors import MappingError, MappingFileInvalid
-from federation.models import ACCOUNT_ID_RE, SLUG_RE, Account
+from federation.models import ACCOUNT_ID_RE, SLUG_RE, Access, Account
 
 SECTIONS = ("business_units", "accounts", "roles", "account_roles", "mappings")
 REQUIRED_SECTIONS = ("business_units", "accounts", "roles", "mappings")
@@ -40,6 +41,8 @@ MAX_DOCUMENT_CHARS = 32 * 1024 * 1024
 _ACCOUNT_ID = re.compile(ACCOUNT_ID_RE)
 _SLUG = re.compile(SLUG_RE)
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")
+# GroupMapping fields by the names a mapping file gives them.
+_ITEM_KEYS = {"max_grant": "max_grant_minutes"}
 _ROLE_ARN = re.compile(r"^arn:aws(-[a-z]+)*:iam::([0-9]{12}):role/[\w+=,.@/-]{1,512}$")
 
 
@@ -439,22 +442,9 @@ def _validate(data: Any, root: yaml.Node | None) -> MappingDocument:
                     f"account {account_id} is a {target.environment} account, outside this "
                     f"row's environments ({', '.join(item.environments)})",
                 )
-        if item.access == "standing":
-            if item.max_grant_minutes is not None:
-                check.add(
-                    (*loc, "max_grant_minutes"),
-                    "max_grant_minutes applies to eligible rows only "
-                    "(standing access never expires)",
-                )
-            if item.approver_groups:
-                check.add(
-                    (*loc, "approver_groups"),
-                    "approver_groups applies to eligible rows only "
-                    "(standing access is not approved)",
-                )
-            max_grant = None
-        else:
-            max_grant = timedelta(minutes=item.max_grant_minutes or DEFAULT_MAX_GRANT_MINUTES)
+        minutes = item.max_grant_minutes
+        if minutes is None and item.access == Access.ELIGIBLE.value:
+            minutes = DEFAULT_MAX_GRANT_MINUTES
         row = MappingRow(
             group=item.group,
             role=item.role,
@@ -463,9 +453,11 @@ def _validate(data: Any, root: yaml.Node | None) -> MappingDocument:
             # Sorted as GroupMapping.clean() wants, so equal scopes meet in the unique index.
             environments=tuple(sorted(set(item.environments))),
             accounts=tuple(sorted(set(item.accounts))),
-            max_grant=max_grant,
+            max_grant=None if minutes is None else timedelta(minutes=minutes),
             approver_groups=tuple(sorted(set(item.approver_groups))),
         )
+        for field, fault in row_faults(row).items():
+            check.add((*loc, _ITEM_KEYS.get(field, field)), fault)
         duplicate(
             loc,
             "mapping",

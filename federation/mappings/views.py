@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django import forms
@@ -47,12 +48,15 @@ from federation.models import (
     MappingDraft,
     MappingVersion,
     User,
+    group_mapping_faults,
 )
 from federation.permissions import is_admin, require
 
 admin_only = require(is_admin, "administrators")
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024
 MAX_ROWS_SHOWN = 500
+# GroupMapping fields by the names the row form gives them.
+_FORM_FIELDS = {"max_grant": "max_grant_minutes"}
 
 
 def _names(value: str) -> list[str]:
@@ -104,6 +108,21 @@ class MappingRowForm(forms.Form):
             (r, r) for r in LogicalRole.objects.values_list("name", flat=True)
         ]
         self.fields["business_unit"].choices = _unit_choices()  # type: ignore[attr-defined]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if "access" in data:
+            minutes = data.get("max_grant_minutes")
+            faults = group_mapping_faults(
+                access=data["access"],
+                environments=sorted(set(data.get("environments") or [])),
+                accounts=_names(data.get("accounts") or ""),
+                max_grant=None if minutes is None else timedelta(minutes=minutes),
+                approver_groups=_names(data.get("approver_groups") or ""),
+            )
+            for field, fault in faults.items():
+                self.add_error(_FORM_FIELDS.get(field, field), fault)
+        return data
 
     def item(self) -> dict[str, Any]:
         data = self.cleaned_data

@@ -11,6 +11,7 @@ from federation.models.catalog import (
     MappingDraft,
     MappingVersion,
     VersionSource,
+    group_mapping_faults,
 )
 from federation.models.identity import (
     IdentityProvider,
@@ -58,4 +59,5 @@ __all__ = [
     "SignIn",
     "User",
     "VersionSource",
+    "group_mapping_faults",
 ]

@@ -308,3 +308,15 @@ def test_the_database_refuses_a_draft_of_an_unknown_kind() -> None:
             plan={},
             needs_approval=False,
         )
+
+
+def test_the_row_form_holds_the_row_rules_of_the_model() -> None:
+    client = admin_client("root@corp.example")
+    response = client.post(
+        "/mappings/rows/new/", {**NEW_ROW, "max_grant_minutes": 60, "approver_groups": "x"}
+    )
+    assert response.status_code == 400
+    errors = response.context["form"].errors
+    assert "eligible rows only" in errors["max_grant_minutes"][0]
+    assert "eligible rows only" in errors["approver_groups"][0]
+    assert MappingDraft.objects.count() == 0

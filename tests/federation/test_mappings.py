@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import timedelta
 from io import StringIO
 from pathlib import Path
@@ -30,6 +31,7 @@ from federation.mappings import (
     plan_document,
     rollback_to_version,
 )
+from federation.mappings.document import make_document
 from federation.models import Account, AuditEvent, BusinessUnit, GroupMapping, MappingVersion
 from tests.factories import AccessRequestFactory, GrantFactory, UserFactory
 
@@ -786,3 +788,32 @@ def test_a_version_from_an_unknown_source_is_invalid() -> None:
             number=1, actor="x", source="manual", document={"mappings": []}, plan={"rows": []}
         ).full_clean()
     assert set(raised.value.message_dict) == {"source"}
+
+
+def test_group_mapping_clean_holds_the_row_rules() -> None:
+    row = GroupMapping(
+        group="g",
+        environments=["prod", "dev"],
+        accounts=[],
+        access="standing",
+        max_grant=timedelta(hours=1),
+        approver_groups=["x"],
+    )
+    with pytest.raises(ValidationError) as raised:
+        row.clean()
+    assert set(raised.value.message_dict) == {"environments", "max_grant", "approver_groups"}
+
+
+def test_apply_checks_the_row_rules_of_a_document_built_in_code() -> None:
+    apply_text(SAMPLE)
+    before = export_document()
+    parsed = parse_document(SAMPLE)
+    bad = replace(parsed.mappings[0], approver_groups=("aws-pb-managers",))
+    assert bad.access == "standing"
+    document = make_document(
+        parsed.business_units, parsed.accounts, parsed.roles, (), (bad, *parsed.mappings[1:])
+    )
+    with pytest.raises(MappingFileInvalid, match="approver groups apply to eligible rows only"):
+        apply_document(document, actor="x", source="import")
+    assert export_document() == before
+    assert MappingVersion.objects.count() == 1
