@@ -24,24 +24,11 @@ from federation.models import (
 )
 from federation.refusals import Refused
 from tests.factories import UserFactory
+from tests.mapping_samples import PB_CLOUD_ENG_DEV, mapping_yaml
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("_tables")]
 
-BASE = """
-business_units:
-  - {slug: pb, name: Personal Banking, approver_groups: [aws-pb-managers]}
-  - {slug: dw, name: Data Warehouse, approver_groups: [aws-dw-managers]}
-accounts:
-  - {id: "111111111111", alias: pb-dev, business_unit: pb, environment: dev}
-  - {id: "222222222222", alias: pb-prod, business_unit: pb, environment: prod}
-  - {id: "333333333333", alias: dw-dev, business_unit: dw, environment: dev}
-roles:
-  - {name: cloud-eng, max_session_minutes: 60}
-  - {name: admin, privileged: true, max_session_minutes: 60}
-mappings:
-  - {group: aws-pb-cloud-eng, role: cloud-eng, business_unit: pb, environments: [dev],
-     access: standing}
-"""
+BASE = mapping_yaml([PB_CLOUD_ENG_DEV])
 
 
 @pytest.fixture
@@ -209,12 +196,14 @@ def test_remove_and_edit_rows_through_drafts() -> None:
 def test_upload_validates_like_the_file_import() -> None:
     client = admin_client("root@corp.example")
     bad = BASE.replace("environment: dev}", "environment: staging}", 1)
+    line = next(n for n, text in enumerate(bad.splitlines(), 1) if "staging" in text)
     response = client.post(
         "/mappings/upload/",
         {"file": SimpleUploadedFile("m.yaml", bad.encode()), "reason": "sync"},
     )
     assert response.status_code == 400
-    assert "line 6" in response.content.decode() and "staging" in response.content.decode()
+    assert f"line {line}," in response.content.decode()
+    assert "staging" in response.content.decode()
     good = BASE + "  - {group: g2, role: cloud-eng, business_unit: dw, access: standing}\n"
     response = client.post(
         "/mappings/upload/",

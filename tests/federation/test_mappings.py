@@ -34,30 +34,12 @@ from federation.mappings import (
 from federation.mappings.document import make_document
 from federation.models import Account, AuditEvent, BusinessUnit, GroupMapping, MappingVersion
 from tests.factories import AccessRequestFactory, GrantFactory, UserFactory
+from tests.mapping_samples import PB_ADMIN, PB_CLOUD_ENG_DEV, mapping_yaml
 
 pytestmark = pytest.mark.django_db
 
-# Line numbers below refer to this text: line 1 is "business_units:".
-SAMPLE = """\
-business_units:
-  - {slug: pb, name: Personal Banking, approver_groups: [aws-pb-managers]}
-  - {slug: dw, name: Data Warehouse, approver_groups: [aws-dw-managers]}
-accounts:
-  - {id: "111111111111", alias: pb-dev, business_unit: pb, environment: dev}
-  - {id: "222222222222", alias: pb-prod, business_unit: pb, environment: prod}
-  - {id: "333333333333", alias: dw-dev, business_unit: dw, environment: dev}
-roles:
-  - {name: cloud-eng, max_session_minutes: 60}
-  - {name: admin, privileged: true, max_session_minutes: 60}
-mappings:
-  - {group: aws-pb-cloud-eng, role: cloud-eng, business_unit: pb, access: standing}
-  - ADMIN_ROW
-  - {group: aws-dw-cloud-eng, role: cloud-eng, business_unit: dw, access: standing}
-""".replace(
-    "ADMIN_ROW",
-    "{group: aws-pb-admin, role: admin, business_unit: pb, environments: [prod], "
-    "access: eligible, max_grant_minutes: 240}",
-)
+# Line numbers below refer to this text: line 1 is "business_units:", the mappings are lines 12-14.
+SAMPLE = mapping_yaml()
 
 
 def replace_line(text: str, number: int, new: str) -> str:
@@ -384,20 +366,8 @@ def test_stored_documents_are_validated_with_paths() -> None:
 
 # --- Plan -----------------------------------------------------------------------------------
 
-CHANGED = replace_line(
-    replace_line(
-        SAMPLE,
-        12,
-        "  - {group: aws-pb-cloud-eng, role: cloud-eng, business_unit: pb, environments: [dev],"
-        " access: standing}",
-    ),
-    13,
-    "  - {group: aws-pb-admin, role: admin, business_unit: pb, environments: [dev, prod],"
-    " access: eligible, max_grant_minutes: 240}",
-)
-CHANGED = CHANGED.replace(
-    "  - {group: aws-dw-cloud-eng, role: cloud-eng, business_unit: dw, access: standing}\n", ""
-)
+# pb cloud engineers narrowed to dev, pb admins widened to dev, dw cloud engineers removed.
+CHANGED = mapping_yaml([PB_CLOUD_ENG_DEV, PB_ADMIN.replace("[prod]", "[dev, prod]")])
 
 
 def test_plan_names_groups_and_users_gaining_and_losing() -> None:
