@@ -261,7 +261,7 @@ def apply_draft(draft_id: int, *, actor: User, comment: str = "", now: datetime)
 
 def _finish(
     draft: MappingDraft,
-    state: str,
+    state: MappingDraft.State,
     *,
     actor: User | None,
     comment: str,
