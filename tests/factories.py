@@ -13,6 +13,7 @@ from federation.models import (
     Account,
     AccountRole,
     BusinessUnit,
+    EntitlementAccess,
     GroupMapping,
     IdentityProvider,
     LogicalRole,
@@ -146,7 +147,7 @@ class SessionIssuanceFactory(factory.django.DjangoModelFactory):
     account = factory.SubFactory(AccountFactory)
     role = factory.SubFactory(LogicalRoleFactory)
     kind = SessionIssuance.Kind.CONSOLE
-    access = "standing"
+    access = EntitlementAccess.STANDING
     role_arn = factory.LazyAttribute(
         lambda o: f"arn:aws:iam::{o.account.account_id}:role/{o.role.name}"
     )

@@ -8,6 +8,7 @@ Every change to those tables goes through ``apply_document()``, which writes a n
 entitlement memo (``federation/entitlements/resolve.py``), and what rollback restores from.
 """
 
+from federation.mappings.access_diff import AccessDiff, AccessItem
 from federation.mappings.apply import ApplyResult, Source, apply_document, rollback_to_version
 from federation.mappings.document import MappingDocument
 from federation.mappings.errors import (
@@ -19,8 +20,6 @@ from federation.mappings.errors import (
 )
 from federation.mappings.parsing import document_from_data, parse_document
 from federation.mappings.plan import (
-    AccessDiff,
-    AccessItem,
     DocumentData,
     Plan,
     RowChange,

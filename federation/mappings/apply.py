@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, models, transaction
 
 from federation.audit.chain import record_event
 from federation.mappings.document import AccountRow, MappingDocument, MappingRow
-from federation.mappings.errors import MappingConflict, RemovalRefused
-from federation.mappings.plan import Plan, _Diff, _plan, plan_document
+from federation.mappings.errors import (
+    MappingConflict,
+    MappingError,
+    MappingFileInvalid,
+    RemovalRefused,
+)
+from federation.mappings.plan import Plan, _Diff, _plan
 from federation.mappings.state import _Current, _load_current, get_version_document
 from federation.models import (
     Account,
@@ -20,10 +26,10 @@ from federation.models import (
     LogicalRole,
     MappingVersion,
     User,
+    VersionSource,
 )
 
-SOURCES = ("import", "rollback", "seed", "ui")
-Source = Literal["import", "rollback", "seed", "ui"]
+Source = VersionSource
 
 # pg_advisory_xact_lock key serialising applies; any constant no other lock in the project uses.
 APPLY_LOCK_KEY = 0x0FED0A9B
@@ -190,7 +196,7 @@ def _write(current: _Current, diff: _Diff) -> None:
     )
 
     def mapping(row: MappingRow, pk: int | None = None) -> GroupMapping:
-        return GroupMapping(
+        written = GroupMapping(
             pk=pk,
             group=row.group,
             role_id=role_pk[row.role],
@@ -201,6 +207,16 @@ def _write(current: _Current, diff: _Diff) -> None:
             max_grant=row.max_grant,
             approver_groups=list(row.approver_groups),
         )
+        # bulk_create skips clean(); the row's rules are checked on exactly what is written.
+        try:
+            written.clean()
+        except ValidationError as exc:
+            raise MappingFileInvalid(
+                MappingError(None, f"{row.label}: {field}", message)
+                for field, messages in exc.message_dict.items()
+                for message in messages
+            ) from exc
+        return written
 
     GroupMapping.objects.bulk_update(
         [mapping(new, current.mapping_pk[new.key]) for _, new in gm.changed],
@@ -232,8 +248,8 @@ def _apply(
     base_version: int | None,
     rolled_back_to: int | None = None,
 ) -> ApplyResult:
-    if source not in SOURCES:
-        raise ValueError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
+    if source not in Source.values:
+        raise ValueError(f"unknown source {source!r}; expected one of {', '.join(Source.values)}")
     actor_label = actor.label if isinstance(actor, User) else actor
     try:
         with transaction.atomic(durable=True):
@@ -270,7 +286,7 @@ def _apply(
             if rolled_back_to is not None:
                 data["rolled_back_to"] = rolled_back_to
             record_event(
-                "mappings.rollback" if source == "rollback" else "mappings.apply",
+                "mappings.rollback" if source == Source.ROLLBACK else "mappings.apply",
                 actor=actor,
                 target=f"mapping version {number}",
                 data=data,
@@ -318,22 +334,19 @@ def rollback_to_version(
     *,
     actor: User | str,
     reason: str = "",
-    dry_run: bool = False,
     base_version: int | None = None,
 ) -> ApplyResult:
     """Restore the document of version ``number`` as a new version (source "rollback").
 
-    With ``dry_run`` only the plan is computed. Raises VersionNotFound, and whatever
-    apply_document() raises.
+    To see what it would change first, plan ``get_version_document(number)``. Raises
+    VersionNotFound, and whatever apply_document() raises.
     """
     document = get_version_document(number)
-    if dry_run:
-        return ApplyResult(plan_document(document), None)
     why = f"rollback to version {number}" + (f": {reason}" if reason else "")
     return _apply(
         document,
         actor=actor,
-        source="rollback",
+        source=Source.ROLLBACK,
         reason=why,
         base_version=base_version,
         rolled_back_to=number,

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from federation.models import ENV_ORDER
+from federation.models import ENV_ORDER, group_mapping_faults
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_SESSION_MINUTES = 60
@@ -172,6 +172,17 @@ class MappingRow:
         if self.approver_groups:
             item["approver_groups"] = list(self.approver_groups)
         return item
+
+
+def row_faults(row: MappingRow) -> dict[str, str]:
+    """The row's faults by ``GroupMapping``'s cross-field rules, keyed by model field."""
+    return group_mapping_faults(
+        access=row.access,
+        environments=row.environments,
+        accounts=row.accounts,
+        max_grant=row.max_grant,
+        approver_groups=row.approver_groups,
+    )
 
 
 @dataclass(frozen=True)

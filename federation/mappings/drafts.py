@@ -16,7 +16,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from federation.audit.chain import record_event
 from federation.mappings import (
@@ -31,24 +30,74 @@ from federation.mappings import (
     plan_change,
     plan_document,
 )
-from federation.models import MappingDraft, User
+from federation.models import DraftKind, MappingDraft, MappingVersion, User
 from federation.permissions import is_admin
+from federation.refusals import Refused
 
 
-class DraftRefused(Exception):
+class DraftRefused(Refused):
     """A draft action that is not allowed; the message says why in words an admin understands."""
+
+    code = "draft_refused"
+    status = 400
+    title = "Mapping change refused"
+
+
+class NotAnAdministrator(DraftRefused):
+    code = "not_admin"
+    status = 403
+
+
+class ReasonRequired(DraftRefused):
+    code = "reason_required"
 
 
 class NothingToChange(DraftRefused):
-    pass
+    code = "nothing_to_change"
 
 
-class SelfApprovalRefused(DraftRefused):
-    pass
+class SelfApplyRefused(DraftRefused):
+    """The author of a sensitive draft tried to apply it (the second-admin rule)."""
+
+    code = "self_apply"
+    status = 403
 
 
 class DraftNotOpen(DraftRefused):
-    pass
+    code = "draft_not_open"
+    status = 409
+
+
+class DraftStale(DraftRefused):
+    """The tables moved since the draft was planned; nothing was applied."""
+
+    code = "draft_stale"
+    status = 409
+
+
+class DraftBlocked(DraftRefused):
+    """Applying would remove rows that requests or grants still reference."""
+
+    code = "removal_refused"
+    status = 409
+
+
+class RowGone(DraftRefused):
+    """The row an edit names was changed or removed meanwhile."""
+
+    code = "row_gone"
+    status = 409
+
+
+class UploadRefused(DraftRefused):
+    """An uploaded file that cannot become a draft: too large, not UTF-8, not a valid file."""
+
+    code = "upload_refused"
+
+
+class UnknownSection(DraftRefused):
+    code = "unknown_section"
+    status = 404
 
 
 def sensitivity(plan: dict[str, Any]) -> list[str]:
@@ -83,20 +132,19 @@ def propose_change(
     document: MappingDocument,
     *,
     actor: User,
-    kind: str,
+    kind: DraftKind,
     summary: str,
     reason: str,
-    now: datetime | None = None,
+    now: datetime,
     plan: Plan | None = None,
 ) -> MappingDraft:
     """Store ``document`` as an open draft with its plan (``plan`` if the caller already made
     it against the state the document was built from). Raises NothingToChange when the
     document equals the tables, DraftRefused when the actor is not an admin."""
     if not is_admin(actor):
-        raise DraftRefused("Only administrators can propose mapping changes.")
+        raise NotAnAdministrator("Only administrators can propose mapping changes.")
     if not reason.strip():
-        raise DraftRefused("Say why: a reason is required for every mapping change.")
-    now = now or timezone.now()
+        raise ReasonRequired("Say why: a reason is required for every mapping change.")
     plan = plan or plan_document(document)
     if plan.is_empty:
         raise NothingToChange("This change makes no difference: the tables already match it.")
@@ -159,7 +207,7 @@ def _claim(draft_id: int, *, actor: User, now: datetime) -> MappingDraft:
                 f"Draft #{draft.pk} is {draft.state}; only open drafts can be applied."
             )
         if not may_apply(draft, actor):  # admin was checked already: only self-approval left
-            raise SelfApprovalRefused(
+            raise SelfApplyRefused(
                 "This change is sensitive and needs a second administrator: you cannot approve "
                 "your own draft."
             )
@@ -170,36 +218,33 @@ def _claim(draft_id: int, *, actor: User, now: datetime) -> MappingDraft:
     return draft
 
 
-def apply_draft(
-    draft_id: int, *, actor: User, comment: str = "", now: datetime | None = None
-) -> DraftOutcome:
+def apply_draft(draft_id: int, *, actor: User, comment: str = "", now: datetime) -> DraftOutcome:
     """Apply an open draft as a new mapping version (second admin for sensitive drafts).
 
-    Raises DraftRefused (not admin, self-approval, not open) and leaves the draft open; a draft
+    Raises DraftRefused (not admin, self-apply, not open) and leaves the draft open; a draft
     whose base version moved becomes 'stale' and nothing is applied.
     """
     if not is_admin(actor):
-        raise DraftRefused("Only administrators can apply mapping changes.")
-    now = now or timezone.now()
+        raise NotAnAdministrator("Only administrators can apply mapping changes.")
     draft = _claim(draft_id, actor=actor, now=now)
     try:
         document = document_from_data(draft.document)
         result = apply_document(
             document,
             actor=actor,
-            source="ui",
+            source=MappingVersion.Source.UI,
             reason=f"draft #{draft.pk}: {draft.reason}",
             base_version=draft.base_version,
         )
     except MappingConflict as exc:
-        _finish(draft, MappingDraft.State.STALE, actor=actor, comment=str(exc)[:500], now=now)
-        raise DraftRefused(
+        _finish(draft, MappingDraft.State.STALE, actor=actor, comment=exc.message[:500], now=now)
+        raise DraftStale(
             f"The tables changed since this draft was made (it was planned against version "
             f"{draft.base_version}). Nothing was applied; make the change again."
         ) from exc
     except RemovalRefused as exc:
         _finish(draft, MappingDraft.State.OPEN, actor=None, comment="", now=now)
-        raise DraftRefused(str(exc)) from exc
+        raise DraftBlocked(exc.message, detail=exc.detail) from exc
     except Exception:
         _finish(draft, MappingDraft.State.OPEN, actor=None, comment="", now=now)
         raise
@@ -216,7 +261,7 @@ def apply_draft(
 
 def _finish(
     draft: MappingDraft,
-    state: str,
+    state: MappingDraft.State,
     *,
     actor: User | None,
     comment: str,
@@ -249,12 +294,11 @@ def _finish(
 
 
 def close_draft(
-    draft_id: int, *, actor: User, reject: bool, comment: str = "", now: datetime | None = None
+    draft_id: int, *, actor: User, reject: bool, comment: str = "", now: datetime
 ) -> MappingDraft:
     """Reject (another admin) or discard (its author) an open draft."""
     if not is_admin(actor):
-        raise DraftRefused("Only administrators can decide mapping changes.")
-    now = now or timezone.now()
+        raise NotAnAdministrator("Only administrators can decide mapping changes.")
     with transaction.atomic(durable=True):
         draft = MappingDraft.objects.select_for_update().get(pk=draft_id)
         if draft.state != MappingDraft.State.OPEN:
@@ -299,7 +343,7 @@ def propose_edit(
     new_item: dict[str, Any] | None,
     summary: str,
     reason: str,
-    now: datetime | None = None,
+    now: datetime,
 ) -> MappingDraft:
     """Propose adding (no old_key), changing, or removing (no new_item) one row.
 
@@ -308,7 +352,7 @@ def propose_edit(
     the row to change no longer exists.
     """
     if section not in SECTIONS_EDITABLE:
-        raise DraftRefused(f"Unknown section {section!r}.")
+        raise UnknownSection(f"Unknown section {section!r}.")
 
     def change(data: DocumentData) -> None:
         items = data[section]
@@ -317,9 +361,7 @@ def propose_edit(
                 (i for i, it in enumerate(items) if item_key(section, it) == old_key), None
             )
             if index is None:
-                raise DraftRefused(
-                    "That row no longer exists: someone changed the tables meanwhile."
-                )
+                raise RowGone("That row no longer exists: someone changed the tables meanwhile.")
             del items[index]
         if new_item is not None:
             items.append(new_item)
@@ -327,5 +369,11 @@ def propose_edit(
     # One read of the tables: the edit and its plan see the same state (and base version).
     document, plan = plan_change(change)
     return propose_change(
-        document, actor=actor, kind="edit", summary=summary, reason=reason, now=now, plan=plan
+        document,
+        actor=actor,
+        kind=DraftKind.EDIT,
+        summary=summary,
+        reason=reason,
+        now=now,
+        plan=plan,
     )

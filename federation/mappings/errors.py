@@ -1,10 +1,16 @@
-"""Errors of mapping documents: a fault in a file, and each refusal to plan or apply one."""
+"""Errors of mapping documents: a fault in a file, and each refusal to plan or apply one.
+
+Each refusal is a ``federation.refusals.Refused`` with a stable ``code``: commands print its
+message, the editor shows it in the form.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from federation.refusals import Refused
 
 # A command prints at most this many faults (MappingFileInvalid.errors keeps them all).
 SHOWN_ERRORS = 100
@@ -28,8 +34,12 @@ class MappingError:
         return {"line": self.line, "path": self.path, "message": self.message}
 
 
-class MappingFileInvalid(Exception):
+class MappingFileInvalid(Refused):
     """The document is not valid; ``errors`` lists every fault found, in line order."""
+
+    code = "mapping_file_invalid"
+    status = 400
+    title = "Mapping file invalid"
 
     def __init__(self, errors: Iterable[MappingError]) -> None:
         unique = dict.fromkeys(errors)
@@ -44,20 +54,33 @@ class MappingFileInvalid(Exception):
         super().__init__(f"mapping file invalid ({count} error{'s' * (count != 1)}):\n{message}")
 
 
-class MappingConflict(Exception):
+class MappingConflict(Refused):
     """The tables moved under the caller (another apply won) or the database refused the change."""
 
+    code = "mapping_conflict"
+    status = 409
+    title = "Mapping tables changed"
 
-class RemovalRefused(Exception):
+
+class RemovalRefused(Refused):
     """The document removes rows that access requests or grants still reference."""
+
+    code = "removal_refused"
+    status = 409
+    title = "Rows still referenced"
 
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = tuple(problems)
         super().__init__(
             "refusing to remove rows that are still referenced (nothing was changed):\n"
-            + "\n".join(f"  {problem}" for problem in self.problems)
+            + "\n".join(f"  {problem}" for problem in self.problems),
+            detail={"problems": list(self.problems)},
         )
 
 
-class VersionNotFound(Exception):
+class VersionNotFound(Refused):
     """No mapping version has that number."""
+
+    code = "version_not_found"
+    status = 404
+    title = "No such mapping version"

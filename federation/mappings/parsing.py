@@ -6,16 +6,13 @@ import difflib
 import re
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
-from pydantic_core import PydanticCustomError
+from pydantic import ValidationError
 
 from federation.mappings.document import (
     DEFAULT_MAX_GRANT_MINUTES,
-    DEFAULT_REGION,
-    DEFAULT_SESSION_MINUTES,
     AccountRoleRow,
     AccountRow,
     BusinessUnitRow,
@@ -23,161 +20,33 @@ from federation.mappings.document import (
     MappingRow,
     RoleRow,
     make_document,
+    row_faults,
 )
 from federation.mappings.errors import MappingError, MappingFileInvalid
-from federation.models import ACCOUNT_ID_RE, SLUG_RE, Account
+from federation.mappings.schema import (
+    AccountItem,
+    AccountRoleItem,
+    BusinessUnitItem,
+    ItemT,
+    MappingItem,
+    RoleItem,
+    describe,
+    schema_message,
+)
+from federation.models import Access, Account
 
 SECTIONS = ("business_units", "accounts", "roles", "account_roles", "mappings")
 REQUIRED_SECTIONS = ("business_units", "accounts", "roles", "mappings")
 
-# STS DurationSeconds bounds (models.MIN_SESSION / MAX_SESSION) in minutes.
-SESSION_MINUTES_RANGE = (15, 720)
-# Eligible access is time-bound by design: a day is the longest grant a row may allow.
-MAX_GRANT_MINUTES_RANGE = (15, 1440)
 # A bound on parser work for hostile or mistaken input; 10,000 rows are about 1.5 MB.
 MAX_DOCUMENT_CHARS = 32 * 1024 * 1024
 
-_ACCOUNT_ID = re.compile(ACCOUNT_ID_RE)
-_SLUG = re.compile(SLUG_RE)
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")
+# GroupMapping fields by the names a mapping file gives them.
+_ITEM_KEYS = {"max_grant": "max_grant_minutes"}
 _ROLE_ARN = re.compile(r"^arn:aws(-[a-z]+)*:iam::([0-9]{12}):role/[\w+=,.@/-]{1,512}$")
 
 
-# --- Schema (one item at a time, so one bad row does not hide the others' faults) ------------
-
-
-def _check_account_id(value: Any) -> Any:
-    if isinstance(value, int) and not isinstance(value, bool):
-        raise PydanticCustomError(
-            "account_id_type",
-            "account ids must be quoted strings of 12 digits: YAML read this one as the number "
-            "{number} (unquoted digits lose leading zeros or are read as octal); "
-            'write it in quotes, e.g. "123456789012"',
-            {"number": value},
-        )
-    if isinstance(value, str) and not _ACCOUNT_ID.match(value):
-        raise PydanticCustomError(
-            "account_id",
-            "account id must be exactly 12 digits (accounts are named by id, not alias), "
-            "got {value}",
-            {"value": repr(value)},
-        )
-    return value
-
-
-def _check_slug(value: str) -> str:
-    if not _SLUG.match(value):
-        raise PydanticCustomError(
-            "slug",
-            "{value} is not a valid name: use lowercase letters, digits and hyphens, starting "
-            "with a letter or digit, at most 63 characters",
-            {"value": repr(value)},
-        )
-    return value
-
-
-def _check_group(value: str) -> str:
-    if not value or len(value) > 256:
-        raise PydanticCustomError("group", "group names are 1 to 256 characters long")
-    if value != value.strip() or any(ord(ch) < 32 for ch in value):
-        raise PydanticCustomError(
-            "group",
-            "group name {value} has leading/trailing spaces or control characters",
-            {"value": repr(value)},
-        )
-    return value
-
-
-def _check_region(value: str) -> str:
-    if not _REGION.match(value):
-        raise PydanticCustomError(
-            "region", "{value} is not an AWS region name (e.g. eu-west-1)", {"value": repr(value)}
-        )
-    return value
-
-
-AccountId = Annotated[str, BeforeValidator(_check_account_id)]
-Slug = Annotated[str, AfterValidator(_check_slug)]
-GroupName = Annotated[str, AfterValidator(_check_group)]
-Region = Annotated[str, AfterValidator(_check_region)]
-EnvironmentName = Literal["dev", "test", "prod"]
-SessionMinutes = Annotated[int, Field(ge=SESSION_MINUTES_RANGE[0], le=SESSION_MINUTES_RANGE[1])]
-GrantMinutes = Annotated[int, Field(ge=MAX_GRANT_MINUTES_RANGE[0], le=MAX_GRANT_MINUTES_RANGE[1])]
-
-
-class _Item(BaseModel):
-    # strict: YAML's "yes", 60.0 or 111111111111 never silently become a str/int/bool.
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class _BusinessUnitItem(_Item):
-    slug: Slug
-    name: Annotated[str, Field(min_length=1, max_length=200)]
-    approver_groups: list[GroupName] = Field(default_factory=list)
-
-
-class _AccountItem(_Item):
-    id: AccountId
-    alias: Slug
-    business_unit: Slug
-    environment: EnvironmentName
-    approvals_required: Annotated[int, Field(ge=1, le=32767)] | None = None
-    approver_groups: list[GroupName] = Field(default_factory=list)
-    region: Region = DEFAULT_REGION
-
-
-class _RoleItem(_Item):
-    name: Slug
-    description: Annotated[str, Field(max_length=500)] = ""
-    privileged: bool = False
-    max_session_minutes: SessionMinutes = DEFAULT_SESSION_MINUTES
-
-
-class _AccountRoleItem(_Item):
-    account: AccountId
-    role: Slug
-    role_arn: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
-    max_session_minutes: SessionMinutes | None = None
-
-
-class _MappingItem(_Item):
-    group: GroupName
-    role: Slug
-    business_unit: Slug
-    access: Literal["standing", "eligible"]
-    environments: list[EnvironmentName] = Field(default_factory=list)
-    accounts: list[AccountId] = Field(default_factory=list)
-    max_grant_minutes: GrantMinutes | None = None
-    approver_groups: list[GroupName] = Field(default_factory=list)
-
-
-ItemT = TypeVar("ItemT", bound=_Item)
 Loc = tuple[str | int, ...]
-
-_TYPE_WORDS = {
-    "string_type": "a string",
-    "int_type": "a whole number",
-    "bool_type": "true or false",
-    "list_type": "a list",
-    "model_type": "a mapping of keys to values",
-    "dict_type": "a mapping of keys to values",
-}
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return f"the boolean {str(value).lower()}"
-    if isinstance(value, int | float):
-        return f"the number {value}"
-    if isinstance(value, str):
-        return f"the string {value!r}"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return f"a {type(value).__name__} ({value})"
 
 
 def _path(loc: Loc) -> str:
@@ -228,32 +97,8 @@ class _Checker:
             except ValidationError as exc:
                 for error in exc.errors(include_url=False):
                     loc = (section, index, *error["loc"])
-                    self.add(loc, _schema_message(error, model))
+                    self.add(loc, schema_message(error, model))
         return valid
-
-
-def _schema_message(error: Any, model: type[_Item]) -> str:
-    kind = error["type"]
-    loc = error["loc"]
-    if kind == "missing":
-        return f"missing key {loc[-1]!r}"
-    if kind == "extra_forbidden":
-        allowed = list(model.model_fields)
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        return f"unknown key {loc[-1]!r} ({hint}allowed: {', '.join(allowed)})"
-    if kind in _TYPE_WORDS:
-        message = f"expected {_TYPE_WORDS[kind]}, got {_describe(error['input'])}"
-        if kind == "string_type" and not isinstance(error["input"], list | dict | type(None)):
-            message += " (put it in quotes)"
-        return message
-    if kind == "literal_error":
-        return (
-            f"{error['msg'].replace('Input should be', 'must be')}, got {_describe(error['input'])}"
-        )
-    if kind in ("greater_than_equal", "less_than_equal", "string_too_long", "string_too_short"):
-        return f"{error['msg'].replace('Input should', 'must')}, got {_describe(error['input'])}"
-    return str(error["msg"])
 
 
 def _declared(raw: list[Any], key: str) -> set[str]:
@@ -281,7 +126,7 @@ def _validate(data: Any, root: yaml.Node | None) -> MappingDocument:
         check.add(
             (),
             f"the document must be a mapping with the sections {', '.join(SECTIONS)} "
-            f"(account_roles is optional); got {_describe(data)}",
+            f"(account_roles is optional); got {describe(data)}",
         )
         raise MappingFileInvalid(check.errors)
     for key in data:
@@ -298,15 +143,15 @@ def _validate(data: Any, root: yaml.Node | None) -> MappingDocument:
             check.add((), f"missing section {section!r} (write `{section}: []` for none)")
             value = []
         if not isinstance(value, list):
-            check.add((section,), f"section {section!r} must be a list, got {_describe(value)}")
+            check.add((section,), f"section {section!r} must be a list, got {describe(value)}")
             value = []
         raw[section] = value
 
-    bus = check.items("business_units", raw["business_units"], _BusinessUnitItem)
-    accounts = check.items("accounts", raw["accounts"], _AccountItem)
-    roles = check.items("roles", raw["roles"], _RoleItem)
-    account_roles = check.items("account_roles", raw["account_roles"], _AccountRoleItem)
-    mappings = check.items("mappings", raw["mappings"], _MappingItem)
+    bus = check.items("business_units", raw["business_units"], BusinessUnitItem)
+    accounts = check.items("accounts", raw["accounts"], AccountItem)
+    roles = check.items("roles", raw["roles"], RoleItem)
+    account_roles = check.items("account_roles", raw["account_roles"], AccountRoleItem)
+    mappings = check.items("mappings", raw["mappings"], MappingItem)
 
     known_bus = _declared(raw["business_units"], "slug")
     known_roles = _declared(raw["roles"], "name")
@@ -439,22 +284,9 @@ def _validate(data: Any, root: yaml.Node | None) -> MappingDocument:
                     f"account {account_id} is a {target.environment} account, outside this "
                     f"row's environments ({', '.join(item.environments)})",
                 )
-        if item.access == "standing":
-            if item.max_grant_minutes is not None:
-                check.add(
-                    (*loc, "max_grant_minutes"),
-                    "max_grant_minutes applies to eligible rows only "
-                    "(standing access never expires)",
-                )
-            if item.approver_groups:
-                check.add(
-                    (*loc, "approver_groups"),
-                    "approver_groups applies to eligible rows only "
-                    "(standing access is not approved)",
-                )
-            max_grant = None
-        else:
-            max_grant = timedelta(minutes=item.max_grant_minutes or DEFAULT_MAX_GRANT_MINUTES)
+        minutes = item.max_grant_minutes
+        if minutes is None and item.access == Access.ELIGIBLE.value:
+            minutes = DEFAULT_MAX_GRANT_MINUTES
         row = MappingRow(
             group=item.group,
             role=item.role,
@@ -463,9 +295,11 @@ def _validate(data: Any, root: yaml.Node | None) -> MappingDocument:
             # Sorted as GroupMapping.clean() wants, so equal scopes meet in the unique index.
             environments=tuple(sorted(set(item.environments))),
             accounts=tuple(sorted(set(item.accounts))),
-            max_grant=max_grant,
+            max_grant=None if minutes is None else timedelta(minutes=minutes),
             approver_groups=tuple(sorted(set(item.approver_groups))),
         )
+        for field, fault in row_faults(row).items():
+            check.add((*loc, _ITEM_KEYS.get(field, field)), fault)
         duplicate(
             loc,
             "mapping",

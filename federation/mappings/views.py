@@ -1,7 +1,7 @@
 """The mapping editor (SPEC §3.4 /mappings/): browse, propose changes as drafts, apply, roll back.
 
 Admins only. Every change becomes a draft showing its plan; nothing touches the tables until
-``mapping_drafts.apply_draft`` runs, which goes through the same apply path as a file import.
+``drafts.apply_draft`` runs, which goes through the same apply path as a file import.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from django.contrib import messages
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from federation.entitlements.scope import accounts_reached
@@ -27,6 +28,7 @@ from federation.mappings import (
 )
 from federation.mappings.drafts import (
     DraftRefused,
+    UploadRefused,
     apply_draft,
     close_draft,
     item_key,
@@ -34,11 +36,18 @@ from federation.mappings.drafts import (
     propose_change,
     propose_edit,
 )
+from federation.mappings.forms import (
+    AccountForm,
+    DecisionForm,
+    MappingRowForm,
+    RemoveForm,
+    UploadForm,
+    add_file_errors,
+)
 from federation.models import (
-    Access,
     Account,
     BusinessUnit,
-    Environment,
+    DraftKind,
     GroupMapping,
     LogicalRole,
     MappingDraft,
@@ -52,167 +61,9 @@ MAX_UPLOAD_BYTES = 8 * 1024 * 1024
 MAX_ROWS_SHOWN = 500
 
 
-def _names(value: str) -> list[str]:
-    return sorted({part.strip() for part in value.replace("\n", ",").split(",") if part.strip()})
-
-
-def _unit_choices() -> list[tuple[str, str]]:
-    return [
-        (slug, f"{slug} — {name}")
-        for slug, name in BusinessUnit.objects.values_list("slug", "name")
-    ]
-
-
-class ReasonField(forms.CharField):
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(
-            max_length=500,
-            label="Reason for this change",
-            help_text="Recorded in the audit log and the version history.",
-            **kwargs,
-        )
-
-
-class MappingRowForm(forms.Form):
-    group = forms.CharField(max_length=256, label="Directory group")
-    role = forms.ChoiceField(label="Logical role")
-    business_unit = forms.ChoiceField(label="Business unit")
-    environments = forms.MultipleChoiceField(
-        required=False,
-        choices=Environment.choices,
-        widget=forms.CheckboxSelectMultiple,
-        label="Only these environments (none = all)",
-    )
-    accounts = forms.CharField(
-        required=False, label="Only these account ids (comma-separated; empty = all)"
-    )
-    access = forms.ChoiceField(choices=Access.choices, label="Access")
-    max_grant_minutes = forms.IntegerField(
-        required=False, min_value=15, max_value=1440, label="Max grant (minutes, eligible only)"
-    )
-    approver_groups = forms.CharField(
-        required=False, label="Approver groups for this row (eligible only, comma-separated)"
-    )
-    reason = ReasonField()
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["role"].choices = [  # type: ignore[attr-defined]
-            (r, r) for r in LogicalRole.objects.values_list("name", flat=True)
-        ]
-        self.fields["business_unit"].choices = _unit_choices()  # type: ignore[attr-defined]
-
-    def item(self) -> dict[str, Any]:
-        data = self.cleaned_data
-        item: dict[str, Any] = {
-            "group": data["group"].strip(),
-            "role": data["role"],
-            "business_unit": data["business_unit"],
-            "access": data["access"],
-        }
-        if data["environments"]:
-            item["environments"] = sorted(data["environments"])
-        if accounts := _names(data["accounts"]):
-            item["accounts"] = accounts
-        if data["max_grant_minutes"] is not None:
-            item["max_grant_minutes"] = data["max_grant_minutes"]
-        if approvers := _names(data["approver_groups"]):
-            item["approver_groups"] = approvers
-        return item
-
-    @classmethod
-    def initial_from(cls, row: GroupMapping) -> dict[str, Any]:
-        return {
-            "group": row.group,
-            "role": row.role.name,
-            "business_unit": row.business_unit.slug,
-            "environments": row.environments,
-            "accounts": ", ".join(row.accounts),
-            "access": row.access,
-            "max_grant_minutes": int(row.max_grant.total_seconds() // 60)
-            if row.max_grant
-            else None,
-            "approver_groups": ", ".join(row.approver_groups),
-        }
-
-
-class AccountForm(forms.Form):
-    id = forms.CharField(max_length=12, label="AWS account id (12 digits)")
-    alias = forms.CharField(max_length=63, label="Alias")
-    business_unit = forms.ChoiceField(label="Business unit")
-    environment = forms.ChoiceField(choices=Environment.choices, label="Environment")
-    approvals_required = forms.IntegerField(
-        required=False,
-        min_value=1,
-        max_value=10,
-        label="Approvals required (empty = 2 for prod, 1 otherwise)",
-    )
-    approver_groups = forms.CharField(
-        required=False, label="Extra approver groups (comma-separated)"
-    )
-    region = forms.CharField(
-        required=False, max_length=32, label="Console region (empty = us-east-1)"
-    )
-    reason = ReasonField()
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["business_unit"].choices = _unit_choices()  # type: ignore[attr-defined]
-
-    def item(self) -> dict[str, Any]:
-        data = self.cleaned_data
-        item: dict[str, Any] = {
-            "id": data["id"].strip(),
-            "alias": data["alias"].strip(),
-            "business_unit": data["business_unit"],
-            "environment": data["environment"],
-        }
-        if data["approvals_required"] is not None:
-            item["approvals_required"] = data["approvals_required"]
-        if approvers := _names(data["approver_groups"]):
-            item["approver_groups"] = approvers
-        if data["region"].strip():
-            item["region"] = data["region"].strip()
-        return item
-
-    @classmethod
-    def initial_from(cls, account: Account) -> dict[str, Any]:
-        return {
-            "id": account.account_id,
-            "alias": account.alias,
-            "business_unit": account.business_unit.slug,
-            "environment": account.environment,
-            "approvals_required": account.approvals_required,
-            "approver_groups": ", ".join(account.approver_groups),
-            "region": account.region,
-        }
-
-
-class RemoveForm(forms.Form):
-    reason = ReasonField()
-
-
-class UploadForm(forms.Form):
-    file = forms.FileField(label="Mapping file (YAML)")
-    reason = ReasonField()
-
-
-class DecisionForm(forms.Form):
-    comment = forms.CharField(required=False, max_length=500, label="Comment")
-
-
 def _user(request: HttpRequest) -> User:
     assert isinstance(request.user, User)
     return request.user
-
-
-def _invalid(form: forms.Form, exc: MappingFileInvalid) -> None:
-    for error in exc.errors:
-        field = error.path.rsplit(".", 1)[-1] if error.path else ""
-        if field in form.fields:
-            form.add_error(field, error.message)
-        else:
-            form.add_error(None, str(error))
 
 
 @admin_only
@@ -292,12 +143,17 @@ def _draft_form(
         if form.is_valid():
             try:
                 draft = propose(form)
+            except MappingFileInvalid as refusal:
+                add_file_errors(form, refusal)
+                status = refusal.status
+            except (DraftRefused, VersionNotFound) as refusal:
+                # Shown in the form, which keeps what the admin typed.
+                form.add_error(None, refusal.message)
+                status = refusal.status
+            else:
                 return redirect("mapping-draft", draft_id=draft.pk)
-            except MappingFileInvalid as exc:
-                _invalid(form, exc)
-            except (DraftRefused, VersionNotFound) as exc:
-                form.add_error(None, str(exc))
-        status = 400
+        else:
+            status = 400
     return render(
         request, template, {"form": form, "title": title, **(context or {})}, status=status
     )
@@ -322,6 +178,7 @@ def _propose_form(
             new_item=item,
             summary=f"{title}: {item.get('group') or item.get('alias')}",
             reason=form.cleaned_data["reason"],
+            now=timezone.now(),
         )
 
     return _draft_form(
@@ -410,6 +267,7 @@ def row_remove(request: HttpRequest, section: str, key: str) -> HttpResponse:
             new_item=None,
             summary=f"Remove {label}",
             reason=form.cleaned_data["reason"],
+            now=timezone.now(),
         )
 
     return _draft_form(request, RemoveForm(request.POST or None), propose, title=f"Remove {label}")
@@ -421,22 +279,23 @@ def mapping_upload(request: HttpRequest) -> HttpResponse:
     def propose(form: forms.Form) -> MappingDraft:
         upload = form.cleaned_data["file"]
         if upload.size > MAX_UPLOAD_BYTES:
-            raise DraftRefused("The file is larger than 8 MiB.")
+            raise UploadRefused("The file is larger than 8 MiB.")
         try:
             text = upload.read().decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise DraftRefused("The file is not UTF-8 text.") from exc
+            raise UploadRefused("The file is not UTF-8 text.") from exc
         try:
             document = parse_document(text)
         except MappingFileInvalid as exc:
             # Faults name lines of the file, not form fields.
-            raise DraftRefused("; ".join(str(e) for e in exc.errors)) from exc
+            raise UploadRefused("; ".join(str(e) for e in exc.errors)) from exc
         return propose_change(
             document,
             actor=_user(request),
-            kind="upload",
+            kind=DraftKind.UPLOAD,
             summary=f"Upload {upload.name}",
             reason=form.cleaned_data["reason"],
+            now=timezone.now(),
         )
 
     form = UploadForm(request.POST or None, request.FILES or None)
@@ -480,21 +339,25 @@ def draft_detail(request: HttpRequest, draft_id: int) -> HttpResponse:
 def draft_decide(request: HttpRequest, draft_id: int, action: str) -> HttpResponse:
     form = DecisionForm(request.POST)
     comment = form.cleaned_data["comment"] if form.is_valid() else ""
+    now = timezone.now()
     try:
         if action == "apply":
-            outcome = apply_draft(draft_id, actor=_user(request), comment=comment)
+            outcome = apply_draft(draft_id, actor=_user(request), comment=comment, now=now)
             messages.success(
                 request, f"Applied as mapping version {outcome.draft.applied_version}."
             )
         elif action in ("reject", "discard"):
-            close_draft(draft_id, actor=_user(request), reject=action == "reject", comment=comment)
+            close_draft(
+                draft_id, actor=_user(request), reject=action == "reject", comment=comment, now=now
+            )
             messages.info(request, f"Draft #{draft_id} {action}ed.")
         else:
             raise Http404("Unknown action.")
     except MappingDraft.DoesNotExist as exc:
         raise Http404("No such draft.") from exc
-    except DraftRefused as exc:
-        messages.error(request, str(exc))
+    except DraftRefused as refusal:
+        # The draft page is where the outcome shows, refused or not.
+        messages.error(request, refusal.message)
     return redirect("mapping-draft", draft_id=draft_id)
 
 
@@ -516,9 +379,10 @@ def version_detail(request: HttpRequest, number: int) -> HttpResponse:
         return propose_change(
             get_version_document(number),
             actor=_user(request),
-            kind="rollback",
+            kind=DraftKind.ROLLBACK,
             summary=f"Roll back to version {number}",
             reason=form.cleaned_data["reason"],
+            now=timezone.now(),
         )
 
     current = MappingVersion.objects.order_by("-number").values_list("number", flat=True).first()

@@ -5,10 +5,13 @@ from federation.models.catalog import (
     Account,
     AccountRole,
     BusinessUnit,
+    DraftKind,
     GroupMapping,
     LogicalRole,
     MappingDraft,
     MappingVersion,
+    VersionSource,
+    group_mapping_faults,
 )
 from federation.models.identity import (
     IdentityProvider,
@@ -42,6 +45,7 @@ __all__ = [
     "AuditChainHead",
     "AuditEvent",
     "BusinessUnit",
+    "DraftKind",
     "EntitlementAccess",
     "Environment",
     "GroupMapping",
@@ -54,4 +58,6 @@ __all__ = [
     "SessionIssuance",
     "SignIn",
     "User",
+    "VersionSource",
+    "group_mapping_faults",
 ]

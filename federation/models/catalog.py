@@ -7,6 +7,7 @@ break them; cross-field rules that need Python live in ``clean()``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
@@ -164,36 +165,90 @@ class GroupMapping(models.Model):
         return f"{self.group} → {self.role_id} in {self.business_unit_id} ({self.access})"
 
     def clean(self) -> None:
-        errors: dict[str, str] = {}
-        bad_envs = [e for e in self.environments if e not in Environment.values]
-        if bad_envs:
-            errors["environments"] = f"unknown environment(s): {', '.join(map(str, bad_envs))}"
-        if self.environments != sorted(set(self.environments)):
-            errors["environments"] = "environments must be sorted and unique"
-        if self.accounts != sorted(set(self.accounts)):
-            errors["accounts"] = "accounts must be sorted and unique"
-        if self.access == Access.STANDING and self.approver_groups:
-            errors["approver_groups"] = "only eligible mappings carry approver groups"
-        if errors:
-            raise ValidationError(errors)
+        faults = group_mapping_faults(
+            access=self.access,
+            environments=self.environments,
+            accounts=self.accounts,
+            max_grant=self.max_grant,
+            approver_groups=self.approver_groups,
+        )
+        if faults:
+            raise ValidationError(faults)
+
+
+def group_mapping_faults(
+    *,
+    access: str,
+    environments: Sequence[str],
+    accounts: Sequence[str],
+    max_grant: timedelta | None,
+    approver_groups: Sequence[str],
+) -> dict[str, str]:
+    """The cross-field rules of one group mapping row, as {field: fault}; empty when valid.
+
+    The one home of these rules: ``GroupMapping.clean()``, the mapping file parser and the
+    editor's row form all call it. An eligible row without ``max_grant`` is left to the caller
+    (the file format fills in a default) and to the database constraint.
+    """
+    faults: dict[str, str] = {}
+    bad_envs = [e for e in environments if e not in Environment.values]
+    if bad_envs:
+        faults["environments"] = f"unknown environment(s): {', '.join(map(str, bad_envs))}"
+    elif list(environments) != sorted(set(environments)):
+        faults["environments"] = "environments must be sorted and unique"
+    if list(accounts) != sorted(set(accounts)):
+        faults["accounts"] = "accounts must be sorted and unique"
+    if access == Access.STANDING:
+        if max_grant is not None:
+            faults["max_grant"] = (
+                "a maximum grant applies to eligible rows only (standing access never expires)"
+            )
+        if approver_groups:
+            faults["approver_groups"] = (
+                "approver groups apply to eligible rows only (standing access is not approved)"
+            )
+    elif max_grant is not None and max_grant < MIN_SESSION:
+        faults["max_grant"] = "a grant lasts at least 15 minutes"
+    return faults
+
+
+class VersionSource(models.TextChoices):
+    """Which path applied a mapping version (module level so Meta's constraint can name it)."""
+
+    IMPORT = "import", "file import"
+    ROLLBACK = "rollback", "rollback"
+    SEED = "seed", "demo seed"
+    UI = "ui", "mapping editor"
 
 
 class MappingVersion(models.Model):
     """One applied state of the mapping tables: the whole document, so rollback is exact."""
 
+    Source = VersionSource
+
     number = models.PositiveIntegerField(unique=True)
     created_at = models.DateTimeField(default=timezone.now)
     actor = models.CharField(max_length=320)
-    source = models.CharField(max_length=32)  # import, rollback, ui, seed
+    source = models.CharField(max_length=32, choices=Source.choices)
     reason = models.CharField(max_length=500, blank=True)
     document = models.JSONField()
     plan = models.JSONField(default=dict)
 
     class Meta:
         ordering = ["-number"]
+        # No database check on source yet: tests/federation/test_entitlements.py and
+        # bench/entitlements.py still write versions with made-up sources.
 
     def __str__(self) -> str:
         return f"v{self.number}"
+
+
+class DraftKind(models.TextChoices):
+    """How a draft was made in the editor (module level so Meta's constraint can name it)."""
+
+    EDIT = "edit", "row edit"
+    UPLOAD = "upload", "file upload"
+    ROLLBACK = "rollback", "rollback"
 
 
 class MappingDraft(models.Model):
@@ -209,9 +264,11 @@ class MappingDraft(models.Model):
         DISCARDED = "discarded", "discarded"
         STALE = "stale", "stale"
 
+    Kind = DraftKind
+
     created_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
-    kind = models.CharField(max_length=16)  # edit, upload, rollback
+    kind = models.CharField(max_length=16, choices=DraftKind.choices)
     summary = models.CharField(max_length=300)
     reason = models.CharField(max_length=500)
     base_version = models.PositiveIntegerField()
@@ -235,6 +292,9 @@ class MappingDraft(models.Model):
                     state__in=["open", "applying", "applied", "rejected", "discarded", "stale"]
                 ),
                 name="mapping_draft_state_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=DraftKind.values), name="mapping_draft_kind_valid"
             ),
             models.CheckConstraint(condition=~Q(reason=""), name="mapping_draft_reason_required"),
             # No one approves their own sensitive change, whatever path writes the row.

@@ -9,10 +9,10 @@ from django.db.models import Q
 
 from federation.models.catalog import Account, LogicalRole
 from federation.models.identity import User
-from federation.models.vocabulary import (
-    MAX_SESSION,
-    MIN_SESSION,
-)
+from federation.models.vocabulary import MAX_SESSION, MIN_SESSION, EntitlementAccess
+
+# A session is handed out only for access usable now: a standing mapping or an active grant.
+ISSUED_ACCESS = (EntitlementAccess.STANDING, EntitlementAccess.GRANT)
 
 
 class SessionIssuance(models.Model):
@@ -46,7 +46,9 @@ class SessionIssuance(models.Model):
         "ApiToken", null=True, blank=True, on_delete=models.PROTECT, related_name="issuances"
     )
     kind = models.CharField(max_length=8, choices=Kind.choices)
-    access = models.CharField(max_length=8)  # standing or grant
+    access = models.CharField(
+        max_length=8, choices=[(access.value, access.label) for access in ISSUED_ACCESS]
+    )
     role_arn = models.CharField(max_length=2048)
     session_name = models.CharField(max_length=64)
     source_identity = models.CharField(max_length=64)
@@ -63,6 +65,10 @@ class SessionIssuance(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=Q(kind__in=["console", "cli"]), name="issuance_kind_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(access__in=[access.value for access in ISSUED_ACCESS]),
+                name="issuance_access_usable",
             ),
             models.CheckConstraint(
                 condition=Q(duration__gte=MIN_SESSION) & Q(duration__lte=MAX_SESSION),

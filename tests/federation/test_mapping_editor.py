@@ -2,30 +2,33 @@ from __future__ import annotations
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import IntegrityError, transaction
 from django.test import Client, override_settings
+from django.utils import timezone
 
 from federation.entitlements.resolve import find_entitlement
-from federation.mappings import apply_document, parse_document
-from federation.models import AuditEvent, GroupMapping, MappingDraft, MappingVersion, User
+from federation.mappings import apply_document, parse_document, plan_change
+from federation.mappings.drafts import (
+    ReasonRequired,
+    SelfApplyRefused,
+    apply_draft,
+    propose_change,
+)
+from federation.models import (
+    AuditEvent,
+    DraftKind,
+    GroupMapping,
+    MappingDraft,
+    MappingVersion,
+    User,
+)
+from federation.refusals import Refused
 from tests.factories import UserFactory
+from tests.mapping_samples import PB_CLOUD_ENG_DEV, mapping_yaml
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("_tables")]
 
-BASE = """
-business_units:
-  - {slug: pb, name: Personal Banking, approver_groups: [aws-pb-managers]}
-  - {slug: dw, name: Data Warehouse, approver_groups: [aws-dw-managers]}
-accounts:
-  - {id: "111111111111", alias: pb-dev, business_unit: pb, environment: dev}
-  - {id: "222222222222", alias: pb-prod, business_unit: pb, environment: prod}
-  - {id: "333333333333", alias: dw-dev, business_unit: dw, environment: dev}
-roles:
-  - {name: cloud-eng, max_session_minutes: 60}
-  - {name: admin, privileged: true, max_session_minutes: 60}
-mappings:
-  - {group: aws-pb-cloud-eng, role: cloud-eng, business_unit: pb, environments: [dev],
-     access: standing}
-"""
+BASE = mapping_yaml([PB_CLOUD_ENG_DEV])
 
 
 @pytest.fixture
@@ -52,6 +55,14 @@ NEW_ROW = {
     "business_unit": "dw",
     "access": "standing",
     "reason": "DW platform team onboarding",
+}
+
+PRIVILEGED_ROW = {
+    "group": "aws-pb-admin",
+    "role": "admin",
+    "business_unit": "pb",
+    "environments": ["prod"],
+    "access": "eligible",
 }
 
 
@@ -185,12 +196,14 @@ def test_remove_and_edit_rows_through_drafts() -> None:
 def test_upload_validates_like_the_file_import() -> None:
     client = admin_client("root@corp.example")
     bad = BASE.replace("environment: dev}", "environment: staging}", 1)
+    line = next(n for n, text in enumerate(bad.splitlines(), 1) if "staging" in text)
     response = client.post(
         "/mappings/upload/",
         {"file": SimpleUploadedFile("m.yaml", bad.encode()), "reason": "sync"},
     )
     assert response.status_code == 400
-    assert "line 6" in response.content.decode() and "staging" in response.content.decode()
+    assert f"line {line}," in response.content.decode()
+    assert "staging" in response.content.decode()
     good = BASE + "  - {group: g2, role: cloud-eng, business_unit: dw, access: standing}\n"
     response = client.post(
         "/mappings/upload/",
@@ -248,3 +261,51 @@ def test_account_filter_lists_only_rows_that_reach_the_account() -> None:
     assert not groups_shown("222222222222")  # pb-prod: outside the row's environments
     assert not groups_shown("333333333333")  # dw-dev: another business unit
     assert not groups_shown("999999999999")  # unknown account: nothing
+
+
+def test_draft_refusals_are_refused_with_stable_codes() -> None:
+    author = UserFactory(email="author@corp.example", directory_groups=["fed-admins"])
+    with override_settings(ADMIN_GROUPS=["fed-admins"]):
+        now = timezone.now()
+        document, _ = plan_change(lambda data: data["mappings"].append(dict(PRIVILEGED_ROW)))
+        draft = propose_change(
+            document, actor=author, kind=DraftKind.EDIT, summary="s", reason="r", now=now
+        )
+        with pytest.raises(SelfApplyRefused) as refused:
+            apply_draft(draft.pk, actor=author, now=now)
+        with pytest.raises(ReasonRequired) as no_reason:
+            propose_change(
+                document, actor=author, kind=DraftKind.EDIT, summary="s", reason=" ", now=now
+            )
+    assert isinstance(refused.value, Refused)
+    assert (refused.value.code, refused.value.status) == ("self_apply", 403)
+    assert (no_reason.value.code, no_reason.value.status) == ("reason_required", 400)
+    draft.refresh_from_db()
+    assert draft.state == "open"
+
+
+def test_the_database_refuses_a_draft_of_an_unknown_kind() -> None:
+    author = UserFactory(directory_groups=["fed-admins"])
+    with pytest.raises(IntegrityError, match="mapping_draft_kind_valid"), transaction.atomic():
+        MappingDraft.objects.create(
+            created_by=author,
+            kind="import",
+            summary="s",
+            reason="r",
+            base_version=1,
+            document={},
+            plan={},
+            needs_approval=False,
+        )
+
+
+def test_the_row_form_holds_the_row_rules_of_the_model() -> None:
+    client = admin_client("root@corp.example")
+    response = client.post(
+        "/mappings/rows/new/", {**NEW_ROW, "max_grant_minutes": 60, "approver_groups": "x"}
+    )
+    assert response.status_code == 400
+    errors = response.context["form"].errors
+    assert "eligible rows only" in errors["max_grant_minutes"][0]
+    assert "eligible rows only" in errors["approver_groups"][0]
+    assert MappingDraft.objects.count() == 0

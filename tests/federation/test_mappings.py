@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import timedelta
 from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, connections
 from django.utils import timezone
@@ -19,7 +21,6 @@ from federation.mappings import (
     AccessItem,
     MappingConflict,
     MappingFileInvalid,
-    Plan,
     RemovalRefused,
     VersionNotFound,
     apply_document,
@@ -30,32 +31,15 @@ from federation.mappings import (
     plan_document,
     rollback_to_version,
 )
+from federation.mappings.document import make_document
 from federation.models import Account, AuditEvent, BusinessUnit, GroupMapping, MappingVersion
 from tests.factories import AccessRequestFactory, GrantFactory, UserFactory
+from tests.mapping_samples import PB_ADMIN, PB_CLOUD_ENG_DEV, mapping_yaml
 
 pytestmark = pytest.mark.django_db
 
-# Line numbers below refer to this text: line 1 is "business_units:".
-SAMPLE = """\
-business_units:
-  - {slug: pb, name: Personal Banking, approver_groups: [aws-pb-managers]}
-  - {slug: dw, name: Data Warehouse, approver_groups: [aws-dw-managers]}
-accounts:
-  - {id: "111111111111", alias: pb-dev, business_unit: pb, environment: dev}
-  - {id: "222222222222", alias: pb-prod, business_unit: pb, environment: prod}
-  - {id: "333333333333", alias: dw-dev, business_unit: dw, environment: dev}
-roles:
-  - {name: cloud-eng, max_session_minutes: 60}
-  - {name: admin, privileged: true, max_session_minutes: 60}
-mappings:
-  - {group: aws-pb-cloud-eng, role: cloud-eng, business_unit: pb, access: standing}
-  - ADMIN_ROW
-  - {group: aws-dw-cloud-eng, role: cloud-eng, business_unit: dw, access: standing}
-""".replace(
-    "ADMIN_ROW",
-    "{group: aws-pb-admin, role: admin, business_unit: pb, environments: [prod], "
-    "access: eligible, max_grant_minutes: 240}",
-)
+# Line numbers below refer to this text: line 1 is "business_units:", the mappings are lines 12-14.
+SAMPLE = mapping_yaml()
 
 
 def replace_line(text: str, number: int, new: str) -> str:
@@ -382,20 +366,8 @@ def test_stored_documents_are_validated_with_paths() -> None:
 
 # --- Plan -----------------------------------------------------------------------------------
 
-CHANGED = replace_line(
-    replace_line(
-        SAMPLE,
-        12,
-        "  - {group: aws-pb-cloud-eng, role: cloud-eng, business_unit: pb, environments: [dev],"
-        " access: standing}",
-    ),
-    13,
-    "  - {group: aws-pb-admin, role: admin, business_unit: pb, environments: [dev, prod],"
-    " access: eligible, max_grant_minutes: 240}",
-)
-CHANGED = CHANGED.replace(
-    "  - {group: aws-dw-cloud-eng, role: cloud-eng, business_unit: dw, access: standing}\n", ""
-)
+# pb cloud engineers narrowed to dev, pb admins widened to dev, dw cloud engineers removed.
+CHANGED = mapping_yaml([PB_CLOUD_ENG_DEV, PB_ADMIN.replace("[prod]", "[dev, prod]")])
 
 
 def test_plan_names_groups_and_users_gaining_and_losing() -> None:
@@ -753,12 +725,14 @@ def test_rollback_dry_run_changes_nothing() -> None:
     apply_text(CHANGED)
     before = export_document()
     output = StringIO()
+    events = AuditEvent.objects.count()
     call_command("rollback_mappings", "1", "--dry-run", stdout=output)
     assert "+ mapping aws-dw-cloud-eng -> cloud-eng in dw" in output.getvalue()
+    assert "Dry run: nothing applied." in output.getvalue()
+    assert output.getvalue().startswith("Plan against mapping version 2:")
     assert export_document() == before
     assert MappingVersion.objects.count() == 2
-    result = rollback_to_version(1, actor="x", dry_run=True)
-    assert isinstance(result.plan, Plan) and result.version is None
+    assert AuditEvent.objects.count() == events
 
 
 def test_rollback_to_an_unknown_version_is_refused() -> None:
@@ -775,4 +749,41 @@ def test_rollback_to_the_current_version_is_a_no_op() -> None:
     output = StringIO()
     call_command("rollback_mappings", "1", stdout=output)
     assert "No changes" in output.getvalue()
+    assert MappingVersion.objects.count() == 1
+
+
+def test_a_version_from_an_unknown_source_is_invalid() -> None:
+    with pytest.raises(ValidationError) as raised:
+        MappingVersion(
+            number=1, actor="x", source="manual", document={"mappings": []}, plan={"rows": []}
+        ).full_clean()
+    assert set(raised.value.message_dict) == {"source"}
+
+
+def test_group_mapping_clean_holds_the_row_rules() -> None:
+    row = GroupMapping(
+        group="g",
+        environments=["prod", "dev"],
+        accounts=[],
+        access="standing",
+        max_grant=timedelta(hours=1),
+        approver_groups=["x"],
+    )
+    with pytest.raises(ValidationError) as raised:
+        row.clean()
+    assert set(raised.value.message_dict) == {"environments", "max_grant", "approver_groups"}
+
+
+def test_apply_checks_the_row_rules_of_a_document_built_in_code() -> None:
+    apply_text(SAMPLE)
+    before = export_document()
+    parsed = parse_document(SAMPLE)
+    bad = replace(parsed.mappings[0], approver_groups=("aws-pb-managers",))
+    assert bad.access == "standing"
+    document = make_document(
+        parsed.business_units, parsed.accounts, parsed.roles, (), (bad, *parsed.mappings[1:])
+    )
+    with pytest.raises(MappingFileInvalid, match="approver groups apply to eligible rows only"):
+        apply_document(document, actor="x", source="import")
+    assert export_document() == before
     assert MappingVersion.objects.count() == 1

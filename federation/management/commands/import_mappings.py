@@ -21,6 +21,7 @@ from federation.mappings import (
     parse_document,
     plan_document,
 )
+from federation.models import MappingVersion
 
 
 def read_text(path: str) -> str:
@@ -43,12 +44,12 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             document = parse_document(read_text(options["file"]))
-        except MappingFileInvalid as exc:
-            raise CommandError(f"{options['file']}: {exc}") from exc
+        except MappingFileInvalid as refusal:
+            raise CommandError(f"{options['file']}: {refusal.message}") from refusal
         plan = plan_document(document)
         self.stdout.write(plan.render_text())
         if plan.blockers:
-            raise CommandError(str(RemovalRefused(plan.blockers)))
+            raise CommandError(RemovalRefused(plan.blockers).message)
         if options["dry_run"]:
             self.stdout.write("Dry run: nothing applied.")
             return
@@ -56,10 +57,10 @@ class Command(BaseCommand):
             result = apply_document(
                 document,
                 actor=cli_actor(),
-                source="import",
+                source=MappingVersion.Source.IMPORT,
                 reason=options["reason"],
                 base_version=plan.base_version,
             )
-        except (MappingConflict, RemovalRefused) as exc:
-            raise CommandError(str(exc)) from exc
+        except (MappingConflict, RemovalRefused) as refusal:
+            raise CommandError(refusal.message) from refusal
         self.stdout.write(result.message)

@@ -12,12 +12,12 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from federation.audit.chain import cli_actor
 from federation.mappings import (
-    MappingConflict,
-    MappingFileInvalid,
     RemovalRefused,
-    VersionNotFound,
+    get_version_document,
+    plan_document,
     rollback_to_version,
 )
+from federation.refusals import Refused
 
 
 class Command(BaseCommand):
@@ -31,7 +31,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         number = options["version"]
         try:
-            plan = rollback_to_version(number, actor=cli_actor(), dry_run=True).plan
+            plan = plan_document(get_version_document(number))
             self.stdout.write(plan.render_text())
             if plan.blockers:
                 raise RemovalRefused(plan.blockers)
@@ -44,6 +44,6 @@ class Command(BaseCommand):
                 reason=options["reason"],
                 base_version=plan.base_version,
             )
-        except (VersionNotFound, MappingConflict, RemovalRefused, MappingFileInvalid) as exc:
-            raise CommandError(str(exc)) from exc
+        except Refused as refusal:
+            raise CommandError(refusal.message) from refusal
         self.stdout.write(result.message)

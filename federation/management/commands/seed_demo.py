@@ -10,22 +10,19 @@ installation's mapping tables.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.utils import timezone
 
 from federation.audit.chain import cli_actor, record_event
-from federation.mappings import (
-    MappingConflict,
-    MappingFileInvalid,
-    RemovalRefused,
-    apply_document,
-    parse_document,
-)
-from federation.models import IdentityProvider, User
+from federation.mappings import apply_document, parse_document
+from federation.models import IdentityProvider, MappingVersion, User
+from federation.refusals import Refused
 
 DEMO_MAPPINGS = Path(__file__).resolve().parents[2] / "demo" / "mappings.yaml"
 DEMO_IDP = {
@@ -72,15 +69,19 @@ class Command(BaseCommand):
                 "with DEMO_MODE=1 (or DEBUG=1)."
             )
         actor = cli_actor()
+        now = timezone.now()
         # Users first, so the mapping plan shows what each demo user gains.
-        identities = seed_identities(actor)
+        identities = seed_identities(actor, now=now)
         try:
             document = parse_document(DEMO_MAPPINGS.read_text(encoding="utf-8"))
             result = apply_document(
-                document, actor=actor, source="seed", reason="demo data set (seed_demo)"
+                document,
+                actor=actor,
+                source=MappingVersion.Source.SEED,
+                reason="demo data set (seed_demo)",
             )
-        except (MappingFileInvalid, MappingConflict, RemovalRefused) as exc:
-            raise CommandError(str(exc)) from exc
+        except Refused as refusal:
+            raise CommandError(refusal.message) from refusal
         if result.changed:
             self.stdout.write(result.plan.render_text())
         for line in identities:
@@ -88,7 +89,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Mappings: {result.message}")
 
 
-def seed_identities(actor: str) -> list[str]:
+def seed_identities(actor: str, *, now: datetime) -> list[str]:
     """Create or refresh the demo IdP and users; returns what was done, one line each."""
     done: list[str] = []
     with transaction.atomic(durable=True):
@@ -121,5 +122,5 @@ def seed_identities(actor: str) -> list[str]:
                 state = "unchanged"
             done.append(f"User {demo.email} ({', '.join(demo.groups)}): {state}")
         if any(line.endswith((": created", ": updated")) for line in done):
-            record_event("demo.seed", actor=actor, data={"changes": done})
+            record_event("demo.seed", actor=actor, data={"changes": done}, now=now)
     return done
