@@ -28,7 +28,6 @@ from cryptography.x509.oid import NameOID
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.db import transaction
-from django.utils import timezone
 from lxml import etree
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
@@ -37,6 +36,7 @@ from xmlsec import constants
 from federation.audit.chain import record_event
 from federation.idp.saml import acs_url, sp_entity_id
 from federation.models import IdentityProvider, User
+from federation.refusals import Refused
 
 DEMO_IDP_SLUG = "demo"
 DEMO_IDP_ENTITY_ID = "urn:fedaccess:demo-idp"
@@ -91,10 +91,9 @@ def sso_url() -> str:
     return f"{settings.BASE_URL}/demo-idp/sso/"
 
 
-def configure_demo_idp(*, actor: str, now: dt.datetime | None = None) -> IdentityProvider:
+def configure_demo_idp(*, actor: str, now: dt.datetime) -> IdentityProvider:
     """Point the ``demo`` IdentityProvider at this IdP (its sign-in URL and certificate)."""
     require_demo_mode()
-    now = now or timezone.now()
     _, cert_pem = load_or_create_keys()
     with transaction.atomic(durable=True):
         idp, created = IdentityProvider.objects.select_for_update().get_or_create(
@@ -123,8 +122,12 @@ def configure_demo_idp(*, actor: str, now: dt.datetime | None = None) -> Identit
     return idp
 
 
-class DemoRequestRefused(Exception):
+class DemoRequestRefused(Refused):
     """The AuthnRequest the demo IdP was given is not one it will answer."""
+
+    code = "demo_idp.request_refused"
+    status = 400
+    title = "Demo sign-in refused"
 
 
 @dataclass(frozen=True)
@@ -171,13 +174,13 @@ def list_demo_users() -> list[User]:
     return list(User.objects.filter(idp=demo_idp()).order_by("email"))
 
 
-def sign_response(user: User, request: DemoAuthnRequest, *, now: dt.datetime | None = None) -> str:
+def sign_response(user: User, request: DemoAuthnRequest, *, now: dt.datetime) -> str:
     """A signed SAML response (base64) asserting ``user`` to our ACS, answering ``request``."""
     require_demo_mode()
     idp = demo_idp()
     if user.idp_id != idp.pk or not user.subject:
         raise DemoRequestRefused("only demo users can sign in through the demo IdP")
-    now = (now or timezone.now()).astimezone(dt.UTC).replace(microsecond=0)
+    now = now.astimezone(dt.UTC).replace(microsecond=0)
 
     def stamp(moment: dt.datetime) -> str:
         return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

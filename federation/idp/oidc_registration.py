@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,14 +19,19 @@ from django.db import transaction
 from federation.audit.chain import record_event
 from federation.idp.client_secrets import ENV_KEY, SEALED_KEY, seal_client_secret
 from federation.idp.oidc import ASYMMETRIC_ALGORITHMS, HTTP_TIMEOUT_SECONDS, callback_url
-from federation.models import IdentityProvider
+from federation.models import IdentityProvider, User
+from federation.refusals import Refused
 
 DEFAULT_SCOPES = ("openid", "email", "profile")
 MAX_DISCOVERY_BYTES = 512 * 1024
 
 
-class RegistrationRefused(Exception):
+class RegistrationRefused(Refused):
     """The provider cannot be registered as asked; the message names the fault."""
+
+    code = "idp.registration_refused"
+    status = 400
+    title = "Registration refused"
 
 
 @dataclass(frozen=True)
@@ -89,7 +95,8 @@ def register_oidc_idp(
     scopes: str | None = None,
     id_token_algorithm: str | None = None,
     display_name: str = "",
-    actor: str,
+    actor: User | str,
+    now: datetime,
 ) -> Registration:
     """Discover the provider and store (or update) the IdP ``slug`` with its client.
 
@@ -151,6 +158,7 @@ def register_oidc_idp(
             "idp.registered" if created else "idp.updated",
             actor=actor,
             target=f"idp:{slug}",
+            now=now,
             data={
                 "idp": slug,
                 "protocol": "oidc",

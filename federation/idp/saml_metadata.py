@@ -18,7 +18,6 @@ from typing import Any
 import requests
 from cryptography import x509
 from django.db import transaction
-from django.utils import timezone
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
@@ -26,14 +25,19 @@ from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 from federation.audit.chain import record_event
 from federation.idp.saml import BINDING_REDIRECT, MD, NS_DS
 from federation.models import IdentityProvider, User
+from federation.refusals import Refused
 
 MAX_METADATA_BYTES = 2 * 1024 * 1024
 FETCH_TIMEOUT_SECONDS = 10
 DEPRECATED = frozenset(C.DEPRECATED_ALGORITHMS)
 
 
-class MetadataRefused(Exception):
+class MetadataRefused(Refused):
     """IdP metadata that cannot be used; the message names the fault for an administrator."""
+
+    code = "idp.metadata_refused"
+    status = 400
+    title = "Registration refused"
 
 
 @dataclass(frozen=True)
@@ -49,11 +53,8 @@ def _pem(cert_b64: str) -> str:
     return OneLogin_Saml2_Utils.format_cert(cert_b64)  # type: ignore[no-any-return]
 
 
-def parse_idp_metadata(
-    document: bytes, *, signing_cert: str = "", now: datetime | None = None
-) -> IdpMetadata:
+def parse_idp_metadata(document: bytes, *, signing_cert: str = "", now: datetime) -> IdpMetadata:
     """Parse and check one IdP's metadata. Raises ``MetadataRefused`` naming the fault."""
-    now = now or timezone.now()
     if not document.strip():
         raise MetadataRefused("the metadata document is empty")
     if len(document) > MAX_METADATA_BYTES:
@@ -176,10 +177,8 @@ def fetch_metadata(url: str) -> bytes:
     return bytes(body)
 
 
-def _apply(idp: IdentityProvider, meta: IdpMetadata, now: datetime) -> None:
-    idp.entity_id = meta.entity_id
-    idp.config = {
-        **(idp.config or {}),
+def _metadata_config(meta: IdpMetadata, now: datetime) -> dict[str, Any]:
+    return {
         "sso_url": meta.sso_url,
         "slo_url": meta.slo_url,
         "signing_certs": list(meta.signing_certs),
@@ -201,11 +200,10 @@ def register_saml_idp(
     display_name: str = "",
     want_messages_signed: bool = False,
     actor: User | str,
-    now: datetime | None = None,
+    now: datetime,
 ) -> IdentityProvider:
-    """Create or update a SAML IdP from its metadata, audited as ``actor``. Raises
-    ``MetadataRefused``."""
-    now = now or timezone.now()
+    """Create or update a SAML IdP from its metadata, audited as ``actor``
+    (``idp.saml_registered``). Raises ``MetadataRefused``."""
     meta = parse_idp_metadata(document, signing_cert=metadata_signing_cert, now=now)
     with transaction.atomic(durable=True):
         idp = IdentityProvider.objects.select_for_update().filter(slug=slug).first()
@@ -214,7 +212,8 @@ def register_saml_idp(
             idp = IdentityProvider(slug=slug, protocol=IdentityProvider.Protocol.SAML)
         elif idp.protocol != IdentityProvider.Protocol.SAML:
             raise MetadataRefused(f"identity provider {slug!r} exists and is not a SAML one")
-        _apply(idp, meta, now)
+        idp.entity_id = meta.entity_id
+        idp.config = {**(idp.config or {}), **_metadata_config(meta, now)}
         idp.display_name = display_name or idp.display_name
         idp.groups_attribute = groups_attribute
         idp.email_attribute = email_attribute
@@ -251,13 +250,12 @@ def _fingerprint(cert_b64: str) -> str:
     return hashlib.sha256(base64.b64decode(cert_b64)).hexdigest()
 
 
-def refresh_idp_metadata(idp: IdentityProvider, *, now: datetime | None = None) -> bool:
+def refresh_idp_metadata(idp: IdentityProvider, *, now: datetime) -> bool:
     """Fetch the IdP's metadata URL again. Returns True when the configuration changed.
 
     A failed fetch, an unusable document or a changed entity id keeps the last good
     configuration and is audited as ``idp.saml_metadata_refresh_failed``.
     """
-    now = now or timezone.now()
     url = str((idp.config or {}).get("metadata_url", ""))
     if not url:
         return False
@@ -282,7 +280,8 @@ def refresh_idp_metadata(idp: IdentityProvider, *, now: datetime | None = None) 
         if (locked.config or {}).get("metadata_sha256") == meta.sha256:
             return False
         before = list((locked.config or {}).get("signing_certs", []))
-        _apply(locked, meta, now)
+        locked.entity_id = meta.entity_id
+        locked.config = {**(locked.config or {}), **_metadata_config(meta, now)}
         locked.save(update_fields=["entity_id", "config"])
         record_event(
             "idp.saml_metadata_refreshed",
@@ -301,7 +300,7 @@ def refresh_idp_metadata(idp: IdentityProvider, *, now: datetime | None = None) 
     return True
 
 
-def refresh_all_metadata(*, now: datetime | None = None) -> int:
+def refresh_all_metadata(*, now: datetime) -> int:
     """Refresh every enabled SAML IdP that has a metadata URL; returns how many changed."""
     changed = 0
     for idp in IdentityProvider.objects.filter(

@@ -1,12 +1,18 @@
-"""Routes of the SAML service provider (SPEC §3.4), mounted under /saml/."""
+"""Routes of the sign-in front door (SPEC §3.4), one namespace ``idp`` for both protocols."""
 
 from django.urls import path
 
-from federation.idp import saml_views
+from federation.idp import views
+
+app_name = "idp"
 
 urlpatterns = [
-    path("<slug:slug>/login/", saml_views.login, name="saml-login"),
-    path("<slug:slug>/acs/", saml_views.acs, name="saml-acs"),
-    path("<slug:slug>/metadata/", saml_views.metadata, name="saml-metadata"),
-    path("<slug:slug>/sls/", saml_views.single_logout_return, name="saml-sls"),
+    path("login/", views.login_chooser, name="login"),
+    path("logout/", views.logout_view, name="logout"),
+    path("saml/<slug:slug>/login/", views.saml_login, name="saml-login"),
+    path("saml/<slug:slug>/acs/", views.saml_acs, name="saml-acs"),
+    path("saml/<slug:slug>/metadata/", views.saml_metadata, name="saml-metadata"),
+    path("saml/<slug:slug>/sls/", views.saml_single_logout_return, name="saml-sls"),
+    path("oidc/<slug:slug>/login/", views.oidc_login, name="oidc-login"),
+    path("oidc/<slug:slug>/callback/", views.oidc_callback, name="oidc-callback"),
 ]

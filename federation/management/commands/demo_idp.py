@@ -6,6 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from federation.audit.chain import cli_actor
 from federation.demo.idp import configure_demo_idp, key_dir
@@ -20,7 +21,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.DEMO_MODE:
             raise CommandError("the development IdP exists only in demo mode: set DEMO_MODE=1")
-        idp = configure_demo_idp(actor=cli_actor())
+        idp = configure_demo_idp(actor=cli_actor(), now=timezone.now())
         self.stdout.write(
             f"demo IdP ready: sign in at {settings.BASE_URL}/saml/{idp.slug}/login/ "
             f"(key in {key_dir()})"
