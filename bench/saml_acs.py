@@ -6,8 +6,8 @@ one per AuthnRequest, since each can be used once. Prints p50/p99 in millisecond
 
 * baseline: ``OneLogin_Saml2_Response(settings, b64).is_valid(request_data, request_id)`` in
   strict mode with stock python3-saml 1.16 (settings built once; it compiles its XSD per call),
-* is_valid with the compiled-schema cache: the same call once ``federation.idp.saml`` has
-  replaced python3-saml's per-call XSD compile with a compiled-once schema,
+* is_valid with the compiled-schema cache: the same call once ``federation.idp.saml_schemas``
+  has replaced python3-saml's per-call XSD compile with a compiled-once schema,
 * validate: ``federation.idp.saml_response.validate_response``: every check the product makes
   (python3-saml strict with the compiled-schema cache, transform allow-list, audience,
   destination, recipient, InResponseTo, the AuthnRequest lookup), no writes,
@@ -89,7 +89,7 @@ def main() -> None:
     from django.utils import timezone
     from onelogin.saml2.response import OneLogin_Saml2_Response
 
-    from federation.idp import saml, saml_response
+    from federation.idp import saml, saml_response, saml_schemas
     from federation.models import User
     from tests.saml_idp import b64, make_flow
 
@@ -122,9 +122,9 @@ def main() -> None:
                 request_data, request_id=seen.request_id, raise_exceptions=True
             )
 
-        saml.use_compiled_schemas(False)
+        saml_schemas.uninstall()
         baseline = timed(durable, bare)
-        saml.use_compiled_schemas(True)
+        assert saml_schemas.install(), "unknown python3-saml version: see the log"
         cached = timed(durable, bare)
 
         def validate(item: tuple) -> None:  # type: ignore[type-arg]

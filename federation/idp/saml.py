@@ -1,8 +1,8 @@
 """SAML 2.0 service provider: per-IdP settings, AuthnRequests out, SP metadata, single logout.
 
 python3-saml (strict) does the XML and signature work. Responses are validated in
-``saml_response.py``; the IdP registry (metadata in) is ``saml_metadata.py``. Nothing here
-decides about access.
+``saml_response.py``; the compiled-schema cache python3-saml uses is ``saml_schemas.py``; the IdP
+registry (metadata in) is ``saml_metadata.py``. Nothing here decides about access.
 """
 
 from __future__ import annotations
@@ -13,19 +13,15 @@ import secrets
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-import onelogin.saml2
 from django.conf import settings
-from lxml import etree
 from onelogin.saml2.authn_request import OneLogin_Saml2_Authn_Request
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 from onelogin.saml2.errors import OneLogin_Saml2_Error
 from onelogin.saml2.logout_request import OneLogin_Saml2_Logout_Request
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
-from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
 from federation.idp.identity import SignInRefused, safe_next
 from federation.models import IdentityProvider, SamlAuthnRequest, User
@@ -162,40 +158,6 @@ def saml_settings(idp: IdentityProvider) -> OneLogin_Saml2_Settings:
                 _settings_cache.clear()
             _settings_cache[key] = cached
     return cached
-
-
-# python3-saml 1.16 re-reads and recompiles its protocol XSD (with its imports) on every
-# strict is_valid, ~1.5 ms. Same contract, compiled once per thread (lxml validators are not
-# shared between threads).
-_schemas = threading.local()
-_stock_validate_xml = OneLogin_Saml2_XML.validate_xml
-
-
-def _validate_xml_cached(xml: Any, schema: str, debug: bool = False) -> Any:
-    try:
-        xml = OneLogin_Saml2_XML.to_etree(xml)
-    except Exception:
-        return "unloaded_xml"
-    compiled_by_name: dict[str, etree.XMLSchema] = _schemas.__dict__.setdefault("by_name", {})
-    compiled = compiled_by_name.get(schema)
-    if compiled is None:
-        schema_file = Path(onelogin.saml2.__file__).parent / "schemas" / schema
-        with open(schema_file, "rb") as f_schema:
-            compiled = etree.XMLSchema(etree.parse(f_schema))
-        compiled_by_name[schema] = compiled
-    if not compiled.validate(xml):
-        return "invalid_xml"
-    return xml
-
-
-def use_compiled_schemas(enabled: bool = True) -> None:
-    """Install (default) or remove the compiled-schema cache in python3-saml."""
-    OneLogin_Saml2_XML.validate_xml = staticmethod(
-        _validate_xml_cached if enabled else _stock_validate_xml
-    )
-
-
-use_compiled_schemas()
 
 
 # --------------------------------------------------------------------------- SP-initiated login
