@@ -23,21 +23,19 @@ from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
 from federation.audit.chain import record_event
+from federation.idp.registry import IdpFields, RegistrationRefused, save_idp
 from federation.idp.saml import BINDING_REDIRECT, MD, NS_DS
 from federation.models import IdentityProvider, User
-from federation.refusals import Refused
 
 MAX_METADATA_BYTES = 2 * 1024 * 1024
 FETCH_TIMEOUT_SECONDS = 10
 DEPRECATED = frozenset(C.DEPRECATED_ALGORITHMS)
 
 
-class MetadataRefused(Refused):
+class MetadataRefused(RegistrationRefused):
     """IdP metadata that cannot be used; the message names the fault for an administrator."""
 
     code = "idp.metadata_refused"
-    status = 400
-    title = "Registration refused"
 
 
 @dataclass(frozen=True)
@@ -203,46 +201,38 @@ def register_saml_idp(
     now: datetime,
 ) -> IdentityProvider:
     """Create or update a SAML IdP from its metadata, audited as ``actor``
-    (``idp.saml_registered``). Raises ``MetadataRefused``."""
+    (``idp.saml_registered``). Raises ``MetadataRefused`` or ``RegistrationRefused``."""
     meta = parse_idp_metadata(document, signing_cert=metadata_signing_cert, now=now)
-    with transaction.atomic(durable=True):
-        idp = IdentityProvider.objects.select_for_update().filter(slug=slug).first()
-        created = idp is None
-        if idp is None:
-            idp = IdentityProvider(slug=slug, protocol=IdentityProvider.Protocol.SAML)
-        elif idp.protocol != IdentityProvider.Protocol.SAML:
-            raise MetadataRefused(f"identity provider {slug!r} exists and is not a SAML one")
-        idp.entity_id = meta.entity_id
-        idp.config = {**(idp.config or {}), **_metadata_config(meta, now)}
-        idp.display_name = display_name or idp.display_name
-        idp.groups_attribute = groups_attribute
-        idp.email_attribute = email_attribute
-        idp.manager_attribute = manager_attribute
-        idp.config.update(
-            {
-                "metadata_url": metadata_url,
-                "metadata_signing_cert": metadata_signing_cert,
-                "subject_attribute": subject_attribute,
-                "want_messages_signed": want_messages_signed,
-            }
-        )
-        idp.full_clean(exclude=["config"])
-        idp.save()
-        record_event(
-            "idp.saml_registered",
-            actor=actor,
-            target=f"idp:{slug}",
-            now=now,
-            data={
-                "idp": slug,
-                "created": created,
-                "entity_id": meta.entity_id,
-                "sso_url": meta.sso_url,
-                "signing_cert_sha256": [_fingerprint(c) for c in meta.signing_certs],
-                "metadata_url": metadata_url,
-                "metadata_sha256": meta.sha256,
-            },
-        )
+    settings = {
+        **_metadata_config(meta, now),
+        "metadata_url": metadata_url,
+        "metadata_signing_cert": metadata_signing_cert,
+        "subject_attribute": subject_attribute,
+        "want_messages_signed": want_messages_signed,
+    }
+    idp, _ = save_idp(
+        slug,
+        IdentityProvider.Protocol.SAML,
+        IdpFields(
+            entity_id=meta.entity_id,
+            # Keys other registrations or operators added stay (the demo IdP's, for one).
+            config=lambda stored: {**stored, **settings},
+            groups_attribute=groups_attribute,
+            email_attribute=email_attribute,
+            manager_attribute=manager_attribute,
+            display_name=display_name,
+        ),
+        event_type=lambda _created: "idp.saml_registered",
+        audit_data={
+            "entity_id": meta.entity_id,
+            "sso_url": meta.sso_url,
+            "signing_cert_sha256": [_fingerprint(c) for c in meta.signing_certs],
+            "metadata_url": metadata_url,
+            "metadata_sha256": meta.sha256,
+        },
+        actor=actor,
+        now=now,
+    )
     return idp
 
 
