@@ -14,6 +14,10 @@ class FederationConfig(AppConfig):
         from django.contrib.auth.signals import user_logged_in
 
         import federation.celery  # noqa: F401
+        from federation.idp import saml_schemas
+
+        # Once per process, here rather than at import: it replaces a python3-saml method.
+        saml_schemas.install()
 
         # complete_sign_in() sets last_login in the same save as the person's groups; Django's
         # receiver would write it again in a second UPDATE on every sign-in. last_login thus

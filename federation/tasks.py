@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.utils import timezone
 
-from federation.idp import saml, saml_metadata
+from federation.idp import saml_metadata, saml_response
 
 
 @shared_task(name="federation.refresh_saml_metadata")  # type: ignore[untyped-decorator]
 def refresh_saml_metadata() -> int:
     """Refresh every SAML IdP registered from a metadata URL (keeps the last good on failure)."""
-    return saml_metadata.refresh_all_metadata()
+    return saml_metadata.refresh_all_metadata(now=timezone.now())
 
 
 @shared_task(name="federation.purge_saml_replay_cache")  # type: ignore[untyped-decorator]
 def purge_saml_replay_cache() -> int:
-    return saml.purge_expired()
+    return saml_response.purge_expired(now=timezone.now())

@@ -8,15 +8,12 @@ from federation import views
 urlpatterns: list[URLPattern | URLResolver] = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
-    path("login/", views.login_chooser, name="login"),
-    path("logout/", views.logout_view, name="logout"),
+    path("", include("federation.idp.urls")),
     path("", include("federation.entitlements.urls")),
     path("", include("federation.mappings.urls")),
     path("", include("federation.audit.urls")),
     path("", include("federation.issuance.urls")),
     path("", include("access_requests.urls")),
-    path("oidc/", include("federation.idp.oidc_urls")),
-    path("saml/", include("federation.idp.saml_urls")),
 ]
 # The development IdP signs responses for anyone who asks: it exists only in demo mode.
 if settings.DEMO_MODE:

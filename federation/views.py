@@ -1,41 +1,19 @@
-"""Sign-in chooser, logout, health endpoints and the CSRF failure page (SPEC §3.4)."""
+"""Health endpoints and the CSRF failure page (SPEC §3.4); sign-in and logout are in idp/."""
 
 from __future__ import annotations
 
 import logging
 
 from django.conf import settings
-from django.contrib.auth import logout
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
 
 from federation.audit.chain import record_event, request_ip
-from federation.idp.saml import logout_url as saml_logout_url
-from federation.models import IdentityProvider, User
+from federation.models import User
 
 logger = logging.getLogger(__name__)
-
-
-@require_GET
-def login_chooser(request: HttpRequest) -> HttpResponse:
-    idps = IdentityProvider.objects.filter(enabled=True).order_by("slug")
-    return render(request, "federation/login.html", {"idps": idps})
-
-
-@require_http_methods(["GET", "POST"])
-def logout_view(request: HttpRequest) -> HttpResponse:
-    if request.method == "GET":
-        return render(request, "federation/logout.html")
-    user = request.user
-    # SAML single logout, where the IdP offers it: a link, not a redirect, because the CSP's
-    # form-action 'self' would block a form POST that redirects to the IdP.
-    idp_logout_url = saml_logout_url(user) if isinstance(user, User) else ""
-    logout(request)  # flushes the session
-    if idp_logout_url:
-        return render(request, "federation/saml_logged_out.html", {"url": idp_logout_url})
-    return redirect("login")
 
 
 @require_GET

@@ -245,6 +245,7 @@ def inflate_request(saml_request: str) -> bytes:
 import pytest  # noqa: E402
 from django.http import HttpResponse  # noqa: E402
 from django.test import Client  # noqa: E402
+from django.utils import timezone  # noqa: E402
 
 from federation.idp import saml_metadata  # noqa: E402
 from federation.idp.saml import sp_metadata  # noqa: E402
@@ -304,15 +305,23 @@ def make_flow(slug: str, tmp_path: Path, client: Client, *, entity_id: str = "")
         cert_pem=cert_pem,
         sso_url=f"https://{slug}.idp.test/sso",
     )
+    idp = register_signer(slug, signer, manager_attribute="manager")
+    return SamlFlow(idp=idp, signer=signer, client=client)
+
+
+def register_signer(slug: str, signer: PysamlIdp, **options: Any) -> IdentityProvider:
+    """The one way tests register a SAML IdP: the product's registry reads the pysaml2 IdP's
+    metadata, and the IdP learns our SP metadata in return."""
     idp = saml_metadata.register_saml_idp(
         slug,
         document=signer.metadata_xml(),
         email_attribute=EMAIL_OID,
-        manager_attribute="manager",
         actor="test-setup",
+        now=timezone.now(),
+        **options,
     )
     signer.trust_sp(sp_metadata(idp))
-    return SamlFlow(idp=idp, signer=signer, client=client)
+    return idp
 
 
 @pytest.fixture

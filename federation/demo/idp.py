@@ -26,20 +26,21 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured, PermissionDenied
-from django.db import transaction
-from django.utils import timezone
+from django.core.exceptions import PermissionDenied
 from lxml import etree
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 from xmlsec import constants
 
-from federation.audit.chain import record_event
+from federation.idp.registry import IdpFields, save_idp
 from federation.idp.saml import acs_url, sp_entity_id
 from federation.models import IdentityProvider, User
+from federation.refusals import Refused
 
 DEMO_IDP_SLUG = "demo"
 DEMO_IDP_ENTITY_ID = "urn:fedaccess:demo-idp"
+# As seed_demo names it, so whichever runs first the row reads the same.
+DEMO_IDP_DISPLAY_NAME = "Demo IdP (development only)"
 SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
 SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
 PERSISTENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
@@ -56,7 +57,7 @@ def key_dir() -> Path:
     return Path(configured) if configured else Path(settings.BASE_DIR) / "var" / "demo-idp"
 
 
-def load_or_create_keys() -> tuple[bytes, bytes]:
+def load_or_create_keys(*, now: dt.datetime) -> tuple[bytes, bytes]:
     """The demo IdP's RSA key and self-signed certificate (PEM), generated on first use."""
     require_demo_mode()
     directory = key_dir()
@@ -66,7 +67,6 @@ def load_or_create_keys() -> tuple[bytes, bytes]:
     directory.mkdir(parents=True, exist_ok=True)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fedaccess demo IdP")])
-    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -91,40 +91,33 @@ def sso_url() -> str:
     return f"{settings.BASE_URL}/demo-idp/sso/"
 
 
-def configure_demo_idp(*, actor: str, now: dt.datetime | None = None) -> IdentityProvider:
+def configure_demo_idp(*, actor: str, now: dt.datetime) -> IdentityProvider:
     """Point the ``demo`` IdentityProvider at this IdP (its sign-in URL and certificate)."""
     require_demo_mode()
-    now = now or timezone.now()
-    _, cert_pem = load_or_create_keys()
-    with transaction.atomic(durable=True):
-        idp, created = IdentityProvider.objects.select_for_update().get_or_create(
-            slug=DEMO_IDP_SLUG,
-            defaults={
-                "protocol": IdentityProvider.Protocol.SAML,
-                "entity_id": DEMO_IDP_ENTITY_ID,
-                "display_name": "Demo IdP",
-            },
-        )
-        if idp.protocol != IdentityProvider.Protocol.SAML:
-            raise ImproperlyConfigured("the 'demo' identity provider exists and is not SAML")
-        idp.config = {
-            **(idp.config or {}),
-            "sso_url": sso_url(),
-            "signing_certs": [OneLogin_Saml2_Utils.format_cert(cert_pem.decode(), heads=False)],
-        }
-        idp.save()
-        record_event(
-            "idp.demo_configured",
-            actor=actor,
-            target=f"idp:{idp.slug}",
-            now=now,
-            data={"idp": idp.slug, "created": created, "sso_url": sso_url()},
-        )
+    _, cert_pem = load_or_create_keys(now=now)
+    signing_cert = OneLogin_Saml2_Utils.format_cert(cert_pem.decode(), heads=False)
+    idp, _ = save_idp(
+        DEMO_IDP_SLUG,
+        IdentityProvider.Protocol.SAML,
+        IdpFields(
+            entity_id=DEMO_IDP_ENTITY_ID,
+            config=lambda stored: {**stored, "sso_url": sso_url(), "signing_certs": [signing_cert]},
+            display_name=DEMO_IDP_DISPLAY_NAME,
+        ),
+        event_type=lambda _created: "idp.demo_configured",
+        audit_data={"sso_url": sso_url()},
+        actor=actor,
+        now=now,
+    )
     return idp
 
 
-class DemoRequestRefused(Exception):
+class DemoRequestRefused(Refused):
     """The AuthnRequest the demo IdP was given is not one it will answer."""
+
+    code = "demo_idp.request_refused"
+    status = 400
+    title = "Demo sign-in refused"
 
 
 @dataclass(frozen=True)
@@ -171,13 +164,13 @@ def list_demo_users() -> list[User]:
     return list(User.objects.filter(idp=demo_idp()).order_by("email"))
 
 
-def sign_response(user: User, request: DemoAuthnRequest, *, now: dt.datetime | None = None) -> str:
+def sign_response(user: User, request: DemoAuthnRequest, *, now: dt.datetime) -> str:
     """A signed SAML response (base64) asserting ``user`` to our ACS, answering ``request``."""
     require_demo_mode()
     idp = demo_idp()
     if user.idp_id != idp.pk or not user.subject:
         raise DemoRequestRefused("only demo users can sign in through the demo IdP")
-    now = (now or timezone.now()).astimezone(dt.UTC).replace(microsecond=0)
+    now = now.astimezone(dt.UTC).replace(microsecond=0)
 
     def stamp(moment: dt.datetime) -> str:
         return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -246,12 +239,12 @@ def sign_response(user: User, request: DemoAuthnRequest, *, now: dt.datetime | N
         )
         for item in items:
             etree.SubElement(attribute, f"{{{SAML}}}AttributeValue").text = item
-    _sign(assertion)
+    _sign(assertion, now=now)
     return base64.b64encode(etree.tostring(response)).decode()
 
 
-def _sign(element: etree._Element) -> None:
-    key_pem, cert_pem = load_or_create_keys()
+def _sign(element: etree._Element, *, now: dt.datetime) -> None:
+    key_pem, cert_pem = load_or_create_keys(now=now)
     signature = xmlsec.template.create(
         element, constants.TransformExclC14N, constants.TransformRsaSha256, ns="ds"
     )

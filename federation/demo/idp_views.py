@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from federation.demo import demo_only
@@ -38,10 +39,13 @@ def sso(request: HttpRequest) -> HttpResponse:
         )
         if user is None:
             raise dev_idp.DemoRequestRefused("pick one of the demo users")
-        saml_response = dev_idp.sign_response(user, authn)
+        saml_response = dev_idp.sign_response(user, authn, now=timezone.now())
     except dev_idp.DemoRequestRefused as refusal:
         return render(
-            request, "federation/demo_idp_login.html", {"error": str(refusal)}, status=400
+            request,
+            "federation/demo_idp_login.html",
+            {"error": refusal.message},
+            status=refusal.status,
         )
     return render(
         request,

@@ -18,12 +18,17 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 
+from federation.refusals import Refused
+
 SEALED_KEY = "client_secret_sealed"
 ENV_KEY = "client_secret_env"
 
 
-class ClientSecretUnavailable(Exception):
+class ClientSecretUnavailable(Refused):
     """The configured secret cannot be opened (key changed) or its variable is unset."""
+
+    code = "oidc.client_secret_unavailable"
+    status = 503
 
 
 def _fernet() -> Fernet:

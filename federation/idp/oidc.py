@@ -23,9 +23,9 @@ import base64
 import hashlib
 import json
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -34,11 +34,10 @@ from authlib.integrations.django_client import DjangoIntegration, DjangoOAuth2Ap
 from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest
-from django.utils.http import url_has_allowed_host_and_scheme
 from joserfc import errors as jose_errors
 
 from federation.idp.client_secrets import ClientSecretUnavailable, resolve_client_secret
-from federation.idp.signin import SignInRefused, VerifiedIdentity, groups_from
+from federation.idp.identity import SignInRefused, VerifiedIdentity, groups_from, safe_next
 from federation.models import IdentityProvider
 
 # Asymmetric JWS algorithms only: a symmetric one would be keyed with the client secret (or, in
@@ -111,29 +110,15 @@ def callback_url(idp: IdentityProvider) -> str:
     return f"{settings.BASE_URL}/oidc/{idp.slug}/callback/"
 
 
-def get_oidc_idp(slug: str) -> IdentityProvider:
-    idp = IdentityProvider.objects.filter(
-        slug=slug, protocol=IdentityProvider.Protocol.OIDC, enabled=True
-    ).first()
-    if idp is None:
-        raise SignInRefused(
-            "oidc.unknown_idp", "There is no OpenID Connect sign-in with this name.", status=404
-        )
-    return idp
-
-
-def safe_next_url(request: HttpRequest, candidate: str | None) -> str:
-    """A same-site path to return to after sign-in; anything else becomes the portal."""
-    if candidate and url_has_allowed_host_and_scheme(
-        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return candidate
-    return "/"
-
-
-def begin_sign_in(request: HttpRequest, idp: IdentityProvider, *, next_url: str) -> str:
+def begin_sign_in(
+    request: HttpRequest, idp: IdentityProvider, *, next_url: str, now: datetime
+) -> str:
     """Remember a fresh state, nonce and PKCE verifier in the session; return the URL of the
-    provider's authorization endpoint to send the browser to."""
+    provider's authorization endpoint to send the browser to.
+
+    ``idp`` comes from ``identity.load_idp`` (known, enabled, OIDC); ``next_url`` is kept only
+    if ``identity.safe_next`` accepts it. Raises ``SignInRefused`` when it is misconfigured.
+    """
     config = OidcConfig.of(idp)
     client = _client(idp, config, client_secret=None)
     redirect_uri = callback_url(idp)
@@ -141,14 +126,14 @@ def begin_sign_in(request: HttpRequest, idp: IdentityProvider, *, next_url: str)
     client.save_authorize_data(
         request,
         redirect_uri=redirect_uri,
-        next_url=next_url,
-        started_at=int(time.time()),
+        next_url=safe_next(next_url),
+        started_at=int(now.timestamp()),
         **request_data,
     )
     return str(request_data["url"])
 
 
-def finish_sign_in(request: HttpRequest, idp: IdentityProvider) -> OidcSignIn:
+def finish_sign_in(request: HttpRequest, idp: IdentityProvider, *, now: datetime) -> OidcSignIn:
     """Validate the authorization response on the callback and the tokens it leads to.
 
     The state is consumed first, whatever happens next, so every response is single-use. Raises
@@ -160,37 +145,39 @@ def finish_sign_in(request: HttpRequest, idp: IdentityProvider) -> OidcSignIn:
     state = params.get("state")
     if not state:
         raise SignInRefused(
-            "oidc.state_missing",
             "The sign-in response carries no state, so it cannot be matched to a sign-in you "
             "started. Start again from the sign-in page.",
+            code="oidc.state_missing",
             status=400,
         )
     started = integration.get_state_data(request.session, state)
     integration.clear_state_data(request.session, state)
     if not started:
         raise SignInRefused(
-            "oidc.state_mismatch",
             "This sign-in response does not belong to a sign-in started in this browser with "
             "this identity provider. Start again from the sign-in page.",
+            code="oidc.state_mismatch",
             status=400,
         )
-    if int(time.time()) - int(started.get("started_at", 0)) > STATE_LIFETIME_SECONDS:
+    if int(now.timestamp()) - int(started.get("started_at", 0)) > STATE_LIFETIME_SECONDS:
         raise SignInRefused(
-            "oidc.state_expired", "This sign-in took too long. Start again.", status=400
+            "This sign-in took too long. Start again.", code="oidc.state_expired", status=400
         )
     _check_response_issuer(params.get("iss"), config)
     error = params.get("error")
     if error:
         raise SignInRefused(
-            "oidc.provider_error",
             "The identity provider did not sign you in.",
+            code="oidc.provider_error",
             status=403,
             detail={"error": _printable(error)},
         )
     code = params.get("code")
     if not code:
         raise SignInRefused(
-            "oidc.code_missing", "The sign-in response carries no authorization code.", status=400
+            "The sign-in response carries no authorization code.",
+            code="oidc.code_missing",
+            status=400,
         )
 
     try:
@@ -201,7 +188,7 @@ def finish_sign_in(request: HttpRequest, idp: IdentityProvider) -> OidcSignIn:
     token = _redeem_code(client, code, started)
     claims = _validate_id_token(client, token, config, nonce=str(started["nonce"]))
     identity = _identity(idp, client, token, claims)
-    next_url = safe_next_url(request, str(started.get("next_url") or "/"))
+    next_url = safe_next(str(started.get("next_url") or "/"))
     return OidcSignIn(identity=identity, next_url=next_url)
 
 
@@ -269,14 +256,14 @@ def _check_response_issuer(iss: str | None, config: OidcConfig) -> None:
     # value means the response came from (or was routed through) another authorization server.
     if iss is None and config.iss_parameter_supported:
         raise SignInRefused(
-            "oidc.iss_missing",
             "The sign-in response does not say which identity provider issued it.",
+            code="oidc.iss_missing",
             status=400,
         )
     if iss is not None and iss != config.issuer:
         raise SignInRefused(
-            "oidc.iss_mismatch",
             "The sign-in response was issued by another identity provider than the one you chose.",
+            code="oidc.iss_mismatch",
             status=400,
             detail={"response_iss": _printable(iss, 200)},
         )
@@ -292,9 +279,9 @@ def _redeem_code(client: _ProviderClient, code: str, started: Mapping[str, Any])
     except OAuthError as exc:
         # invalid_grant: a code used twice, expired, or issued for another client or verifier.
         raise SignInRefused(
-            "oidc.code_rejected",
             "The identity provider refused to redeem this sign-in (it may have been used "
             "already). Start again from the sign-in page.",
+            code="oidc.code_rejected",
             status=400,
             detail={"error": _printable(str(getattr(exc, "error", "") or "oauth_error"))},
         ) from None
@@ -302,8 +289,8 @@ def _redeem_code(client: _ProviderClient, code: str, started: Mapping[str, Any])
         raise _unreachable() from None
     if not isinstance(token, dict) or not token.get("id_token"):
         raise SignInRefused(
-            "oidc.id_token_missing",
             "The identity provider returned no ID token.",
+            code="oidc.id_token_missing",
             status=400,
         )
     return token
@@ -381,28 +368,28 @@ def _identity(
     if groups_claim not in profile and groups_claim in (profile.get("_claim_names") or {}):
         # Entra ID's groups overage: too many groups for the token, given by reference only.
         raise SignInRefused(
-            "oidc.groups_overage",
             "Your identity provider sent a reference instead of your groups (too many groups). "
             "Ask an administrator to limit the groups released to this application.",
+            code="oidc.groups_overage",
             status=403,
         )
     email = profile.get(email_claim)
     if not isinstance(email, str) or "@" not in email:
         raise SignInRefused(
-            "oidc.email_missing",
             f"The identity provider did not release your email address (claim {email_claim}).",
+            code="oidc.email_missing",
             status=403,
         )
     if profile.get("email_verified") is False and email_claim == "email":
         raise SignInRefused(
-            "oidc.email_unverified",
             "The identity provider says your email address is not verified.",
+            code="oidc.email_unverified",
             status=403,
         )
     raw_groups = profile.get(groups_claim)
     if raw_groups is not None and not isinstance(raw_groups, list | str):
         raise SignInRefused(
-            "oidc.groups_invalid", f"The {groups_claim} claim is not a list.", status=400
+            f"The {groups_claim} claim is not a list.", code="oidc.groups_invalid", status=400
         )
     return VerifiedIdentity(
         idp=idp,
@@ -424,37 +411,37 @@ def _userinfo(
         info = dict(client.userinfo(token=dict(token)))
     except (requests.RequestException, ValueError, OAuthError):
         raise SignInRefused(
-            "oidc.userinfo_failed",
             "The identity provider's user information could not be read.",
+            code="oidc.userinfo_failed",
             status=502,
         ) from None
     # OIDC Core §5.3.2: userinfo for another subject must not be mixed into this person.
     if info.get("sub") != subject:
         raise SignInRefused(
-            "oidc.userinfo_subject_mismatch",
             "The identity provider's user information is about someone else.",
+            code="oidc.userinfo_subject_mismatch",
             status=400,
         )
     return info
 
 
 def _refuse_token(reason: str, message: str, **detail: Any) -> SignInRefused:
-    return SignInRefused(reason, message, status=400, detail=detail)
+    return SignInRefused(message, code=reason, status=400, detail=detail)
 
 
 def _unreachable() -> SignInRefused:
     return SignInRefused(
-        "oidc.provider_unreachable",
         "The identity provider could not be reached or answered something unreadable. "
         "Try again in a moment.",
+        code="oidc.provider_unreachable",
         status=502,
     )
 
 
 def _misconfigured(idp: IdentityProvider, problem: str) -> SignInRefused:
     return SignInRefused(
-        "oidc.misconfigured",
         "Sign-in with this identity provider is not configured correctly. Tell an administrator.",
+        code="oidc.misconfigured",
         status=503,
         detail={"problem": problem},
     )

@@ -9,23 +9,21 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from django.db import transaction
 
-from federation.audit.chain import record_event
 from federation.idp.client_secrets import ENV_KEY, SEALED_KEY, seal_client_secret
 from federation.idp.oidc import ASYMMETRIC_ALGORITHMS, HTTP_TIMEOUT_SECONDS, callback_url
-from federation.models import IdentityProvider
+from federation.idp.registry import IdpFields, RegistrationRefused, save_idp
+from federation.models import IdentityProvider, User
+
+__all__ = ["Registration", "RegistrationRefused", "discover", "register_oidc_idp"]
 
 DEFAULT_SCOPES = ("openid", "email", "profile")
 MAX_DISCOVERY_BYTES = 512 * 1024
-
-
-class RegistrationRefused(Exception):
-    """The provider cannot be registered as asked; the message names the fault."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +87,8 @@ def register_oidc_idp(
     scopes: str | None = None,
     id_token_algorithm: str | None = None,
     display_name: str = "",
-    actor: str,
+    actor: User | str,
+    now: datetime,
 ) -> Registration:
     """Discover the provider and store (or update) the IdP ``slug`` with its client.
 
@@ -132,35 +131,31 @@ def register_oidc_idp(
     else:
         config[ENV_KEY] = client_secret_env
 
-    with transaction.atomic(durable=True):
-        idp = IdentityProvider.objects.select_for_update().filter(slug=slug).first()
-        created = idp is None
-        if idp is None:
-            idp = IdentityProvider(slug=slug, protocol=IdentityProvider.Protocol.OIDC)
-        elif idp.protocol != IdentityProvider.Protocol.OIDC:
-            raise RegistrationRefused(f"{slug!r} is already a {idp.protocol} identity provider")
-        idp.entity_id = issuer
-        idp.display_name = display_name or idp.display_name
-        idp.groups_attribute = groups_claim
-        idp.email_attribute = email_claim
-        idp.config = config
-        idp.full_clean()
-        idp.save()
-        public = {k: v for k, v in config.items() if k not in (SEALED_KEY, ENV_KEY)}
-        record_event(
-            "idp.registered" if created else "idp.updated",
-            actor=actor,
-            target=f"idp:{slug}",
-            data={
-                "idp": slug,
-                "protocol": "oidc",
-                "issuer": issuer,
-                "groups_claim": groups_claim,
-                "email_claim": email_claim,
-                "secret_from": "environment" if client_secret_env else "sealed",
-                **public,
-            },
-        )
+    public = {k: v for k, v in config.items() if k not in (SEALED_KEY, ENV_KEY)}
+    idp, created = save_idp(
+        slug,
+        IdentityProvider.Protocol.OIDC,
+        # The whole configuration is replaced: a secret switched from sealed to environment
+        # (or back) must not leave the other one behind.
+        IdpFields(
+            entity_id=issuer,
+            config=lambda _stored: config,
+            groups_attribute=groups_claim,
+            email_attribute=email_claim,
+            display_name=display_name,
+        ),
+        event_type=lambda created: "idp.registered" if created else "idp.updated",
+        audit_data={
+            "protocol": "oidc",
+            "issuer": issuer,
+            "groups_claim": groups_claim,
+            "email_claim": email_claim,
+            "secret_from": "environment" if client_secret_env else "sealed",
+            **public,
+        },
+        actor=actor,
+        now=now,
+    )
     return Registration(idp=idp, created=created, redirect_uri=callback_url(idp))
 
 

@@ -18,12 +18,12 @@ from typing import Any
 import requests
 from cryptography import x509
 from django.db import transaction
-from django.utils import timezone
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
 from federation.audit.chain import record_event
+from federation.idp.registry import IdpFields, RegistrationRefused, save_idp
 from federation.idp.saml import BINDING_REDIRECT, MD, NS_DS
 from federation.models import IdentityProvider, User
 
@@ -32,8 +32,10 @@ FETCH_TIMEOUT_SECONDS = 10
 DEPRECATED = frozenset(C.DEPRECATED_ALGORITHMS)
 
 
-class MetadataRefused(Exception):
+class MetadataRefused(RegistrationRefused):
     """IdP metadata that cannot be used; the message names the fault for an administrator."""
+
+    code = "idp.metadata_refused"
 
 
 @dataclass(frozen=True)
@@ -49,11 +51,8 @@ def _pem(cert_b64: str) -> str:
     return OneLogin_Saml2_Utils.format_cert(cert_b64)  # type: ignore[no-any-return]
 
 
-def parse_idp_metadata(
-    document: bytes, *, signing_cert: str = "", now: datetime | None = None
-) -> IdpMetadata:
+def parse_idp_metadata(document: bytes, *, signing_cert: str = "", now: datetime) -> IdpMetadata:
     """Parse and check one IdP's metadata. Raises ``MetadataRefused`` naming the fault."""
-    now = now or timezone.now()
     if not document.strip():
         raise MetadataRefused("the metadata document is empty")
     if len(document) > MAX_METADATA_BYTES:
@@ -176,10 +175,8 @@ def fetch_metadata(url: str) -> bytes:
     return bytes(body)
 
 
-def _apply(idp: IdentityProvider, meta: IdpMetadata, now: datetime) -> None:
-    idp.entity_id = meta.entity_id
-    idp.config = {
-        **(idp.config or {}),
+def _metadata_config(meta: IdpMetadata, now: datetime) -> dict[str, Any]:
+    return {
         "sso_url": meta.sso_url,
         "slo_url": meta.slo_url,
         "signing_certs": list(meta.signing_certs),
@@ -201,49 +198,41 @@ def register_saml_idp(
     display_name: str = "",
     want_messages_signed: bool = False,
     actor: User | str,
-    now: datetime | None = None,
+    now: datetime,
 ) -> IdentityProvider:
-    """Create or update a SAML IdP from its metadata, audited as ``actor``. Raises
-    ``MetadataRefused``."""
-    now = now or timezone.now()
+    """Create or update a SAML IdP from its metadata, audited as ``actor``
+    (``idp.saml_registered``). Raises ``MetadataRefused`` or ``RegistrationRefused``."""
     meta = parse_idp_metadata(document, signing_cert=metadata_signing_cert, now=now)
-    with transaction.atomic(durable=True):
-        idp = IdentityProvider.objects.select_for_update().filter(slug=slug).first()
-        created = idp is None
-        if idp is None:
-            idp = IdentityProvider(slug=slug, protocol=IdentityProvider.Protocol.SAML)
-        elif idp.protocol != IdentityProvider.Protocol.SAML:
-            raise MetadataRefused(f"identity provider {slug!r} exists and is not a SAML one")
-        _apply(idp, meta, now)
-        idp.display_name = display_name or idp.display_name
-        idp.groups_attribute = groups_attribute
-        idp.email_attribute = email_attribute
-        idp.manager_attribute = manager_attribute
-        idp.config.update(
-            {
-                "metadata_url": metadata_url,
-                "metadata_signing_cert": metadata_signing_cert,
-                "subject_attribute": subject_attribute,
-                "want_messages_signed": want_messages_signed,
-            }
-        )
-        idp.full_clean(exclude=["config"])
-        idp.save()
-        record_event(
-            "idp.saml_registered",
-            actor=actor,
-            target=f"idp:{slug}",
-            now=now,
-            data={
-                "idp": slug,
-                "created": created,
-                "entity_id": meta.entity_id,
-                "sso_url": meta.sso_url,
-                "signing_cert_sha256": [_fingerprint(c) for c in meta.signing_certs],
-                "metadata_url": metadata_url,
-                "metadata_sha256": meta.sha256,
-            },
-        )
+    settings = {
+        **_metadata_config(meta, now),
+        "metadata_url": metadata_url,
+        "metadata_signing_cert": metadata_signing_cert,
+        "subject_attribute": subject_attribute,
+        "want_messages_signed": want_messages_signed,
+    }
+    idp, _ = save_idp(
+        slug,
+        IdentityProvider.Protocol.SAML,
+        IdpFields(
+            entity_id=meta.entity_id,
+            # Keys other registrations or operators added stay (the demo IdP's, for one).
+            config=lambda stored: {**stored, **settings},
+            groups_attribute=groups_attribute,
+            email_attribute=email_attribute,
+            manager_attribute=manager_attribute,
+            display_name=display_name,
+        ),
+        event_type=lambda _created: "idp.saml_registered",
+        audit_data={
+            "entity_id": meta.entity_id,
+            "sso_url": meta.sso_url,
+            "signing_cert_sha256": [_fingerprint(c) for c in meta.signing_certs],
+            "metadata_url": metadata_url,
+            "metadata_sha256": meta.sha256,
+        },
+        actor=actor,
+        now=now,
+    )
     return idp
 
 
@@ -251,13 +240,12 @@ def _fingerprint(cert_b64: str) -> str:
     return hashlib.sha256(base64.b64decode(cert_b64)).hexdigest()
 
 
-def refresh_idp_metadata(idp: IdentityProvider, *, now: datetime | None = None) -> bool:
+def refresh_idp_metadata(idp: IdentityProvider, *, now: datetime) -> bool:
     """Fetch the IdP's metadata URL again. Returns True when the configuration changed.
 
     A failed fetch, an unusable document or a changed entity id keeps the last good
     configuration and is audited as ``idp.saml_metadata_refresh_failed``.
     """
-    now = now or timezone.now()
     url = str((idp.config or {}).get("metadata_url", ""))
     if not url:
         return False
@@ -282,7 +270,8 @@ def refresh_idp_metadata(idp: IdentityProvider, *, now: datetime | None = None) 
         if (locked.config or {}).get("metadata_sha256") == meta.sha256:
             return False
         before = list((locked.config or {}).get("signing_certs", []))
-        _apply(locked, meta, now)
+        locked.entity_id = meta.entity_id
+        locked.config = {**(locked.config or {}), **_metadata_config(meta, now)}
         locked.save(update_fields=["entity_id", "config"])
         record_event(
             "idp.saml_metadata_refreshed",
@@ -301,7 +290,7 @@ def refresh_idp_metadata(idp: IdentityProvider, *, now: datetime | None = None) 
     return True
 
 
-def refresh_all_metadata(*, now: datetime | None = None) -> int:
+def refresh_all_metadata(*, now: datetime) -> int:
     """Refresh every enabled SAML IdP that has a metadata URL; returns how many changed."""
     changed = 0
     for idp in IdentityProvider.objects.filter(

@@ -1,59 +1,27 @@
-"""What every sign-in protocol shares: turning a verified identity into a session, and refusing.
+"""Completing a sign-in, and refusing one: the last step of every protocol.
 
-Protocol adapters (``federation/idp/saml.py``, ``federation/idp/oidc.py``) validate a response
-and hand back a ``VerifiedIdentity`` or raise ``SignInRefused``; the views then call
+Protocol adapters (``saml_response.py``, ``oidc.py``) validate a response and hand back a
+``VerifiedIdentity`` or raise ``SignInRefused`` (both in ``identity.py``); the views then call
 ``complete_sign_in`` or ``refusal_response``. Nothing here parses protocol messages.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from django.contrib.auth import login
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.utils import timezone
+from django.urls import reverse
 
-from federation.audit.chain import record_event, request_ip
+from federation.audit.chain import record_event, record_refusal, request_ip
+from federation.idp.identity import SignInRefused, VerifiedIdentity
 from federation.models import IdentityProvider, SignIn, User
+from federation.refusals import refusal_page
 
 AUTH_BACKEND = "django.contrib.auth.backends.ModelBackend"
-
-
-class SignInRefused(Exception):
-    """A sign-in was refused. ``reason`` is a stable code for the audit log; ``message`` is what
-    the person sees. Neither may contain an assertion, a token or a secret."""
-
-    def __init__(
-        self,
-        reason: str,
-        message: str,
-        *,
-        status: int = 403,
-        detail: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(f"{reason}: {message}")
-        self.reason = reason
-        self.message = message
-        self.status = status
-        self.detail = dict(detail or {})
-
-
-@dataclass(frozen=True)
-class VerifiedIdentity:
-    """What a protocol adapter vouches for after full validation."""
-
-    idp: IdentityProvider
-    subject: str  # the IdP's immutable id (persistent NameID, OIDC sub / oid): the person's key
-    email: str
-    groups: tuple[str, ...]
-    manager: str = ""
-    auth_context: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _username_for(idp: IdentityProvider, subject: str) -> str:
@@ -66,7 +34,7 @@ def complete_sign_in(
     request: HttpRequest,
     identity: VerifiedIdentity,
     *,
-    now: datetime | None = None,
+    now: datetime,
     consume: Callable[[], None] | None = None,
 ) -> User:
     """Find or create the person keyed on (IdP, subject), store this sign-in and its groups,
@@ -77,7 +45,6 @@ def complete_sign_in(
     nothing is written. An email change updates the same person; a recycled email on a new
     subject is a new person who inherits nothing.
     """
-    now = now or timezone.now()
     groups = sorted(set(identity.groups))
     with transaction.atomic(durable=True):
         if consume is not None:
@@ -135,29 +102,29 @@ def complete_sign_in(
 
 
 def refusal_response(
-    request: HttpRequest, idp_slug: str, refusal: SignInRefused, *, protocol: str
+    request: HttpRequest,
+    idp_slug: str,
+    refusal: SignInRefused,
+    *,
+    protocol: IdentityProvider.Protocol,
+    now: datetime,
 ) -> HttpResponse:
     """Audit a refused sign-in and answer with a page that says what went wrong (never a 500)."""
-    record_event(
+    # The IdP and protocol are ours to state: a refusal's detail must not overwrite them.
+    detail = {k: v for k, v in refusal.detail.items() if k not in ("idp", "protocol")}
+    record_refusal(
         "signin.refused",
+        SignInRefused(refusal.message, code=refusal.code, status=refusal.status, detail=detail),
         actor="anonymous",
         target=f"idp:{idp_slug}",
         ip=request_ip(request),
-        # The standard keys come last so no detail key can overwrite the audited reason or IdP.
-        data={**refusal.detail, "idp": idp_slug, "protocol": protocol, "reason": refusal.reason},
+        now=now,
+        data={"idp": idp_slug, "protocol": IdentityProvider.Protocol(protocol).value},
     )
-    return render(
+    return refusal_page(
         request,
-        "federation/signin_refused.html",
-        {"message": refusal.message, "reason": refusal.reason, "idp": idp_slug},
-        status=refusal.status,
+        refusal,
+        back_url=reverse("idp:login"),
+        back_label="Back to sign-in",
+        context={"idp": idp_slug},
     )
-
-
-def groups_from(values: Sequence[Any] | str | None) -> tuple[str, ...]:
-    """Normalise a groups attribute/claim (one value or many) to a tuple of non-empty names."""
-    if values is None:
-        return ()
-    if isinstance(values, str):
-        values = [values]
-    return tuple(sorted({str(v).strip() for v in values if str(v).strip()}))

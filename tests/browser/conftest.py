@@ -24,11 +24,9 @@ from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 from pytest_django.fixtures import Settings as SettingsWrapper
 from pytest_django.live_server_helper import LiveServer
 
-from federation.idp import saml_metadata
-from federation.idp.saml import sp_metadata
 from federation.models import IdentityProvider
 from tests.aws import free_port
-from tests.saml_idp import EMAIL_OID, PysamlIdp, b64, cached_key_pair
+from tests.saml_idp import PysamlIdp, b64, cached_key_pair, register_signer
 
 # playwright's sync API keeps an asyncio loop on the test thread; Django then refuses ORM calls
 # from that thread. The test thread only sets up data, sequentially: allow it (tests only).
@@ -140,10 +138,7 @@ def browser_idp(site: str, tmp_path: Path) -> Iterator[BrowserIdp]:
         cert_pem=cert_pem,
         sso_url=f"{url}/sso",
     )
-    idp = saml_metadata.register_saml_idp(
-        "corp", document=signer.metadata_xml(), email_attribute=EMAIL_OID, actor="test-setup"
-    )
-    signer.trust_sp(sp_metadata(idp))
+    idp = register_signer("corp", signer)
     state = BrowserIdp(signer=signer, idp=idp, url=url)
     server = HTTPServer(("127.0.0.1", port), _handler(state))
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -10,6 +10,7 @@ import pytest
 from django.core.exceptions import PermissionDenied
 from django.core.management import CommandError, call_command
 from django.test import Client
+from django.utils import timezone
 
 from federation.audit.chain import cli_actor
 from federation.demo import idp as dev_idp
@@ -91,4 +92,4 @@ def test_development_idp_is_absent_outside_demo_mode(settings: Any, client: Clie
     with pytest.raises(CommandError, match="demo mode"):
         call_command("demo_idp")
     with pytest.raises(PermissionDenied):
-        dev_idp.configure_demo_idp(actor=cli_actor())
+        dev_idp.configure_demo_idp(actor=cli_actor(), now=timezone.now())

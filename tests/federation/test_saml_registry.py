@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
+from django.utils import timezone
 from lxml import etree
 
 from federation.audit.chain import cli_actor
@@ -207,7 +208,7 @@ def test_metadata_url_is_refreshed_and_a_bad_refresh_keeps_the_last_good(
         (200, _signer(tmp_path, "impostor").metadata_xml(), "another entity id"),
     ]:
         metadata_server.status, metadata_server.body = status, body
-        assert refresh_all_metadata() == 0
+        assert refresh_all_metadata(now=timezone.now()) == 0
         idp.refresh_from_db()
         assert idp.config == good
         failed = AuditEvent.objects.filter(event_type="idp.saml_metadata_refresh_failed").first()
@@ -224,8 +225,23 @@ def test_sp_metadata_command_and_endpoint_name_the_acs_url(saml_flow: SamlFlow) 
     assert answer.content.decode() == out.getvalue().rstrip("\n")
 
 
-def test_login_for_an_unknown_idp_is_404(client: Client) -> None:
-    assert client.get("/saml/nope/login/").status_code == 404
+def test_unknown_disabled_or_oidc_idp_is_an_audited_404_on_every_saml_endpoint(
+    client: Client,
+) -> None:
+    IdentityProvider.objects.create(slug="off", protocol="saml", entity_id="x", enabled=False)
+    IdentityProvider.objects.create(slug="oidc", protocol="oidc", entity_id="https://o.test")
+    for slug in ("nope", "off", "oidc"):
+        for answer in (
+            client.get(f"/saml/{slug}/login/"),
+            client.post(f"/saml/{slug}/acs/", {"SAMLResponse": "x", "RelayState": "y"}),
+            client.get(f"/saml/{slug}/metadata/"),
+        ):
+            assert answer.status_code == 404
+            assert b"Sign-in refused" in answer.content
+            event = AuditEvent.objects.filter(event_type="signin.refused").first()
+            assert event is not None
+            assert (event.data["reason"], event.data["idp"]) == ("saml.unknown_idp", slug)
+    assert AuditEvent.objects.filter(event_type="signin.refused").count() == 9
 
 
 def test_a_half_configured_idp_gets_a_refusal_page_not_a_server_error(client: Client) -> None:

@@ -3,15 +3,11 @@ from __future__ import annotations
 import pytest
 from django.contrib.sessions.backends.db import SessionStore
 from django.test import RequestFactory
+from django.utils import timezone
 
-from federation.idp.signin import (
-    SignInRefused,
-    VerifiedIdentity,
-    complete_sign_in,
-    groups_from,
-    refusal_response,
-)
-from federation.models import AuditEvent, SignIn, User
+from federation.idp.identity import SignInRefused, VerifiedIdentity, groups_from
+from federation.idp.signin import complete_sign_in, refusal_response
+from federation.models import AuditEvent, IdentityProvider, SignIn, User
 from tests.factories import IdentityProviderFactory
 
 pytestmark = pytest.mark.django_db
@@ -35,6 +31,7 @@ def test_sign_in_creates_the_person_stores_groups_and_rotates_the_session(
     user = complete_sign_in(
         request,  # type: ignore[arg-type]
         VerifiedIdentity(idp=idp, subject="00u1", email="a@corp.example", groups=("b", "a")),
+        now=timezone.now(),
     )
 
     assert user.directory_groups == ["a", "b"]
@@ -52,14 +49,17 @@ def test_email_change_keeps_the_person_and_recycled_email_is_a_new_person(
     first = complete_sign_in(
         _request(rf),  # type: ignore[arg-type]
         VerifiedIdentity(idp=idp, subject="00u1", email="old@corp.example", groups=("g",)),
+        now=timezone.now(),
     )
     renamed = complete_sign_in(
         _request(rf),  # type: ignore[arg-type]
         VerifiedIdentity(idp=idp, subject="00u1", email="new@corp.example", groups=()),
+        now=timezone.now(),
     )
     recycled = complete_sign_in(
         _request(rf),  # type: ignore[arg-type]
         VerifiedIdentity(idp=idp, subject="00u2", email="old@corp.example", groups=()),
+        now=timezone.now(),
     )
     assert renamed.pk == first.pk
     assert renamed.email == "new@corp.example" and renamed.directory_groups == []
@@ -73,12 +73,14 @@ def test_same_subject_at_another_idp_is_another_person(rf: RequestFactory) -> No
         VerifiedIdentity(
             idp=IdentityProviderFactory(slug="a"), subject="1", email="x@a", groups=()
         ),
+        now=timezone.now(),
     )
     b = complete_sign_in(
         _request(rf),  # type: ignore[arg-type]
         VerifiedIdentity(
             idp=IdentityProviderFactory(slug="b"), subject="1", email="x@a", groups=()
         ),
+        now=timezone.now(),
     )
     assert a.pk != b.pk
 
@@ -88,8 +90,9 @@ def test_refusal_is_a_page_and_an_audit_event(rf: RequestFactory) -> None:
     response = refusal_response(
         request,  # type: ignore[arg-type]
         "corp",
-        SignInRefused("saml.replay", "This sign-in response was already used.", status=400),
-        protocol="saml",
+        SignInRefused("This sign-in response was already used.", code="saml.replay", status=400),
+        protocol=IdentityProvider.Protocol.SAML,
+        now=timezone.now(),
     )
     assert response.status_code == 400
     assert b"already used" in response.content
@@ -100,12 +103,18 @@ def test_refusal_is_a_page_and_an_audit_event(rf: RequestFactory) -> None:
 
 def test_refusal_detail_cannot_overwrite_the_audited_reason(rf: RequestFactory) -> None:
     refusal = SignInRefused(
-        "saml.replay",
         "This sign-in response was already used.",
+        code="saml.replay",
         status=400,
         detail={"reason": "ok", "idp": "other", "protocol": "oidc", "check": "replay"},
     )
-    refusal_response(_request(rf), "corp", refusal, protocol="saml")  # type: ignore[arg-type]
+    refusal_response(
+        _request(rf),  # type: ignore[arg-type]
+        "corp",
+        refusal,
+        protocol=IdentityProvider.Protocol.SAML,
+        now=timezone.now(),
+    )
     event = AuditEvent.objects.get(event_type="signin.refused")
     assert event.data["reason"] == "saml.replay"
     assert (event.data["idp"], event.data["protocol"]) == ("corp", "saml")

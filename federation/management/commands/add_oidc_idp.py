@@ -6,6 +6,7 @@ import getpass
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
 from federation.audit.chain import cli_actor
 from federation.idp.oidc_registration import RegistrationRefused, register_oidc_idp
@@ -57,9 +58,10 @@ class Command(BaseCommand):
                 id_token_algorithm=options["id_token_alg"],
                 display_name=options["display_name"],
                 actor=cli_actor(),
+                now=timezone.now(),
             )
         except RegistrationRefused as exc:
-            raise CommandError(str(exc)) from None
+            raise CommandError(exc.message) from None
         idp = registration.idp
         verb = "Registered" if registration.created else "Updated"
         self.stdout.write(f"{verb} OpenID Connect identity provider {idp.slug!r}.")

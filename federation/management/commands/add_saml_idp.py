@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
 from federation.audit.chain import cli_actor
+from federation.idp.registry import RegistrationRefused
 from federation.idp.saml import acs_url, sp_entity_id
 from federation.idp.saml_metadata import MetadataRefused, fetch_metadata, register_saml_idp
 
@@ -71,9 +73,12 @@ class Command(BaseCommand):
                 display_name=options["display_name"],
                 want_messages_signed=options["want_messages_signed"],
                 actor=cli_actor(),
+                now=timezone.now(),
             )
         except MetadataRefused as refusal:
-            raise CommandError(f"metadata refused: {refusal}") from None
+            raise CommandError(f"metadata refused: {refusal.message}") from None
+        except RegistrationRefused as refusal:
+            raise CommandError(refusal.message) from None
         certs = len(idp.config.get("signing_certs", []))
         self.stdout.write(
             f"SAML identity provider {idp.slug!r} saved: entity id {idp.entity_id}, "

@@ -6,9 +6,11 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from federation.audit.chain import cli_actor
 from federation.demo.idp import configure_demo_idp, key_dir
+from federation.idp.registry import RegistrationRefused
 
 
 class Command(BaseCommand):
@@ -20,7 +22,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.DEMO_MODE:
             raise CommandError("the development IdP exists only in demo mode: set DEMO_MODE=1")
-        idp = configure_demo_idp(actor=cli_actor())
+        try:
+            idp = configure_demo_idp(actor=cli_actor(), now=timezone.now())
+        except RegistrationRefused as refusal:
+            raise CommandError(refusal.message) from None
         self.stdout.write(
             f"demo IdP ready: sign in at {settings.BASE_URL}/saml/{idp.slug}/login/ "
             f"(key in {key_dir()})"

@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from federation.idp.identity import SignInRefused
 from federation.idp.saml import sp_metadata
-from federation.idp.signin import SignInRefused
 from federation.models import IdentityProvider
 
 

@@ -1,0 +1,83 @@
+"""What both sign-in protocols share: the verified identity, the refusal, and the rules every
+protocol must apply the same way (which IdP a URL names, where the browser may go afterwards).
+
+Protocol adapters (``saml.py``, ``saml_response.py``, ``oidc.py``) hand back a
+``VerifiedIdentity`` or raise ``SignInRefused``; ``signin.py`` turns either into a response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.utils.http import url_has_allowed_host_and_scheme
+
+from federation.models import IdentityProvider
+from federation.refusals import Refused
+
+
+class SignInRefused(Refused):
+    """A refused sign-in, table-driven: ``SignInRefused(message, code="saml.bad_signature")``.
+
+    ``code`` is the stable reason of the audit log; the message is what the person reads. Neither
+    may carry an assertion, a token or a secret.
+    """
+
+    code = "signin.refused"
+    status = 403
+    title = "Sign-in refused"
+
+
+@dataclass(frozen=True)
+class VerifiedIdentity:
+    """What a protocol adapter vouches for after full validation."""
+
+    idp: IdentityProvider
+    subject: str  # the IdP's immutable id (persistent NameID, OIDC sub / oid): the person's key
+    email: str
+    groups: tuple[str, ...]
+    manager: str = ""
+    auth_context: Mapping[str, Any] = field(default_factory=dict)
+
+
+def groups_from(values: Sequence[Any] | str | None) -> tuple[str, ...]:
+    """Normalise a groups attribute/claim (one value or many) to a tuple of non-empty names."""
+    if values is None:
+        return ()
+    if isinstance(values, str):
+        values = [values]
+    return tuple(sorted({str(v).strip() for v in values if str(v).strip()}))
+
+
+def safe_next(candidate: str | None) -> str:
+    """Where to send the browser after sign-in: a local absolute path, or the portal ("/").
+
+    One rule for every protocol. Absolute URLs are refused even for our own host: the host a
+    request names is the client's say, and a local path is all a sign-in link ever needs.
+    """
+    if not candidate or not candidate.startswith("/") or candidate.startswith(("//", "/\\")):
+        return "/"
+    if not url_has_allowed_host_and_scheme(candidate, allowed_hosts=None, require_https=False):
+        return "/"
+    if any(ch in candidate for ch in "\\\r\n\t\x00"):
+        return "/"
+    return candidate
+
+
+_UNKNOWN_IDP = {
+    IdentityProvider.Protocol.SAML: "There is no SAML sign-in with this name.",
+    IdentityProvider.Protocol.OIDC: "There is no OpenID Connect sign-in with this name.",
+}
+
+
+def load_idp(slug: str, protocol: IdentityProvider.Protocol) -> IdentityProvider:
+    """The enabled IdP ``slug`` of this protocol. Raises ``SignInRefused`` (``<protocol>.
+    unknown_idp``, 404) for an unknown, disabled or other-protocol one; the views audit it."""
+    protocol = IdentityProvider.Protocol(protocol)
+    idp = IdentityProvider.objects.filter(slug=slug, protocol=protocol, enabled=True).first()
+    if idp is None:
+        raise SignInRefused(
+            _UNKNOWN_IDP[protocol], code=f"{protocol.value}.unknown_idp", status=404
+        )
+    return idp
