@@ -33,6 +33,7 @@ from federation.models import (
     Access,
     Account,
     AccountRole,
+    EntitlementAccess,
     GroupMapping,
     LogicalRole,
     MappingVersion,
@@ -49,7 +50,9 @@ class Entitlement(NamedTuple):
     environment: str
     role: str
     role_arn: str
-    access: str  # "standing", "grant" (both usable now) or "eligible" (may be requested)
+    # An EntitlementAccess. Annotated str while access_requests compares it with
+    # Access.ELIGIBLE (the same value, another enum), which mypy would reject.
+    access: str
     via: tuple[str, ...]  # the groups (or grant) that give it: the "why"
     max_session: timedelta
     privileged: bool
@@ -61,7 +64,7 @@ class Entitlement(NamedTuple):
 
     @property
     def usable(self) -> bool:
-        return self.access in ("standing", "grant")
+        return self.access != EntitlementAccess.ELIGIBLE
 
     @property
     def key(self) -> tuple[str, str]:
@@ -334,7 +337,23 @@ def _resolve_mappings(catalog: _Catalog, rows: list[tuple[Any, ...]]) -> _Resolv
         fixed, extra, rank, region = template(key)
         via = (groups[0],) if len(groups) == 1 else tuple(sorted(set(groups)))
         built.append(
-            (rank, key, make((*fixed, "standing", via, *extra, None, None, None, None, region)))
+            (
+                rank,
+                key,
+                make(
+                    (
+                        *fixed,
+                        EntitlementAccess.STANDING,
+                        via,
+                        *extra,
+                        None,
+                        None,
+                        None,
+                        None,
+                        region,
+                    )
+                ),
+            )
         )
     for key, groups in eligible.items():
         if key in standing:
@@ -346,7 +365,19 @@ def _resolve_mappings(catalog: _Catalog, rows: list[tuple[Any, ...]]) -> _Resolv
             (
                 rank,
                 key,
-                make((*fixed, "eligible", via, *extra, longest_grant, None, None, None, region)),
+                make(
+                    (
+                        *fixed,
+                        EntitlementAccess.ELIGIBLE,
+                        via,
+                        *extra,
+                        longest_grant,
+                        None,
+                        None,
+                        None,
+                        region,
+                    )
+                ),
             )
         )
     built.sort()  # ranks are unique, so tuples never compare past them
@@ -462,10 +493,10 @@ def _with_grant(base: Entitlement, grant: tuple[Any, ...]) -> Entitlement:
     (account, role) is not in the resolved set at all, so the grant adds nothing.
     """
     grant_id, _, _, ends_at, request_id = grant
-    if base.access != "eligible":
+    if base.access != EntitlementAccess.ELIGIBLE:
         return base
     return base._replace(
-        access="grant",
+        access=EntitlementAccess.GRANT,
         via=(f"grant #{grant_id}", *base.via),
         grant_id=int(grant_id),
         request_id=int(request_id),

@@ -26,7 +26,7 @@ class ReviewRow:
     environment: str
     role: str
     privileged: bool
-    access: str  # standing, eligible or grant
+    access: str  # an EntitlementAccess, as Entitlement.access
     why: str
     grant_ends_at: datetime | None
     last_used: datetime | None

@@ -22,7 +22,7 @@ from federation.audit.chain import request_ip
 from federation.entitlements.resolve import resolve_entitlements
 from federation.issuance.service import InvalidIssuanceRequest, issue_session
 from federation.issuance.tokens import TokenRefused, authenticate_api_token
-from federation.models import ApiToken, SessionIssuance
+from federation.models import ApiToken, EntitlementAccess, SessionIssuance
 from federation.refusals import Refused, refusal_json
 
 TokenView = Callable[[HttpRequest, ApiToken], HttpResponse]
@@ -230,7 +230,7 @@ def openapi_document() -> dict[str, Any]:
                                     "environment": {"enum": ["dev", "test", "prod"]},
                                     "region": {"type": "string"},
                                     "role": {"type": "string"},
-                                    "access": {"enum": ["standing", "grant", "eligible"]},
+                                    "access": {"enum": EntitlementAccess.values},
                                     "usable": {"type": "boolean"},
                                     "max_session_seconds": {"type": "integer"},
                                     "grant_ends_at": {
