@@ -2,7 +2,8 @@
 
 An entitlement is standing mappings plus active grants, plus the eligible rows a user may request.
 The lookup is by the user's groups through the ``group`` index (``= ANY(%s)`` on PostgreSQL,
-never a scan); rows are expanded to accounts through a per-process catalog of accounts and roles.
+never a scan: ``federation.entitlements.queries``); rows are expanded to accounts through a
+per-process catalog of accounts and roles.
 
 Mapping-derived results are memoised per process under (mapping version, group set). Every
 mapping change goes through ``federation.mappings``, which writes a new version, so a change
@@ -15,18 +16,15 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Any, NamedTuple
 
-from django.db import connection
-from django.db.models import Field, Model
 from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_naive, make_aware
 
-from access_requests.models import Grant
+from federation.entitlements.queries import current_version_and_grants, fetch_mapping_rows
 from federation.entitlements.scope import accounts_reached
 from federation.models import (
     ENV_ORDER,
@@ -34,9 +32,7 @@ from federation.models import (
     Account,
     AccountRole,
     EntitlementAccess,
-    GroupMapping,
     LogicalRole,
-    MappingVersion,
 )
 
 
@@ -228,60 +224,6 @@ def _get_catalog(version: int) -> _Catalog:
     return fresh
 
 
-def _table(model: type[Model]) -> str:
-    return connection.ops.quote_name(model._meta.db_table)
-
-
-def _columns(model: type[Model], *fields: str) -> dict[str, str]:
-    """Quoted column names of ``fields`` (a foreign key's is its ``_id`` column)."""
-    quoted = {}
-    for name in fields:
-        field = model._meta.get_field(name)
-        assert isinstance(field, Field) and field.column, f"{name} is not a column"
-        quoted[name] = connection.ops.quote_name(field.column)
-    return quoted
-
-
-@cache
-def _mapping_rows_sql() -> str:
-    """The mapping-row query up to its group condition; scope columns as text on PostgreSQL."""
-    m = _columns(
-        GroupMapping,
-        "group",
-        "role",
-        "business_unit",
-        "environments",
-        "accounts",
-        "access",
-        "max_grant",
-    )
-    text = "::text" if connection.vendor == "postgresql" else ""
-    columns = (
-        f"m.{m['group']}, m.{m['role']}, m.{m['business_unit']}, m.{m['environments']}{text}, "
-        f"m.{m['accounts']}{text}, m.{m['access']}, m.{m['max_grant']}"
-    )
-    # Identifiers from the models only; values are always bound parameters.
-    return f"SELECT {columns} FROM {_table(GroupMapping)} m WHERE m.{m['group']}"  # noqa: S608
-
-
-def _fetch_mapping_rows(groups: Sequence[str]) -> list[tuple[Any, ...]]:
-    # JSON scope columns come back as text and are parsed once per distinct value.
-    select = _mapping_rows_sql()
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # One array parameter: a 1,000-literal IN list makes PostgreSQL pick a seq scan.
-            cursor.execute(f"{select} = ANY(%s)", [list(groups)])
-            return list(cursor.fetchall())
-        rows: list[tuple[Any, ...]] = []
-        # SQLite (demo only) caps bound parameters; chunk the IN list.
-        for start in range(0, len(groups), 500):
-            chunk = list(groups[start : start + 500])
-            marks = ",".join(["%s"] * len(chunk))
-            cursor.execute(f"{select} IN ({marks})", chunk)
-            rows.extend(cursor.fetchall())
-        return rows
-
-
 def _scope(value: Any) -> tuple[str, ...]:
     if not isinstance(value, str):
         return tuple(str(v) for v in value or ())
@@ -390,39 +332,6 @@ def _resolve_mappings(catalog: _Catalog, rows: list[tuple[Any, ...]]) -> _Resolv
 _NO_GRANT = timedelta(0)
 
 
-@cache
-def _version_and_grants_sql() -> str:
-    # Identifiers from the models only; every value is a bound parameter.
-    # Raw SQL on purpose: one round trip for both answers keeps a signed-in person's warm
-    # resolution at about 0.3 ms; two ORM queries cost about 1.3-2 ms (bench/entitlements.py,
-    # "warm+user"). Tables, columns and the state value all come from the models, so a rename
-    # there cannot silently leave this query behind.
-    g = _columns(Grant, "id", "account", "role", "starts_at", "ends_at", "request", "user", "state")
-    number = _columns(MappingVersion, "number")["number"]
-    version = f"(SELECT MAX({number}) FROM {_table(MappingVersion)})"  # noqa: S608
-    picked = f"g.{g['id']}, g.{g['account']}, g.{g['role']}, g.{g['ends_at']}, g.{g['request']}"
-    active = (
-        f"g.{g['user']} = %s AND g.{g['state']} = %s "
-        f"AND g.{g['starts_at']} <= %s AND g.{g['ends_at']} > %s"
-    )
-    joined = f"(SELECT 1 AS one) o LEFT JOIN {_table(Grant)} g ON {active}"
-    return f"SELECT {version}, {picked} FROM {joined}"  # noqa: S608
-
-
-def _current_version_and_grants(
-    user_id: int | None, now: datetime
-) -> tuple[int, list[tuple[Any, ...]]]:
-    """One round trip: the mapping version and the user's active grants."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _version_and_grants_sql(), [user_id or 0, Grant.State.ACTIVE.value, now, now]
-        )
-        result = cursor.fetchall()
-    version = int(result[0][0] or 0)
-    grants = [row[1:] for row in result if row[1] is not None]
-    return version, grants
-
-
 def _mapping_entitlements(groups: Iterable[str], version: int) -> _Resolved:
     key = (version, frozenset(groups))
     with _lock:
@@ -432,7 +341,7 @@ def _mapping_entitlements(groups: Iterable[str], version: int) -> _Resolved:
     if hit is not None:
         return hit
     catalog = _get_catalog(version)
-    rows = _fetch_mapping_rows(sorted(key[1])) if key[1] else []
+    rows = fetch_mapping_rows(sorted(key[1])) if key[1] else []
     resolved = _resolve_mappings(catalog, rows)
     with _lock:
         _memo[key] = resolved
@@ -450,7 +359,7 @@ def resolve_entitlements(
     only while it is active at ``now`` *and* the user is still eligible for it through a group
     they hold now. Sorted by business unit, environment, account alias and role.
     """
-    version, grant_rows = _current_version_and_grants(user_id, now)
+    version, grant_rows = current_version_and_grants(user_id, now=now)
     resolved = _mapping_entitlements(groups, version)
     result = list(resolved.entitlements)
     for grant in grant_rows:
@@ -468,7 +377,7 @@ def find_entitlement(
     Same answer as picking it out of resolve_entitlements(), by one dictionary look-up instead
     of copying and scanning the whole list (issuance's hot path).
     """
-    version, grant_rows = _current_version_and_grants(user_id, now)
+    version, grant_rows = current_version_and_grants(user_id, now=now)
     resolved = _mapping_entitlements(groups, version)
     key = _get_catalog(version).key_of(account_id, role)
     index = resolved.position.get(key) if key is not None else None
