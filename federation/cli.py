@@ -143,10 +143,11 @@ def _fresh(cached: dict[str, Any] | None, now: datetime) -> bool:
     return expiration - now > REFRESH_MARGIN
 
 
-def credentials(account: str, role: str, duration: int | None, use_cache: bool) -> dict[str, Any]:
+def credentials(
+    account: str, role: str, duration: int | None, use_cache: bool, *, now: datetime
+) -> dict[str, Any]:
     url, token = _settings()
     path = _cache_path(url, account, role)
-    now = datetime.now(UTC)
     if use_cache:
         cached = _read_json(path)
         if _fresh(cached, now):
@@ -201,7 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "login":
             print(login(args.url, args.token_stdin, sys.stdin), file=sys.stderr)
         elif args.command == "credentials":
-            result = credentials(args.account, args.role, args.duration, not args.no_cache)
+            result = credentials(
+                args.account, args.role, args.duration, not args.no_cache, now=datetime.now(UTC)
+            )
             print(json.dumps(result))
         else:
             sys.stdout.write(aws_config())

@@ -51,6 +51,18 @@ class MotoServer:
     def received(self, action: str) -> list[dict[str, str]]:
         """The form parameters of each recorded request for a query-protocol ``action``
         (e.g. "AssumeRole"), in arrival order, exactly as the server received them."""
+        return [params for _, params in self._recorded(action)]
+
+    def signing_regions(self, action: str) -> list[str]:
+        """The SigV4 region each recorded ``action`` request was signed for, in arrival order."""
+        regions = []
+        for headers, _ in self._recorded(action):
+            # Authorization: AWS4-HMAC-SHA256 Credential=<key>/<date>/<region>/<service>/...
+            scope = headers.get("Authorization", "").partition("Credential=")[2]
+            regions.append(scope.split("/")[2] if scope.count("/") >= 3 else "")
+        return regions
+
+    def _recorded(self, action: str) -> list[tuple[dict[str, str], dict[str, str]]]:
         response = requests.get(f"{self.url}/moto-api/recorder/download-recording", timeout=10)
         response.raise_for_status()
         found = []
@@ -61,7 +73,7 @@ class MotoServer:
                 body = base64.b64decode(body).decode()
             params = dict(parse_qsl(body, keep_blank_values=True))
             if params.get("Action") == action:
-                found.append(params)
+                found.append((dict(entry.get("headers") or {}), params))
         return found
 
 

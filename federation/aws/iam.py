@@ -10,7 +10,9 @@ policies share a 10,240-character budget per role.
 
 This module decides nothing: it translates "deny this person's sessions issued before T" into
 IAM calls and reports failures as ``IamCallFailed``. boto3 finds credentials and endpoints
-through its standard chain (``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_IAM`` included).
+through its standard chain (``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_IAM`` included); the
+region comes from settings (``federation.aws.sts.home_region``), and the cross-account
+management role is assumed through ``federation.aws.sts`` like every other STS call.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
+from federation.aws import sts
 from federation.models import MAX_SESSION
 
 POLICY_NAME = "FedAccessRevokedSessions"
@@ -41,6 +44,9 @@ _clients: dict[tuple[str, ...], Any] = {}
 # Per target account, when IAM_MANAGEMENT_ROLE_NAME is set: (client, credentials expiry).
 _assumed: dict[tuple[str, ...], tuple[Any, datetime]] = {}
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5)
+# A management session is reused until this long before its credentials expire.
+_REFRESH_MARGIN = timedelta(minutes=5)
+MANAGEMENT_SESSION_NAME = "fedaccess-revocation"
 
 
 class IamCallFailed(Exception):
@@ -53,24 +59,23 @@ class RevocationStatement:
     issued_before: datetime
 
 
-def _endpoint_key(service: str) -> tuple[str, str]:
-    endpoint = os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}") or os.environ.get(
-        "AWS_ENDPOINT_URL", ""
-    )
-    return (service, endpoint)
+def _cache_key(*parts: str) -> tuple[str, ...]:
+    # boto3 reads AWS_ENDPOINT_URL* when it builds a client: key on them so a change (tests,
+    # the demo) gets a fresh client instead of one pointing at the old place.
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_IAM") or os.environ.get("AWS_ENDPOINT_URL", "")
+    return (endpoint, sts.home_region(), *parts)
 
 
-def _region() -> str:
-    return os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
-
-
-def _base_client(service: str) -> Any:
-    """One client per service and endpoint, reused across calls (clients are thread-safe)."""
-    key = (*_endpoint_key(service), _region())
+def _base_client() -> Any:
+    """The broker's own IAM client, reused across calls (clients are thread-safe). IAM is
+    global: the region only picks the partition and signing region, from settings."""
+    key = _cache_key()
     with _client_lock:
         client = _clients.get(key)
         if client is None:
-            client = boto3.session.Session().client(service, region_name=_region(), config=_CONFIG)
+            client = boto3.session.Session().client(
+                "iam", region_name=sts.home_region(), config=_CONFIG
+            )
             _clients[key] = client
         return client
 
@@ -78,34 +83,44 @@ def _base_client(service: str) -> Any:
 def _client(role_arn: str) -> Any:
     """The IAM client that can act on ``role_arn``: the broker's own credentials, or, with
     ``IAM_MANAGEMENT_ROLE_NAME`` set, that role assumed in the role's account (cross-account
-    management access), reused until shortly before its credentials expire."""
-    management_role = getattr(settings, "IAM_MANAGEMENT_ROLE_NAME", "")
+    management access) through ``federation.aws.sts``, with its regional failover, and reused
+    until shortly before its credentials expire."""
+    management_role = settings.IAM_MANAGEMENT_ROLE_NAME
     if not management_role:
-        return _base_client("iam")
+        return _base_client()
     account_id = role_arn.split(":")[4]
-    key = (*_endpoint_key("iam"), _region(), account_id, management_role)
-    now = datetime.now(UTC)
+    key = _cache_key(account_id, management_role)
+    # The wall clock, not a caller's ``now``: AWS judges these credentials by real time, and a
+    # caller's ``now`` may be a moment in a test or a replayed schedule.
+    wall_clock = datetime.now(UTC)
     with _client_lock:
         cached = _assumed.get(key)
-    if cached is not None and cached[1] - timedelta(minutes=5) > now:
+    if cached is not None and cached[1] - _REFRESH_MARGIN > wall_clock:
         return cached[0]
     try:
-        credentials = _base_client("sts").assume_role(
-            RoleArn=f"arn:aws:iam::{account_id}:role/{management_role}",
-            RoleSessionName="fedaccess-revocation",
-            DurationSeconds=900,
-        )["Credentials"]
-    except (ClientError, BotoCoreError) as exc:
-        raise IamCallFailed(f"cannot assume {management_role} in {account_id}: {exc}") from exc
+        session = sts.assume_management_role(
+            f"arn:aws:iam::{account_id}:role/{management_role}",
+            session_name=MANAGEMENT_SESSION_NAME,
+        )
+    except sts.StsError as exc:
+        answer = f"{exc.code}: {exc.message}" if isinstance(exc, sts.StsRefused) else exc.message
+        raise IamCallFailed(f"cannot assume {management_role} in {account_id}: {answer}") from exc
+    credentials = session.credentials
     client = boto3.session.Session(
-        aws_access_key_id=credentials["AccessKeyId"],
-        aws_secret_access_key=credentials["SecretAccessKey"],
-        aws_session_token=credentials["SessionToken"],
-    ).client("iam", region_name=_region(), config=_CONFIG)
-    expiry = credentials["Expiration"]
+        aws_access_key_id=credentials.access_key_id,
+        aws_secret_access_key=credentials.secret_access_key,
+        aws_session_token=credentials.session_token,
+    ).client("iam", region_name=sts.home_region(), config=_CONFIG)
     with _client_lock:
-        _assumed[key] = (client, expiry)
+        _assumed[key] = (client, credentials.expiration)
     return client
+
+
+def reset_clients() -> None:
+    """Forget cached clients and management sessions (tests, credential rotation)."""
+    with _client_lock:
+        _clients.clear()
+        _assumed.clear()
 
 
 def role_name_from_arn(role_arn: str) -> str:
@@ -239,7 +254,7 @@ def put_revocation_policy(
     *,
     source_identity: str,
     issued_before: datetime,
-    now: datetime | None = None,
+    now: datetime,
     max_session: timedelta = MAX_SESSION,
 ) -> list[RevocationStatement]:
     """Deny every session of ``role_arn`` with this SourceIdentity issued before ``issued_before``.
@@ -253,7 +268,6 @@ def put_revocation_policy(
         # Issuance (federation/aws/names.py: session_name_for) stamps 2-64 characters.
         raise ValueError(f"not a SourceIdentity STS could have set: {source_identity!r}")
     role_name = role_name_from_arn(role_arn)
-    now = now or datetime.now(UTC)
     wanted = RevocationStatement(source_identity, issued_before.replace(microsecond=0))
     if wanted.issued_before < issued_before:
         # Rounding down would leave sessions issued in the same second alive: round up.

@@ -1,5 +1,9 @@
 """The one place that calls AWS STS and builds console sign-in links (SPEC §4 Issuance).
 
+Three callers, one failover: the broker's AssumeRole for a person (``assume_role``), the
+broker's own management sessions (``assume_management_role``: revocation's IAM writes in a
+target account, the demo's role bootstrap) and console links (``console_link``).
+
 An adapter: it turns our typed requests into STS calls and STS answers (or failures) into our
 types, and decides nothing about who may have what. ``federation.issuance.service`` decides.
 
@@ -145,9 +149,13 @@ class ConsoleLinkFailed(StsError):
     """The federation endpoint did not return a sign-in token."""
 
 
+def _regions() -> list[str]:
+    return list(settings.STS_REGIONS) or ["us-east-1"]
+
+
 def endpoints() -> list[Endpoint]:
     """The STS endpoints to try, in order."""
-    regions = list(settings.STS_REGIONS) or ["us-east-1"]
+    regions = _regions()
     if settings.STS_ENDPOINTS:
         result = []
         for index, item in enumerate(settings.STS_ENDPOINTS):
@@ -157,6 +165,11 @@ def endpoints() -> list[Endpoint]:
             result.append(Endpoint(region.strip(), url.strip()))
         return result
     return [Endpoint(region, None) for region in dict.fromkeys(regions)]
+
+
+def home_region() -> str:
+    """The first configured region: where region-less AWS clients (IAM is global) sign."""
+    return _regions()[0]
 
 
 _clients: dict[tuple[str, str | None, str | None, str | None], Any] = {}
@@ -263,7 +276,31 @@ def assume_role(request: AssumeRoleRequest) -> AssumedSession:
     }
     if request.tags:
         params["Tags"] = [{"Key": key, "Value": value} for key, value in request.tags]
-    response, endpoint, url, attempts = _call("assume_role", params)
+    return _assumed(*_call("assume_role", params))
+
+
+def assume_management_role(
+    role_arn: str, *, session_name: str, duration_seconds: int = 900
+) -> AssumedSession:
+    """AssumeRole into a role the broker itself acts through (the IAM management role of a
+    target account; the demo's bootstrap role), failing over between endpoints like
+    ``assume_role``.
+
+    No SourceIdentity and no tags: the session acts for the broker, not for a person. The
+    default 900 seconds is STS's minimum: management work is a few IAM calls.
+    Raises StsRefused or StsUnavailable as ``assume_role`` does.
+    """
+    params: dict[str, Any] = {
+        "RoleArn": role_arn,
+        "RoleSessionName": session_name,
+        "DurationSeconds": duration_seconds,
+    }
+    return _assumed(*_call("assume_role", params))
+
+
+def _assumed(
+    response: dict[str, Any], endpoint: Endpoint, url: str, attempts: list[Attempt]
+) -> AssumedSession:
     raw = response["Credentials"]
     expiration = raw["Expiration"]
     if expiration.tzinfo is None:

@@ -2,7 +2,8 @@
 
 An entitlement is standing mappings plus active grants, plus the eligible rows a user may request.
 The lookup is by the user's groups through the ``group`` index (``= ANY(%s)`` on PostgreSQL,
-never a scan); rows are expanded to accounts through a per-process catalog of accounts and roles.
+never a scan: ``federation.entitlements.queries``); rows are expanded to accounts through a
+per-process catalog of accounts and roles.
 
 Mapping-derived results are memoised per process under (mapping version, group set). Every
 mapping change goes through ``federation.mappings``, which writes a new version, so a change
@@ -15,17 +16,24 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from django.db import connection
 from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_naive, make_aware
 
+from federation.entitlements.queries import current_version_and_grants, fetch_mapping_rows
 from federation.entitlements.scope import accounts_reached
-from federation.models import ENV_ORDER, Access, Account, AccountRole, LogicalRole
+from federation.models import (
+    ENV_ORDER,
+    Access,
+    Account,
+    AccountRole,
+    EntitlementAccess,
+    LogicalRole,
+)
 
 
 class Entitlement(NamedTuple):
@@ -38,7 +46,9 @@ class Entitlement(NamedTuple):
     environment: str
     role: str
     role_arn: str
-    access: str  # "standing", "grant" (both usable now) or "eligible" (may be requested)
+    # An EntitlementAccess. Annotated str while access_requests compares it with
+    # Access.ELIGIBLE (the same value, another enum), which mypy would reject.
+    access: str
     via: tuple[str, ...]  # the groups (or grant) that give it: the "why"
     max_session: timedelta
     privileged: bool
@@ -50,7 +60,7 @@ class Entitlement(NamedTuple):
 
     @property
     def usable(self) -> bool:
-        return self.access in ("standing", "grant")
+        return self.access != EntitlementAccess.ELIGIBLE
 
     @property
     def key(self) -> tuple[str, str]:
@@ -214,34 +224,6 @@ def _get_catalog(version: int) -> _Catalog:
     return fresh
 
 
-def _fetch_mapping_rows(groups: Sequence[str]) -> list[tuple[Any, ...]]:
-    # JSON scope columns come back as text and are parsed once per distinct value.
-    columns = (
-        'm."group", m.role_id, m.business_unit_id, m.environments::text, m.accounts::text, '
-        "m.access, m.max_grant"
-    )
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # One array parameter: a 1,000-literal IN list makes PostgreSQL pick a seq scan.
-            cursor.execute(
-                f'SELECT {columns} FROM federation_groupmapping m WHERE m."group" = ANY(%s)',  # noqa: S608
-                [list(groups)],
-            )
-            return list(cursor.fetchall())
-        rows: list[tuple[Any, ...]] = []
-        columns = columns.replace("::text", "")
-        # SQLite (demo only) caps bound parameters; chunk the IN list.
-        for start in range(0, len(groups), 500):
-            chunk = list(groups[start : start + 500])
-            marks = ",".join(["%s"] * len(chunk))
-            cursor.execute(
-                f'SELECT {columns} FROM federation_groupmapping m WHERE m."group" IN ({marks})',  # noqa: S608
-                chunk,
-            )
-            rows.extend(cursor.fetchall())
-        return rows
-
-
 def _scope(value: Any) -> tuple[str, ...]:
     if not isinstance(value, str):
         return tuple(str(v) for v in value or ())
@@ -297,7 +279,23 @@ def _resolve_mappings(catalog: _Catalog, rows: list[tuple[Any, ...]]) -> _Resolv
         fixed, extra, rank, region = template(key)
         via = (groups[0],) if len(groups) == 1 else tuple(sorted(set(groups)))
         built.append(
-            (rank, key, make((*fixed, "standing", via, *extra, None, None, None, None, region)))
+            (
+                rank,
+                key,
+                make(
+                    (
+                        *fixed,
+                        EntitlementAccess.STANDING,
+                        via,
+                        *extra,
+                        None,
+                        None,
+                        None,
+                        None,
+                        region,
+                    )
+                ),
+            )
         )
     for key, groups in eligible.items():
         if key in standing:
@@ -309,7 +307,19 @@ def _resolve_mappings(catalog: _Catalog, rows: list[tuple[Any, ...]]) -> _Resolv
             (
                 rank,
                 key,
-                make((*fixed, "eligible", via, *extra, longest_grant, None, None, None, region)),
+                make(
+                    (
+                        *fixed,
+                        EntitlementAccess.ELIGIBLE,
+                        via,
+                        *extra,
+                        longest_grant,
+                        None,
+                        None,
+                        None,
+                        region,
+                    )
+                ),
             )
         )
     built.sort()  # ranks are unique, so tuples never compare past them
@@ -322,24 +332,6 @@ def _resolve_mappings(catalog: _Catalog, rows: list[tuple[Any, ...]]) -> _Resolv
 _NO_GRANT = timedelta(0)
 
 
-def _current_version_and_grants(
-    user_id: int | None, now: datetime
-) -> tuple[int, list[tuple[Any, ...]]]:
-    """One round trip: the mapping version and the user's active grants."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT (SELECT MAX(number) FROM federation_mappingversion), "
-            "g.id, g.account_id, g.role_id, g.ends_at, g.request_id "
-            "FROM (SELECT 1 AS one) o LEFT JOIN access_requests_grant g "
-            "ON g.user_id = %s AND g.state = 'active' AND g.starts_at <= %s AND g.ends_at > %s",
-            [user_id or 0, now, now],
-        )
-        result = cursor.fetchall()
-    version = int(result[0][0] or 0)
-    grants = [row[1:] for row in result if row[1] is not None]
-    return version, grants
-
-
 def _mapping_entitlements(groups: Iterable[str], version: int) -> _Resolved:
     key = (version, frozenset(groups))
     with _lock:
@@ -349,7 +341,7 @@ def _mapping_entitlements(groups: Iterable[str], version: int) -> _Resolved:
     if hit is not None:
         return hit
     catalog = _get_catalog(version)
-    rows = _fetch_mapping_rows(sorted(key[1])) if key[1] else []
+    rows = fetch_mapping_rows(sorted(key[1])) if key[1] else []
     resolved = _resolve_mappings(catalog, rows)
     with _lock:
         _memo[key] = resolved
@@ -367,7 +359,7 @@ def resolve_entitlements(
     only while it is active at ``now`` *and* the user is still eligible for it through a group
     they hold now. Sorted by business unit, environment, account alias and role.
     """
-    version, grant_rows = _current_version_and_grants(user_id, now)
+    version, grant_rows = current_version_and_grants(user_id, now=now)
     resolved = _mapping_entitlements(groups, version)
     result = list(resolved.entitlements)
     for grant in grant_rows:
@@ -385,7 +377,7 @@ def find_entitlement(
     Same answer as picking it out of resolve_entitlements(), by one dictionary look-up instead
     of copying and scanning the whole list (issuance's hot path).
     """
-    version, grant_rows = _current_version_and_grants(user_id, now)
+    version, grant_rows = current_version_and_grants(user_id, now=now)
     resolved = _mapping_entitlements(groups, version)
     key = _get_catalog(version).key_of(account_id, role)
     index = resolved.position.get(key) if key is not None else None
@@ -410,10 +402,10 @@ def _with_grant(base: Entitlement, grant: tuple[Any, ...]) -> Entitlement:
     (account, role) is not in the resolved set at all, so the grant adds nothing.
     """
     grant_id, _, _, ends_at, request_id = grant
-    if base.access != "eligible":
+    if base.access != EntitlementAccess.ELIGIBLE:
         return base
     return base._replace(
-        access="grant",
+        access=EntitlementAccess.GRANT,
         via=(f"grant #{grant_id}", *base.via),
         grant_id=int(grant_id),
         request_id=int(request_id),

@@ -11,10 +11,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db import transaction
 from django.db.models import Max
 
+from federation.audit.chain import record_event
 from federation.entitlements.resolve import Entitlement, resolve_entitlements
 from federation.models import Account, GroupMapping, SessionIssuance, User
+from federation.refusals import Refused
+
+
+class ReviewScopeRefused(Refused):
+    """The review was asked for neither or both of an account and a business unit."""
+
+    code = "invalid_review_scope"
+    status = 400
+    title = "Access review"
+
+
+class UnknownReviewScope(ReviewScopeRefused):
+    """The account or business unit to review does not exist."""
+
+    code = "unknown_review_scope"
 
 
 @dataclass(frozen=True)
@@ -26,7 +43,7 @@ class ReviewRow:
     environment: str
     role: str
     privileged: bool
-    access: str  # standing, eligible or grant
+    access: str  # an EntitlementAccess, as Entitlement.access
     why: str
     grant_ends_at: datetime | None
     last_used: datetime | None
@@ -37,10 +54,11 @@ def review_access(
 ) -> list[ReviewRow]:
     """Rows for one account or one business unit (exactly one must be given).
 
-    Raises ValueError for an unknown account or business unit, or when neither or both are given.
+    Raises ReviewScopeRefused when neither or both are given, UnknownReviewScope for an account
+    or business unit that does not exist.
     """
     if bool(account_id) == bool(business_unit):
-        raise ValueError("Review one account or one business unit.")
+        raise ReviewScopeRefused("Review one account or one business unit.")
     accounts = Account.objects.select_related("business_unit")
     scope = list(
         accounts.filter(account_id=account_id)
@@ -48,7 +66,7 @@ def review_access(
         else accounts.filter(business_unit__slug=business_unit)
     )
     if not scope:
-        raise ValueError(f"Unknown {'account' if account_id else 'business unit'}.")
+        raise UnknownReviewScope(f"Unknown {'account' if account_id else 'business unit'}.")
     in_scope = {a.account_id for a in scope}
     unit_ids = {a.business_unit_id for a in scope}
 
@@ -81,6 +99,29 @@ def review_access(
                 why = f"{e.access} via group {group} (no member has signed in)"
                 rows.append(_row(e, f"group {group}", person=False, why=why, last_used=None))
     rows.sort(key=lambda r: (r.account_alias, r.role, not r.person, r.subject))
+    return rows
+
+
+def export_access_review(
+    *,
+    actor: User,
+    account_id: str | None = None,
+    business_unit: str | None = None,
+    now: datetime,
+    ip: str | None,
+) -> list[ReviewRow]:
+    """``review_access`` for a download: the export is audited (who took which scope, how many
+    rows), in the same transaction as the read. Raises as ``review_access`` does."""
+    with transaction.atomic(durable=True):
+        rows = review_access(account_id=account_id, business_unit=business_unit, now=now)
+        record_event(
+            "review.export",
+            actor=actor,
+            account_id=account_id or "",
+            ip=ip,
+            now=now,
+            data={"account": account_id, "business_unit": business_unit, "rows": len(rows)},
+        )
     return rows
 
 

@@ -10,14 +10,21 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from federation.audit.chain import record_event, request_ip
+from federation.audit.chain import request_ip
 from federation.entitlements.resolve import resolve_entitlements
-from federation.entitlements.review import review_access
+from federation.entitlements.review import (
+    ReviewRow,
+    ReviewScopeRefused,
+    export_access_review,
+    review_access,
+)
 from federation.models import Account, BusinessUnit, User
 from federation.permissions import can_read_audit, require
+from federation.refusals import refusal_page
 
 
 @login_required
@@ -57,6 +64,8 @@ CSV_FIELDS = (
 @require(can_read_audit, "auditors and administrators")
 @require_GET
 def access_review(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    assert isinstance(user, User)
     account_id = request.GET.get("account", "").strip() or None
     unit = request.GET.get("bu", "").strip() or None
     context: dict[str, Any] = {
@@ -65,47 +74,57 @@ def access_review(request: HttpRequest) -> HttpResponse:
         "selected_account": account_id or "",
         "selected_bu": unit or "",
         "rows": None,
-        "error": "",
     }
     if not account_id and not unit:
         return render(request, "federation/review.html", context)
+    now = timezone.now()
+    export = request.GET.get("format") == "csv"
     try:
-        rows = review_access(account_id=account_id, business_unit=unit, now=timezone.now())
-    except ValueError as exc:
-        context["error"] = str(exc)
-        return render(request, "federation/review.html", context, status=400)
-    if request.GET.get("format") == "csv":
-        assert isinstance(request.user, User)
-        record_event(
-            "review.export",
-            actor=request.user,
-            account_id=account_id or "",
-            ip=request_ip(request),
-            data={"account": account_id, "business_unit": unit, "rows": len(rows)},
-        )
-        response = HttpResponse(content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = 'attachment; filename="access-review.csv"'
-        writer = csv.writer(response)
-        writer.writerow(CSV_FIELDS)
-        for row in rows:
-            writer.writerow(
-                [
-                    _cell(row.subject),
-                    row.account_id,
-                    row.account_alias,
-                    row.environment,
-                    row.role,
-                    row.privileged,
-                    row.access,
-                    _cell(row.why),
-                    row.grant_ends_at.isoformat() if row.grant_ends_at else "",
-                    row.last_used.isoformat() if row.last_used else "",
-                ]
+        if export:
+            rows = export_access_review(
+                actor=user,
+                account_id=account_id,
+                business_unit=unit,
+                now=now,
+                ip=request_ip(request),
             )
-        return response
+        else:
+            rows = review_access(account_id=account_id, business_unit=unit, now=now)
+    except ReviewScopeRefused as refusal:
+        return refusal_page(
+            request,
+            refusal,
+            back_url=reverse("access-review"),
+            back_label="Back to the access review",
+        )
+    if export:
+        return _csv_response(rows)
     context["rows"] = rows
     context["query"] = request.GET.urlencode()
     return render(request, "federation/review.html", context)
+
+
+def _csv_response(rows: list[ReviewRow]) -> HttpResponse:
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="access-review.csv"'
+    writer = csv.writer(response)
+    writer.writerow(CSV_FIELDS)
+    for row in rows:
+        writer.writerow(
+            [
+                _cell(row.subject),
+                row.account_id,
+                row.account_alias,
+                row.environment,
+                row.role,
+                row.privileged,
+                row.access,
+                _cell(row.why),
+                row.grant_ends_at.isoformat() if row.grant_ends_at else "",
+                row.last_used.isoformat() if row.last_used else "",
+            ]
+        )
+    return response
 
 
 def _cell(value: str) -> str:

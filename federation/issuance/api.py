@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any
 
@@ -22,10 +22,12 @@ from federation.audit.chain import request_ip
 from federation.entitlements.resolve import resolve_entitlements
 from federation.issuance.service import InvalidIssuanceRequest, issue_session
 from federation.issuance.tokens import TokenRefused, authenticate_api_token
-from federation.models import ApiToken, SessionIssuance
+from federation.models import ApiToken, EntitlementAccess, SessionIssuance
 from federation.refusals import Refused, refusal_json
 
-TokenView = Callable[[HttpRequest, ApiToken], HttpResponse]
+# A token view gets the authenticated token and the moment the request is handled at: the
+# clock is read once per request, here.
+TokenView = Callable[[HttpRequest, ApiToken, datetime], HttpResponse]
 
 
 def token_required(view: TokenView) -> Callable[[HttpRequest], HttpResponse]:
@@ -34,20 +36,20 @@ def token_required(view: TokenView) -> Callable[[HttpRequest], HttpResponse]:
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             return refusal_json(TokenRefused("Send Authorization: Bearer <personal token>."))
+        now = timezone.now()
         try:
-            token = authenticate_api_token(value.strip(), now=timezone.now())
+            token = authenticate_api_token(value.strip(), now=now)
         except TokenRefused as refusal:
             return refusal_json(refusal)
-        return view(request, token)
+        return view(request, token, now)
 
     return csrf_exempt(wrapper)
 
 
 @require_GET
 @token_required
-def entitlements(request: HttpRequest, token: ApiToken) -> HttpResponse:
+def entitlements(request: HttpRequest, token: ApiToken, now: datetime) -> HttpResponse:
     user = token.user
-    now = timezone.now()
     items = resolve_entitlements(user.directory_groups, now=now, user_id=user.pk)
     body = {
         "entitlements": [
@@ -73,7 +75,7 @@ def entitlements(request: HttpRequest, token: ApiToken) -> HttpResponse:
 
 @require_POST
 @token_required
-def credentials(request: HttpRequest, token: ApiToken) -> HttpResponse:
+def credentials(request: HttpRequest, token: ApiToken, now: datetime) -> HttpResponse:
     try:
         payload = json.loads(request.body or b"{}")
     except (ValueError, UnicodeDecodeError):
@@ -92,7 +94,7 @@ def credentials(request: HttpRequest, token: ApiToken) -> HttpResponse:
             role=str(payload.get("role", "")),
             kind=SessionIssuance.Kind.CLI,
             requested=timedelta(seconds=duration) if duration is not None else None,
-            now=timezone.now(),
+            now=now,
             ip=request_ip(request),
             api_token=token,
         )
@@ -230,7 +232,7 @@ def openapi_document() -> dict[str, Any]:
                                     "environment": {"enum": ["dev", "test", "prod"]},
                                     "region": {"type": "string"},
                                     "role": {"type": "string"},
-                                    "access": {"enum": ["standing", "grant", "eligible"]},
+                                    "access": {"enum": EntitlementAccess.values},
                                     "usable": {"type": "boolean"},
                                     "max_session_seconds": {"type": "integer"},
                                     "grant_ends_at": {

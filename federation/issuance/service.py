@@ -73,12 +73,33 @@ class DurationTooShort(IssuanceRefused):
 
 
 class IssuanceFailed(Refused):
-    """STS (or the federation endpoint) could not give a session: a peer failure. 503 when
-    nothing answered, 502 when STS answered with a refusal or the console link failed."""
+    """STS (or the federation endpoint) could not give a session: a peer failure (a subclass
+    says which)."""
 
     code = "sts_unavailable"
     status = 503
     title = "AWS did not issue the session"
+
+
+class StsUnreachable(IssuanceFailed):
+    """No STS endpoint answered (connection, throttling, 5xx everywhere): try again later."""
+
+    code = "sts_unavailable"
+    status = 503
+
+
+class SessionRefusedByAws(IssuanceFailed):
+    """An STS endpoint answered and refused the AssumeRole (AccessDenied, ValidationError...)."""
+
+    code = "sts_refused"
+    status = 502
+
+
+class ConsoleSignInFailed(IssuanceFailed):
+    """AWS issued the session, but the federation endpoint gave no console sign-in token."""
+
+    code = "console_link_failed"
+    status = 502
 
 
 @dataclass(frozen=True)
@@ -163,7 +184,7 @@ def issue_session(
     its duration never outlives the grant. Every outcome is audited with who, what and why.
 
     Raises IssuanceRefused (a subclass says why), IdentityNotExpressible, or IssuanceFailed
-    (STS or console link).
+    (a subclass: STS unreachable, STS refused, console link failed).
     """
     # The request's own fields are echoed into the audit only as far as a valid value could
     # reach: a hostile form cannot bloat the log.
@@ -330,10 +351,8 @@ def _issue(
     if link_failure is not None:
         # The session exists (CloudTrail has the AssumeRole), so its row and the event above
         # are kept; the failure event says the person never got into the console.
-        raise IssuanceFailed(
-            f"AWS issued the session but the console sign-in link failed: {link_failure.message}",
-            code="console_link_failed",
-            status=502,
+        raise ConsoleSignInFailed(
+            f"AWS issued the session but the console sign-in link failed: {link_failure.message}"
         )
     return IssuedSession(
         issuance_id=issuance.pk,
@@ -355,13 +374,7 @@ def _failure(error: sts.StsError, context: dict[str, Any]) -> IssuanceFailed:
         context.update(
             sts_code=error.code, region=error.region, aws_request_id=error.aws_request_id
         )
-        return IssuanceFailed(
-            f"AWS refused the session ({error.code}): {error.message}",
-            code="sts_refused",
-            status=502,
-        )
-    return IssuanceFailed(
-        "AWS STS could not be reached in any configured region. Try again in a minute.",
-        code="sts_unavailable",
-        status=503,
+        return SessionRefusedByAws(f"AWS refused the session ({error.code}): {error.message}")
+    return StsUnreachable(
+        "AWS STS could not be reached in any configured region. Try again in a minute."
     )

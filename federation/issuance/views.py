@@ -115,6 +115,7 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
     """List my tokens; POST name + days creates one and shows it once."""
     user = request.user
     assert isinstance(user, User)
+    now = timezone.now()
     created = None
     error = ""
     status = 200
@@ -128,7 +129,7 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
                 user,
                 name=request.POST.get("name", ""),
                 lifetime=timedelta(days=days),
-                now=timezone.now(),
+                now=now,
                 ip=request_ip(request),
             )
         except TokenRefused as refusal:
@@ -140,7 +141,7 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
             "tokens": list_api_tokens(user),
             "created": created,
             "error": error,
-            "now": timezone.now(),
+            "now": now,
             "base_url": settings.BASE_URL,
         },
         status=status,

@@ -11,7 +11,7 @@ from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from federation.entitlements.review import review_access
+from federation.entitlements.review import ReviewScopeRefused, UnknownReviewScope, review_access
 from federation.models import Access, Account, AuditEvent
 from tests.factories import (
     AccountFactory,
@@ -77,10 +77,14 @@ def test_review_says_who_reaches_what_why_and_when_last_used(world: dict[str, ob
 def test_review_of_a_business_unit_and_bad_scopes(world: dict[str, object]) -> None:
     rows = review_access(business_unit="dw", now=timezone.now())
     assert {r.subject for r in rows} == {"dora@corp.example"}
-    with pytest.raises(ValueError, match="Unknown business unit"):
+    with pytest.raises(UnknownReviewScope, match="Unknown business unit") as unknown:
         review_access(business_unit="nope", now=timezone.now())
-    with pytest.raises(ValueError, match="one account or one business unit"):
+    assert (unknown.value.code, unknown.value.status) == ("unknown_review_scope", 400)
+    with pytest.raises(ReviewScopeRefused, match="one account or one business unit") as both:
         review_access(account_id="1", business_unit="dw", now=timezone.now())
+    assert both.value.code == "invalid_review_scope"
+    with pytest.raises(ReviewScopeRefused, match="one account or one business unit"):
+        review_access(now=timezone.now())
 
 
 @override_settings(AUDITOR_GROUPS=["auditors"])
@@ -101,7 +105,14 @@ def test_review_page_and_csv_export_for_auditors_only(
         r for r in table if r["subject"] == "bob@corp.example"
     ).items()
     assert AuditEvent.objects.filter(event_type="review.export").count() == 1
-    assert client.get("/review/", {"account": "999999999999"}).status_code == 400
+    unknown = client.get("/review/", {"account": "999999999999"})
+    assert unknown.status_code == 400
+    assert "Unknown account." in unknown.content.decode()
+    assert "unknown_review_scope" in unknown.content.decode()
+    unknown_export = client.get("/review/", {"account": "999999999999", "format": "csv"})
+    assert unknown_export.status_code == 400
+    # A refused export took nothing away, so nothing more is audited.
+    assert AuditEvent.objects.filter(event_type="review.export").count() == 1
 
 
 @override_settings(AUDITOR_GROUPS=["auditors"])

@@ -71,6 +71,9 @@ def test_entitlements_lists_what_the_token_owner_may_use(world: World) -> None:
     }
     assert items[("111111111111", "cloud-eng")]["region"] == "eu-west-1"
     assert items[("222222222222", "admin")]["usable"] is False
+    # The JSON values are part of the API (the CLI and automation read them).
+    assert items[("111111111111", "cloud-eng")]["access"] == "standing"
+    assert items[("222222222222", "admin")]["access"] == "eligible"
 
 
 def test_credentials_endpoint_issues_working_credentials(world: World, broker: MotoServer) -> None:
@@ -176,6 +179,8 @@ def test_openapi_document_describes_the_api(client: Client) -> None:
     post = document["paths"]["/credentials"]["post"]
     assert {"200", "401", "403", "503"} <= set(post["responses"])
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    entitlement = document["components"]["schemas"]["Entitlements"]["properties"]["entitlements"]
+    assert entitlement["items"]["properties"]["access"]["enum"] == ["standing", "grant", "eligible"]
 
 
 def test_token_of_someone_not_signed_in_lately_is_refused(world: World) -> None:

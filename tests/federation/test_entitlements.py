@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from access_requests.models import Grant
 from federation.entitlements import resolve as entitlements
 from federation.entitlements.resolve import find_entitlement, resolve_entitlements
-from federation.models import Access, Account, GroupMapping, MappingVersion
+from federation.models import Access, Account, EntitlementAccess, GroupMapping, MappingVersion
 from tests.factories import (
     AccountFactory,
     AccountRoleFactory,
@@ -106,9 +106,9 @@ def test_standing_wins_over_eligible_for_the_same_account_role(two_bus: dict[str
     GroupMappingFactory(group="a", role=role, business_unit=pb, access=Access.ELIGIBLE)
     GroupMappingFactory(group="b", role=role, business_unit=pb, environments=["dev"])
     by_alias = {e.account_alias: e for e in resolve_entitlements(["a", "b"], now=timezone.now())}
-    assert by_alias["pb-dev"].access == "standing"
+    assert by_alias["pb-dev"].access is EntitlementAccess.STANDING
     assert by_alias["pb-dev"].via == ("b",)
-    assert by_alias["pb-prod"].access == "eligible"
+    assert by_alias["pb-prod"].access is EntitlementAccess.ELIGIBLE
 
 
 def test_account_role_override_sets_arn_and_session(two_bus: dict[str, Account]) -> None:
@@ -150,6 +150,7 @@ def test_active_grant_makes_an_eligible_role_usable_until_it_ends(
     user, grant = _eligible_with_grant(two_bus, starts_at=now, ends_at=now + timedelta(hours=1))
     [e] = resolve_entitlements(["g"], now=now + timedelta(minutes=5), user_id=user.pk)
     assert (e.access, e.grant_id, e.grant_ends_at) == ("grant", grant.pk, grant.ends_at)
+    assert e.access is EntitlementAccess.GRANT
     account = grant.account
     assert (
         find_entitlement(

@@ -17,8 +17,9 @@ from federation.issuance.service import (
     DurationTooShort,
     GrantRequired,
     InvalidIssuanceRequest,
-    IssuanceFailed,
     NotEntitled,
+    SessionRefusedByAws,
+    StsUnreachable,
     issue_session,
     session_duration,
 )
@@ -330,7 +331,7 @@ def test_sts_refusal_is_not_retried_elsewhere_and_is_audited(
     settings.STS_BROKER_CHAINED = "false"
     broker.start_recording()
 
-    with pytest.raises(IssuanceFailed) as failure:
+    with pytest.raises(SessionRefusedByAws) as failure:
         _issue(world)
 
     assert failure.value.status == 502 and "AccessDenied" in failure.value.message
@@ -345,7 +346,7 @@ def test_every_endpoint_down_is_a_503_failure_and_audited(
 ) -> None:
     settings.STS_ENDPOINTS = [closed_port_url(), closed_port_url()]
     settings.STS_BROKER_CHAINED = "false"
-    with pytest.raises(IssuanceFailed) as failure:
+    with pytest.raises(StsUnreachable) as failure:
         _issue(world)
     assert failure.value.status == 503
     event = AuditEvent.objects.get(event_type="issuance.failed")

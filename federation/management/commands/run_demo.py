@@ -19,7 +19,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from federation.aws import sts
+from federation.aws import iam, sts
 from federation.models import Account, AccountRole, LogicalRole
 
 DEMO_BROKER_ARN = "arn:aws:iam::123456789012:user/moto"
@@ -54,25 +54,24 @@ def create_demo_roles(broker_arn: str = DEMO_BROKER_ARN) -> list[str]:
     }
     roles = list(LogicalRole.objects.order_by("name"))
     created = []
-    broker_sts = boto3.client("sts")
     for account in Account.objects.order_by("account_id"):
         # moto keeps one IAM per account; credentials of a role session in an account act
         # there, so the broker "assumes" a bootstrap role in each account to create its roles.
-        bootstrap = broker_sts.assume_role(
-            RoleArn=f"arn:aws:iam::{account.account_id}:role/demo-bootstrap",
-            RoleSessionName="run_demo",
-        )["Credentials"]
-        iam = boto3.client(
+        bootstrap = sts.assume_management_role(
+            f"arn:aws:iam::{account.account_id}:role/demo-bootstrap", session_name="run_demo"
+        )
+        account_iam = boto3.client(
             "iam",
-            aws_access_key_id=bootstrap["AccessKeyId"],
-            aws_secret_access_key=bootstrap["SecretAccessKey"],
-            aws_session_token=bootstrap["SessionToken"],
+            region_name=bootstrap.region,
+            aws_access_key_id=bootstrap.credentials.access_key_id,
+            aws_secret_access_key=bootstrap.credentials.secret_access_key,
+            aws_session_token=bootstrap.credentials.session_token,
         )
         for role in roles:
             override = overrides.get((account.pk, role.pk))
             arn = (override.role_arn if override else "") or account.default_role_arn(role.name)
             max_session = (override.max_session if override else None) or role.max_session
-            iam.create_role(
+            account_iam.create_role(
                 RoleName=arn.rsplit("/", 1)[-1],
                 AssumeRolePolicyDocument=json.dumps(trust_policy(broker_arn)),
                 MaxSessionDuration=max(3600, int(max_session.total_seconds())),
@@ -115,11 +114,11 @@ class Command(BaseCommand):
         os.environ["AWS_SECRET_ACCESS_KEY"] = "demo"  # noqa: S105 - not a secret
         os.environ.pop("AWS_SESSION_TOKEN", None)
         os.environ.pop("AWS_PROFILE", None)
-        os.environ.setdefault("AWS_DEFAULT_REGION", settings.STS_REGIONS[0])
         settings.STS_ENDPOINTS = []
         # Revocation edits roles in each account's own IAM, as the roles were created above.
         settings.IAM_MANAGEMENT_ROLE_NAME = settings.IAM_MANAGEMENT_ROLE_NAME or "demo-bootstrap"
         sts.reset_clients()
+        iam.reset_clients()
         try:
             roles = create_demo_roles()
             self.stdout.write(
