@@ -91,7 +91,7 @@ def populate(rng: random.Random) -> None:
                 )
             )
     GroupMapping.objects.bulk_create(rows, batch_size=5000)
-    MappingVersion.objects.create(number=1, actor="bench", source="bench", document={})
+    MappingVersion.objects.create(number=1, actor="bench", source="seed", document={})
     from django.db import connection
 
     with connection.cursor() as cursor:

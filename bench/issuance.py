@@ -150,6 +150,7 @@ def run(url: str) -> None:
                 account_id="111111111111",
                 target="111111111111/cloud-eng",
                 data={"kind": "cli", "role": "cloud-eng", "why": ["aws-pb-cloud-eng"]},
+                now=timezone.now(),
             )
 
     request = sts.AssumeRoleRequest(

@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponseBase
+from django.utils import timezone
 
 from federation.audit.chain import record_refusal, request_ip
 from federation.models import User
@@ -66,6 +67,7 @@ def require(check: Callable[[Any], bool], what: str) -> Callable[[View], View]:
                     target=request.path[:500],
                     ip=request_ip(request),
                     data={"needs": what, "method": request.method},
+                    now=timezone.now(),
                 )
                 return refusal_page(request, refusal)
             return view(request, *args, **kwargs)

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from federation.audit.chain import record_event, request_ip
@@ -66,5 +67,6 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
         target=request.path[:500],
         ip=request_ip(request),
         data={"method": request.method, "reason": reason[:200]},
+        now=timezone.now(),
     )
     return render(request, "federation/csrf_failure.html", status=403)

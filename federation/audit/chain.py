@@ -17,7 +17,6 @@ from typing import Any
 
 from django.db import transaction
 from django.http import HttpRequest
-from django.utils import timezone
 
 from federation.models import AuditChainHead, AuditEvent, User
 from federation.refusals import Refused
@@ -90,7 +89,7 @@ def record_event(
     account_id: str = "",
     target: str = "",
     ip: str | None = None,
-    now: datetime | None = None,
+    now: datetime,
 ) -> AuditEvent:
     """Append one event to the chain, inside the caller's transaction if there is one.
 
@@ -106,7 +105,7 @@ def record_event(
         actor_user = None
         actor_label = actor or "system"
     # Microsecond precision is what the database keeps; hash what will be read back.
-    at = (now or timezone.now()).astimezone(UTC)
+    at = now.astimezone(UTC)
     # No savepoint: a failure here must fail the caller's whole change anyway, and the two
     # round trips of SAVEPOINT/RELEASE were a measurable part of every audited action.
     with transaction.atomic(savepoint=False):
@@ -150,7 +149,7 @@ def record_refusal(
     account_id: str = "",
     target: str = "",
     ip: str | None = None,
-    now: datetime | None = None,
+    now: datetime,
 ) -> AuditEvent:
     """Audit a refusal (as ``record_event``, inside the caller's transaction if any).
 

@@ -10,6 +10,7 @@ from django import forms
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from federation.audit.chain import record_event, request_ip, verify_chain_incrementally
@@ -138,6 +139,7 @@ def audit_export(request: HttpRequest) -> HttpResponseBase:
         actor=request.user,
         ip=request_ip(request),
         data={"filters": {k: str(v) for k, v in form.cleaned_data.items() if v}},
+        now=timezone.now(),
     )
     response = StreamingHttpResponse(
         _jsonl(form.filtered().order_by("seq")), content_type="application/x-ndjson"

@@ -46,9 +46,7 @@ class Entitlement(NamedTuple):
     environment: str
     role: str
     role_arn: str
-    # An EntitlementAccess. Annotated str while access_requests compares it with
-    # Access.ELIGIBLE (the same value, another enum), which mypy would reject.
-    access: str
+    access: EntitlementAccess
     via: tuple[str, ...]  # the groups (or grant) that give it: the "why"
     max_session: timedelta
     privileged: bool

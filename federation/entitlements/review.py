@@ -16,7 +16,7 @@ from django.db.models import Max
 
 from federation.audit.chain import record_event
 from federation.entitlements.resolve import Entitlement, resolve_entitlements
-from federation.models import Account, GroupMapping, SessionIssuance, User
+from federation.models import Account, EntitlementAccess, GroupMapping, SessionIssuance, User
 from federation.refusals import Refused
 
 
@@ -43,7 +43,7 @@ class ReviewRow:
     environment: str
     role: str
     privileged: bool
-    access: str  # an EntitlementAccess, as Entitlement.access
+    access: EntitlementAccess
     why: str
     grant_ends_at: datetime | None
     last_used: datetime | None

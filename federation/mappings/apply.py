@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -246,6 +247,7 @@ def _apply(
     source: Source,
     reason: str,
     base_version: int | None,
+    now: datetime,
     rolled_back_to: int | None = None,
 ) -> ApplyResult:
     if source not in Source.values:
@@ -274,6 +276,7 @@ def _apply(
                 reason=reason[:500],
                 document=document.to_dict(),
                 plan=plan.to_json(),
+                created_at=now,
             )
             data: dict[str, Any] = {
                 "version_before": current.version,
@@ -290,6 +293,7 @@ def _apply(
                 actor=actor,
                 target=f"mapping version {number}",
                 data=data,
+                now=now,
             )
     except (models.ProtectedError, models.RestrictedError) as exc:
         # The plan checked references; this is a request or grant created since then.
@@ -316,6 +320,7 @@ def apply_document(
     source: Source,
     reason: str = "",
     base_version: int | None = None,
+    now: datetime,
 ) -> ApplyResult:
     """Make the tables equal to ``document``, atomically, as a new mapping version.
 
@@ -326,7 +331,9 @@ def apply_document(
     the same transaction. Raises RemovalRefused when a removed row is still referenced by access
     requests or grants; nothing is changed then.
     """
-    return _apply(document, actor=actor, source=source, reason=reason, base_version=base_version)
+    return _apply(
+        document, actor=actor, source=source, reason=reason, base_version=base_version, now=now
+    )
 
 
 def rollback_to_version(
@@ -335,6 +342,7 @@ def rollback_to_version(
     actor: User | str,
     reason: str = "",
     base_version: int | None = None,
+    now: datetime,
 ) -> ApplyResult:
     """Restore the document of version ``number`` as a new version (source "rollback").
 
@@ -349,5 +357,6 @@ def rollback_to_version(
         source=Source.ROLLBACK,
         reason=why,
         base_version=base_version,
+        now=now,
         rolled_back_to=number,
     )

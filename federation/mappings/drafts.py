@@ -235,6 +235,7 @@ def apply_draft(draft_id: int, *, actor: User, comment: str = "", now: datetime)
             source=MappingVersion.Source.UI,
             reason=f"draft #{draft.pk}: {draft.reason}",
             base_version=draft.base_version,
+            now=now,
         )
     except MappingConflict as exc:
         _finish(draft, MappingDraft.State.STALE, actor=actor, comment=exc.message[:500], now=now)

@@ -236,8 +236,11 @@ class MappingVersion(models.Model):
 
     class Meta:
         ordering = ["-number"]
-        # No database check on source yet: tests/federation/test_entitlements.py and
-        # bench/entitlements.py still write versions with made-up sources.
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(source__in=VersionSource.values), name="mapping_version_source_valid"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"v{self.number}"

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import boto3
 import pytest
+from django.utils import timezone
 from playwright.sync_api import BrowserContext, Page, expect
 from pytest_django.fixtures import Settings as SettingsWrapper
 
@@ -39,7 +40,7 @@ mappings:
 
 @pytest.fixture
 def people(browser_idp: BrowserIdp, settings: SettingsWrapper) -> BrowserIdp:
-    apply_document(parse_document(TABLES), actor="setup", source="import")
+    apply_document(parse_document(TABLES), actor="setup", source="import", now=timezone.now())
     settings.ADMIN_GROUPS = ["fed-admins"]
     browser_idp.add("alice", "alice@corp.example", ["aws-pb-cloud-eng", "aws-pb-admin"])
     browser_idp.add("bob", "bob@corp.example", ["aws-pb-managers"])

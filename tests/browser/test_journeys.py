@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import BrowserContext, expect
 from pytest_django.fixtures import Settings as SettingsWrapper
 
@@ -45,7 +46,7 @@ mappings:
 
 @pytest.fixture
 def tables() -> None:
-    apply_document(parse_document(TABLES), actor="setup", source="import")
+    apply_document(parse_document(TABLES), actor="setup", source="import", now=timezone.now())
 
 
 @pytest.fixture

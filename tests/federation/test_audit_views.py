@@ -4,6 +4,7 @@ import json
 
 import pytest
 from django.test import Client, override_settings
+from django.utils import timezone
 
 from federation.audit.chain import record_event
 from federation.models import AuditEvent
@@ -39,9 +40,13 @@ def test_only_auditors_and_admins_read_the_log_and_refusals_are_audited(client: 
 
 
 def test_log_is_newest_first_filterable_and_shows_chain_status(client: Client) -> None:
-    record_event("signin.success", actor="alice@corp.example")
-    record_event("session.issued", actor="alice@corp.example", account_id="111111111111")
-    record_event("session.issued", actor="bob@corp.example", account_id="222222222222")
+    record_event("signin.success", now=timezone.now(), actor="alice@corp.example")
+    record_event(
+        "session.issued", now=timezone.now(), actor="alice@corp.example", account_id="111111111111"
+    )
+    record_event(
+        "session.issued", now=timezone.now(), actor="bob@corp.example", account_id="222222222222"
+    )
     _auditor(client)
 
     body = client.get("/audit/").content.decode()
@@ -64,7 +69,7 @@ def test_bad_filter_is_a_clear_400(client: Client) -> None:
 
 def test_pages_through_older_events(client: Client) -> None:
     for i in range(60):
-        record_event("e", actor=f"user{i}@corp.example")
+        record_event("e", now=timezone.now(), actor=f"user{i}@corp.example")
     _auditor(client)
     first = client.get("/audit/").content.decode()
     assert "user59@" in first and "user5@" not in first
@@ -76,8 +81,8 @@ def test_pages_through_older_events(client: Client) -> None:
 def test_page_reports_a_broken_chain(client: Client) -> None:
     from django.db import connection
 
-    record_event("e", actor="x")
-    record_event("e", actor="y")
+    record_event("e", now=timezone.now(), actor="x")
+    record_event("e", now=timezone.now(), actor="y")
     with connection.cursor() as cursor:
         cursor.execute("SET session_replication_role = replica")
         cursor.execute("UPDATE federation_auditevent SET actor = 'z' WHERE seq = 2")
@@ -87,7 +92,9 @@ def test_page_reports_a_broken_chain(client: Client) -> None:
 
 
 def test_export_is_json_lines_with_hashes_and_is_itself_audited(client: Client) -> None:
-    record_event("signin.success", actor="alice@corp.example", data={"groups": ["g"]})
+    record_event(
+        "signin.success", now=timezone.now(), actor="alice@corp.example", data={"groups": ["g"]}
+    )
     _auditor(client)
     response = client.get("/audit/export.jsonl", {"event_type": "signin."})
     lines = [json.loads(line) for line in b"".join(response.streaming_content).splitlines()]

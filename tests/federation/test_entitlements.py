@@ -193,7 +193,7 @@ def test_a_new_mapping_version_invalidates_the_memo(two_bus: dict[str, Account])
     mapping.delete()
     # Stale until a version is written: every change goes through federation.mappings.
     assert len(resolve_entitlements(["g"], now=timezone.now())) == 2
-    MappingVersion.objects.create(number=1, actor="t", source="test", document={})
+    MappingVersion.objects.create(number=1, actor="t", source="seed", document={})
     assert resolve_entitlements(["g"], now=timezone.now()) == []
 
 

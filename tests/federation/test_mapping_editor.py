@@ -34,7 +34,7 @@ BASE = mapping_yaml([PB_CLOUD_ENG_DEV])
 @pytest.fixture
 def _tables() -> object:
     with override_settings(ADMIN_GROUPS=["fed-admins"]):
-        apply_document(parse_document(BASE), actor="test", source="import")
+        apply_document(parse_document(BASE), actor="test", source="import", now=timezone.now())
         yield
 
 

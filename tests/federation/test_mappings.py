@@ -51,6 +51,7 @@ def replace_line(text: str, number: int, new: str) -> str:
 def apply_text(text: str, **kwargs: Any) -> Any:
     kwargs.setdefault("actor", "tester")
     kwargs.setdefault("source", "import")
+    kwargs.setdefault("now", timezone.now())
     return apply_document(parse_document(text), **kwargs)
 
 
@@ -610,7 +611,9 @@ def test_concurrent_applies_are_serialised() -> None:
     def run(index: int) -> None:
         try:
             barrier.wait()
-            apply_document(documents[index], actor=f"writer-{index}", source="import")
+            apply_document(
+                documents[index], actor=f"writer-{index}", source="import", now=timezone.now()
+            )
         except BaseException as exc:  # reported by the assertion below
             errors.append(exc)
         finally:
@@ -738,7 +741,7 @@ def test_rollback_dry_run_changes_nothing() -> None:
 def test_rollback_to_an_unknown_version_is_refused() -> None:
     apply_text(SAMPLE)
     with pytest.raises(VersionNotFound):
-        rollback_to_version(7, actor="x")
+        rollback_to_version(7, actor="x", now=timezone.now())
     with pytest.raises(CommandError, match="no mapping version 7 \\(versions run from 1 to 1\\)"):
         call_command("rollback_mappings", "7", stdout=StringIO())
     assert MappingVersion.objects.count() == 1
@@ -784,6 +787,6 @@ def test_apply_checks_the_row_rules_of_a_document_built_in_code() -> None:
         parsed.business_units, parsed.accounts, parsed.roles, (), (bad, *parsed.mappings[1:])
     )
     with pytest.raises(MappingFileInvalid, match="approver groups apply to eligible rows only"):
-        apply_document(document, actor="x", source="import")
+        apply_document(document, actor="x", source="import", now=timezone.now())
     assert export_document() == before
     assert MappingVersion.objects.count() == 1

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
 from federation.audit.chain import cli_actor
 from federation.mappings import (
@@ -60,6 +61,7 @@ class Command(BaseCommand):
                 source=MappingVersion.Source.IMPORT,
                 reason=options["reason"],
                 base_version=plan.base_version,
+                now=timezone.now(),
             )
         except (MappingConflict, RemovalRefused) as refusal:
             raise CommandError(refusal.message) from refusal

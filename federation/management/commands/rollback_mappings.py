@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
 from federation.audit.chain import cli_actor
 from federation.mappings import (
@@ -43,6 +44,7 @@ class Command(BaseCommand):
                 actor=cli_actor(),
                 reason=options["reason"],
                 base_version=plan.base_version,
+                now=timezone.now(),
             )
         except Refused as refusal:
             raise CommandError(refusal.message) from refusal

@@ -79,6 +79,7 @@ class Command(BaseCommand):
                 actor=actor,
                 source=MappingVersion.Source.SEED,
                 reason="demo data set (seed_demo)",
+                now=now,
             )
         except Refused as refusal:
             raise CommandError(refusal.message) from refusal
