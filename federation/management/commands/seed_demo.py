@@ -20,17 +20,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from federation.audit.chain import cli_actor, record_event
+from federation.demo.idp import DEMO_IDP_DISPLAY_NAME, DEMO_IDP_ENTITY_ID, DEMO_IDP_SLUG
+from federation.idp.registry import IdpFields, save_idp
 from federation.mappings import apply_document, parse_document
 from federation.models import IdentityProvider, MappingVersion, User
 from federation.refusals import Refused
 
 DEMO_MAPPINGS = Path(__file__).resolve().parents[2] / "demo" / "mappings.yaml"
-DEMO_IDP = {
-    "slug": "demo",
-    "protocol": IdentityProvider.Protocol.SAML,
-    "entity_id": "urn:fedaccess:demo-idp",
-    "display_name": "Demo IdP (development only)",
-}
 
 
 @dataclass(frozen=True)
@@ -93,14 +89,29 @@ class Command(BaseCommand):
 def seed_identities(actor: str, *, now: datetime) -> list[str]:
     """Create or refresh the demo IdP and users; returns what was done, one line each."""
     done: list[str] = []
-    with transaction.atomic(durable=True):
-        idp, created = IdentityProvider.objects.get_or_create(
-            slug=DEMO_IDP["slug"], defaults={k: v for k, v in DEMO_IDP.items() if k != "slug"}
+    idp = IdentityProvider.objects.filter(slug=DEMO_IDP_SLUG).first()
+    if idp is not None and (idp.entity_id, idp.display_name) == (
+        DEMO_IDP_ENTITY_ID,
+        DEMO_IDP_DISPLAY_NAME,
+    ):
+        done.append(f"Identity provider {idp.slug}: already present")
+    else:
+        # The one registration path; demo_idp later adds the development IdP's URL and key.
+        idp, created = save_idp(
+            DEMO_IDP_SLUG,
+            IdentityProvider.Protocol.SAML,
+            IdpFields(
+                entity_id=DEMO_IDP_ENTITY_ID,
+                config=lambda stored: stored,
+                display_name=DEMO_IDP_DISPLAY_NAME,
+            ),
+            event_type=lambda created: "idp.registered" if created else "idp.updated",
+            audit_data={"protocol": IdentityProvider.Protocol.SAML.value, "source": "seed_demo"},
+            actor=actor,
+            now=now,
         )
-        if created:
-            done.append(f"Identity provider {idp.slug}: created")
-        else:
-            done.append(f"Identity provider {idp.slug}: already present")
+        done.append(f"Identity provider {idp.slug}: {'created' if created else 'updated'}")
+    with transaction.atomic(durable=True):
         for demo in DEMO_USERS:
             wanted = {
                 "username": demo.username,
