@@ -19,23 +19,11 @@ from federation.aws import iam, sts
 from federation.mappings import apply_document, parse_document
 from tests.aws import MotoServer
 from tests.browser.conftest import BrowserIdp, assert_accessible, screenshot, sign_in
+from tests.mapping_samples import PB_ADMIN, PB_CLOUD_ENG, mapping_yaml
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-TABLES = """
-business_units:
-  - {slug: pb, name: Personal Banking, approver_groups: [aws-pb-managers]}
-accounts:
-  - {id: "111111111111", alias: pb-dev, business_unit: pb, environment: dev}
-  - {id: "222222222222", alias: pb-prod, business_unit: pb, environment: prod}
-roles:
-  - {name: cloud-eng, max_session_minutes: 60}
-  - {name: admin, privileged: true, max_session_minutes: 60}
-mappings:
-  - {group: aws-pb-cloud-eng, role: cloud-eng, business_unit: pb, access: standing}
-  - {group: aws-pb-admin, role: admin, business_unit: pb, environments: [prod],
-     access: eligible, max_grant_minutes: 120}
-"""
+TABLES = mapping_yaml([PB_CLOUD_ENG, PB_ADMIN.replace("240", "120")])
 
 
 @pytest.fixture
