@@ -42,16 +42,13 @@ def _pending_with_relations() -> QuerySet[AccessRequest]:
 
 
 def list_decidable(user: User, *, now: datetime) -> list[AccessRequest]:
-    """Pending, undecided-in-time requests ``user`` may decide and has not voted on yet."""
-    voted = set(
-        Approval.objects.filter(approver=user, request__state=State.PENDING).values_list(
-            "request_id", flat=True
-        )
-    )
+    """Pending, undecided-in-time requests ``user`` may decide and has not voted on yet through
+    any of their identities."""
     return [
         r
         for r in _pending_with_relations().filter(decide_by__gt=now).order_by("created_at")
-        if r.pk not in voted and is_approver(user, r)
+        if is_approver(user, r)
+        and not any(a.approver.is_same_person(user) for a in r.approvals.all())
     ]
 
 
