@@ -52,6 +52,22 @@ def in_approver_groups(user: User, access_request: AccessRequest) -> bool:
     return bool({str(g) for g in user.directory_groups} & approver_groups_for(access_request))
 
 
+def may_see_request(user: User, access_request: AccessRequest) -> bool:
+    """Whether the request is within ``user``'s reach: their own (through any identity), one of
+    a unit or account they approve for, or any for an admin. Anyone else is answered as if it
+    did not exist (``refusals.NotFound``). Judged on groups as loaded (see ``reloaded``)."""
+    return (
+        is_admin(user)
+        or same_person(user, access_request.requester)
+        or in_approver_groups(user, access_request)
+    )
+
+
+def may_see_grant(user: User, grant: Grant) -> bool:
+    """As ``may_see_request``, for a grant: its holder, who may revoke it, and admins."""
+    return may_revoke(user, grant) or same_person(user, grant.user)
+
+
 def may_revoke(user: User, grant: Grant) -> bool:
     """Whether ``user`` may revoke this grant: admins, and anyone in an approver group of its
     request (the holder included: ending one's own access early is harmless). Judged on

@@ -27,6 +27,7 @@ from access_requests.approvers import (
     approver_groups_for,
     is_approver,
     list_approvers,
+    may_see_request,
     reloaded,
     same_person,
     source_identity_for,
@@ -48,7 +49,7 @@ from access_requests.refusals import (
     SelfApprovalRefused,
 )
 from access_requests.services.effects import notify
-from access_requests.services.locked import change_locked
+from access_requests.services.locked import change_locked, not_found
 from federation.audit.chain import record_event, record_refusal
 from federation.aws.names import IdentityNotExpressible
 from federation.entitlements.resolve import Entitlement, find_entitlement
@@ -151,7 +152,9 @@ def submit_request(
         _refuse_submission(
             refusal,
             requester,
-            account_id=account_id if account else "",
+            # Only an account the requester may request is named: an account outside their reach
+            # is audited exactly like one that does not exist (its id stays in ``target``).
+            account_id=account_id if account and entitlement else "",
             target=target,
             now=now,
             ip=ip,
@@ -252,10 +255,11 @@ def decide_request(
 ) -> AccessRequest:
     """Record ``actor``'s approve or deny on a pending request.
 
-    Under a row lock: refuses a request no longer pending or past its decision deadline
-    (``RequestNotPending``), the requester through any of their identities
-    (``SelfApprovalRefused``), anyone not in an applicable approver group *now*
-    (``NotAnApprover``), a second vote by the same person through any identity
+    Under a row lock: answers an unknown id, and a request outside the actor's reach (another
+    business unit: ``may_see_request``), with the same ``RequestNotFound``; refuses a request no
+    longer pending or past its decision deadline (``RequestNotPending``), the requester through
+    any of their identities (``SelfApprovalRefused``), anyone not in an applicable approver
+    group *now* (``NotAnApprover``), a second vote by the same person through any identity
     (``AlreadyDecided``), and an approval for a requester no longer eligible
     (``RequesterNotEligible``). One deny ends the request; the account's threshold of distinct
     approvers (people, not identities) creates exactly one grant. Refusals are audited.
@@ -266,6 +270,8 @@ def decide_request(
 
     def check(locked: AccessRequest) -> RequestRefused | Entitlement | None:
         current = reloaded(actor)
+        if not may_see_request(current, locked):
+            return not_found("request")
         entitlement = (
             _requester_entitlement(locked, now=now) if decision == Decision.APPROVE else None
         )
@@ -479,10 +485,13 @@ def cancel_request(
     access_request: AccessRequest | int, *, actor: User, now: datetime, ip: str | None = None
 ) -> AccessRequest:
     """The requester (through any of their identities) withdraws a pending request. Raises
-    ``NotTheRequester`` or ``RequestNotPending`` (audited)."""
+    ``RequestNotFound`` (unknown, or outside the actor's reach), ``NotTheRequester`` or
+    ``RequestNotPending`` (audited)."""
     request_id = access_request if isinstance(access_request, int) else access_request.pk
 
     def check(locked: AccessRequest) -> RequestRefused | None:
+        if not may_see_request(reloaded(actor), locked):
+            return not_found("request")
         if not same_person(actor, locked.requester):
             return NotTheRequester("Only the requester can cancel a request.")
         if locked.state != State.PENDING:
