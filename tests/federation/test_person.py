@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from access_requests import refusals
 from access_requests.models import AccessRequest, Grant
+from access_requests.notifications import RequestEvent, build_notice
 from access_requests.services import workflow
 from federation.entitlements.resolve import find_entitlement
 from federation.idp.identity import VerifiedIdentity
@@ -273,3 +274,29 @@ def test_one_person_is_one_prod_approver_whatever_identity_votes() -> None:
         workflow.decide_request(request, actor=twin, decision="approve", now=now)
     request.refresh_from_db()
     assert request.state == AccessRequest.State.PENDING and not Grant.objects.exists()
+
+
+def test_a_requesters_admin_twin_is_not_asked_to_decide_by_mail() -> None:
+    world = build_world()
+    unit = world.dev.business_unit
+    unit.approver_groups = []
+    unit.save()
+    twin = sign_in(
+        IdentityProviderFactory(slug="entra"),
+        "oid-rita",
+        email=world.requester.email,
+        groups=("fed-admins",),
+    )
+    other_admin = UserFactory(directory_groups=["fed-admins"])
+    with override_settings(ADMIN_GROUPS=["fed-admins"]):
+        request = workflow.submit_request(
+            world.requester,
+            account_id="111111111111",
+            role="admin",
+            justification="x",
+            duration=timedelta(hours=1),
+            now=timezone.now(),
+        )
+        notice = build_notice(request, RequestEvent.SUBMITTED)
+    assert request.unapprovable and twin.is_same_person(world.requester)
+    assert notice.recipients == (other_admin.email,)
