@@ -1,7 +1,8 @@
 """Who may decide, revoke or be told about a request (SPEC §4, SECURITY.md §5).
 
 Approvers are people whose *current* directory groups meet the approver groups that apply; the
-requester never counts, compared by IdP identity. Services re-check these under their locks.
+requester never counts, through any of their identities (``User.is_same_person``). Services
+re-check these under their locks.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ from federation.permissions import is_admin
 
 
 def same_person(a: User, b: User) -> bool:
-    """Identity is the IdP's immutable subject, never the email (SECURITY.md §5)."""
-    if a.pk == b.pk:
-        return True
-    return bool(a.idp_id and a.subject) and (a.idp_id, a.subject) == (b.idp_id, b.subject)
+    """Whether ``a`` and ``b`` may be one human: the same identity, the same person through
+    another IdP, or the same email address (``User.is_same_person``). For refusals only."""
+    return a.is_same_person(b)
 
 
 def approver_groups_for(access_request: AccessRequest) -> frozenset[str]:
@@ -44,7 +44,28 @@ def is_approver(user: User, access_request: AccessRequest) -> bool:
     Judged on ``user.directory_groups`` as loaded (see ``reloaded``)."""
     if same_person(user, access_request.requester):
         return False
+    return in_approver_groups(user, access_request)
+
+
+def in_approver_groups(user: User, access_request: AccessRequest) -> bool:
+    """Whether ``user``'s groups meet the request's approver groups (the requester included)."""
     return bool({str(g) for g in user.directory_groups} & approver_groups_for(access_request))
+
+
+def may_see_request(user: User, access_request: AccessRequest) -> bool:
+    """Whether the request is within ``user``'s reach: their own (through any identity), one of
+    a unit or account they approve for, or any for an admin. Anyone else is answered as if it
+    did not exist (``refusals.NotFound``). Judged on groups as loaded (see ``reloaded``)."""
+    return (
+        is_admin(user)
+        or same_person(user, access_request.requester)
+        or in_approver_groups(user, access_request)
+    )
+
+
+def may_see_grant(user: User, grant: Grant) -> bool:
+    """As ``may_see_request``, for a grant: its holder, who may revoke it, and admins."""
+    return may_revoke(user, grant) or same_person(user, grant.user)
 
 
 def may_revoke(user: User, grant: Grant) -> bool:
@@ -53,7 +74,7 @@ def may_revoke(user: User, grant: Grant) -> bool:
     ``user.directory_groups`` as loaded (see ``reloaded``)."""
     if is_admin(user):
         return True
-    return bool({str(g) for g in user.directory_groups} & approver_groups_for(grant.request))
+    return in_approver_groups(user, grant.request)
 
 
 def list_approvers(access_request: AccessRequest) -> list[User]:

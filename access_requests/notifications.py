@@ -78,7 +78,10 @@ def build_notice(access_request: AccessRequest, event: str) -> Notice:
                 "Warning: fewer people than required can approve this request; "
                 "admins, check the approver groups of this account and business unit."
             )
-        recipients = tuple(sorted({u.email for u in people if u.email and u.pk != requester.pk}))
+        # Not the requester through any of their identities (an admin twin at another IdP).
+        recipients = tuple(
+            sorted({u.email for u in people if u.email and not u.is_same_person(requester)})
+        )
     else:
         recipients = (requester.email,) if requester.email else ()
         comments = [

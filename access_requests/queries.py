@@ -11,7 +11,7 @@ from django.db.models.functions import RowNumber
 from access_requests.approvers import is_approver, may_revoke
 from access_requests.models import AccessRequest, Approval, Grant
 from federation.entitlements.resolve import Entitlement, resolve_entitlements
-from federation.models import EntitlementAccess, User
+from federation.models import Account, EntitlementAccess, GroupMapping, User
 from federation.permissions import is_admin
 
 State = AccessRequest.State
@@ -42,16 +42,13 @@ def _pending_with_relations() -> QuerySet[AccessRequest]:
 
 
 def list_decidable(user: User, *, now: datetime) -> list[AccessRequest]:
-    """Pending, undecided-in-time requests ``user`` may decide and has not voted on yet."""
-    voted = set(
-        Approval.objects.filter(approver=user, request__state=State.PENDING).values_list(
-            "request_id", flat=True
-        )
-    )
+    """Pending, undecided-in-time requests ``user`` may decide and has not voted on yet through
+    any of their identities."""
     return [
         r
         for r in _pending_with_relations().filter(decide_by__gt=now).order_by("created_at")
-        if r.pk not in voted and is_approver(user, r)
+        if is_approver(user, r)
+        and not any(a.approver.is_same_person(user) for a in r.approvals.all())
     ]
 
 
@@ -75,16 +72,18 @@ def list_revocable(user: User, *, now: datetime) -> list[Grant]:
 
 
 def list_histories(
-    requests: Iterable[AccessRequest], *, limit: int = 5
+    requests: Iterable[AccessRequest], *, viewer: User, limit: int = 5
 ) -> dict[int, list[AccessRequest]]:
-    """Each requester's latest ``limit`` decided or ended requests, for the approver's context,
-    keyed by requester id; one query however many requests are shown."""
+    """Each requester's latest ``limit`` decided or ended requests that ``viewer`` may see
+    (``may_see_request``: a unit or account they approve for, everything for an admin), for the
+    approver's context, keyed by requester id; one query however many requests are shown."""
     requester_ids = {r.requester_id for r in requests}
     if not requester_ids:
         return {}
     rows = (
         AccessRequest.objects.filter(requester_id__in=requester_ids)
         .filter(~Q(state=State.PENDING))
+        .filter(_within_reach(viewer))
         .annotate(
             rank=Window(
                 RowNumber(),
@@ -100,6 +99,51 @@ def list_histories(
     for row in rows:
         histories.setdefault(row.requester_id, []).append(row)
     return histories
+
+
+def list_unit_groups(requests: Iterable[AccessRequest]) -> dict[int, list[str]]:
+    """Each request's requester groups that map rows in the request's own business unit, keyed
+    by request id: what an approver of that unit is shown (memberships elsewhere are another
+    unit's business). One query however many requests are shown."""
+    requests = list(requests)
+    units = {r.account.business_unit_id for r in requests}
+    mapped: dict[int, set[str]] = {}
+    for unit, group in GroupMapping.objects.filter(business_unit_id__in=units).values_list(
+        "business_unit_id", "group"
+    ):
+        mapped.setdefault(unit, set()).add(group)
+    return {
+        r.pk: sorted(
+            str(g)
+            for g in r.requester.directory_groups
+            if str(g) in mapped.get(r.account.business_unit_id, set())
+        )
+        for r in requests
+    }
+
+
+def _within_reach(viewer: User) -> Q:
+    """The requests ``viewer`` approves for, as a filter: the same rule as ``may_see_request``
+    (business unit, account or mapping row approver groups), judged in Python over the few
+    units, accounts and rows so it holds on SQLite (the demo) as on PostgreSQL."""
+    if is_admin(viewer):
+        return Q()
+    groups = {str(g) for g in viewer.directory_groups}
+
+    def meets(approver_groups: object) -> bool:
+        return isinstance(approver_groups, list) and bool(
+            groups & {str(g) for g in approver_groups}
+        )
+
+    accounts = [
+        a.pk
+        for a in Account.objects.select_related("business_unit")
+        if meets(a.business_unit.approver_groups) or meets(a.approver_groups)
+    ]
+    rows = [
+        m.pk for m in GroupMapping.objects.only("pk", "approver_groups") if meets(m.approver_groups)
+    ]
+    return Q(account_id__in=accounts) | Q(mapping_id__in=rows)
 
 
 def list_owed_revocations(*, now: datetime, older_than: timedelta) -> list[int]:

@@ -15,6 +15,24 @@ class RequestRefused(Refused):
     title = "Request refused"
 
 
+class NotFound(RequestRefused):
+    """No such request or grant *for this person*: the id does not exist, or it is outside their
+    reach (another business unit). Both get this same answer, status and audit shape, so an id
+    never tells someone who may not see it whether it exists, its account or its state."""
+
+    code = "not_found"
+    status = 404
+    title = "Not found"
+
+
+class RequestNotFound(NotFound):
+    pass
+
+
+class GrantNotFound(NotFound):
+    pass
+
+
 class JustificationRequired(RequestRefused):
     code = "justification_required"
 

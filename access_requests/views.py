@@ -7,7 +7,6 @@ from datetime import timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ObjectDoesNotExist
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -79,7 +78,8 @@ def cancel(request: HttpRequest, request_id: int) -> HttpResponse:
         workflow.cancel_request(
             request_id, actor=_user(request), now=timezone.now(), ip=request_ip(request)
         )
-    except ObjectDoesNotExist:
+    except refusals.NotFound:
+        # The same 404 whether the id does not exist or is outside this person's reach.
         raise Http404("no such request") from None
     except refusals.RequestRefused as refusal:
         messages.error(request, refusal.message)
@@ -94,12 +94,14 @@ def approvals(request: HttpRequest) -> HttpResponse:
     user = _user(request)
     now = timezone.now()
     decidable = queries.list_decidable(user, now=now)
-    histories = queries.list_histories(decidable)
+    histories = queries.list_histories(decidable, viewer=user)
+    unit_groups = queries.list_unit_groups(decidable)
     context = {
         "decidable": [
             {
                 "request": r,
                 "history": histories.get(r.requester_id, []),
+                "groups": unit_groups.get(r.pk, []),
                 "votes": list(r.approvals.all()),
             }
             for r in decidable
@@ -129,7 +131,8 @@ def decide(request: HttpRequest, request_id: int) -> HttpResponse:
             now=timezone.now(),
             ip=request_ip(request),
         )
-    except ObjectDoesNotExist:
+    except refusals.NotFound:
+        # The same 404 whether the id does not exist or is outside this person's reach.
         raise Http404("no such request") from None
     except refusals.RequestRefused as refusal:
         messages.error(request, refusal.message)
@@ -154,7 +157,8 @@ def revoke(request: HttpRequest, grant_id: int) -> HttpResponse:
             reason=reason,
             ip=request_ip(request),
         )
-    except ObjectDoesNotExist:
+    except refusals.NotFound:
+        # The same 404 whether the id does not exist or is outside this person's reach.
         raise Http404("no such grant") from None
     except refusals.RequestRefused as refusal:
         messages.error(request, refusal.message)

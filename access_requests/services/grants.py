@@ -17,12 +17,12 @@ from datetime import datetime
 from django.db import transaction
 
 from access_requests import tasks
-from access_requests.approvers import may_revoke, reloaded
+from access_requests.approvers import may_revoke, may_see_grant, reloaded
 from access_requests.models import AccessRequest, Grant, GrantState
 from access_requests.notifications import RequestEvent
 from access_requests.refusals import GrantNotActive, NotAllowedToRevoke, RequestRefused
 from access_requests.services.effects import enqueue, notify
-from access_requests.services.locked import change_locked
+from access_requests.services.locked import change_locked, not_found
 from access_requests.services.workflow import transition_request
 from federation.audit.chain import record_event
 from federation.entitlements.resolve import resolve_entitlements
@@ -44,13 +44,16 @@ def revoke_grant(
     The grant is revoked (and unusable) as this transaction commits. The IAM deny policy for
     the holder's sessions issued before ``now`` is then put by a task; until IAM confirms it the
     grant's ``revocation_applied_at`` stays NULL and the sweep retries, so a failing IAM call
-    delays the deny but never loses it. Raises ``GrantNotActive`` or ``NotAllowedToRevoke``
-    (audited).
+    delays the deny but never loses it. Raises ``GrantNotFound`` (unknown, or outside the
+    actor's reach: the same answer), ``NotAllowedToRevoke`` or ``GrantNotActive`` (audited).
     """
     grant_id = grant if isinstance(grant, int) else grant.pk
 
     def check(locked: Grant) -> RequestRefused | None:
-        if not may_revoke(reloaded(actor), locked):
+        current = reloaded(actor)
+        if not may_see_grant(current, locked):
+            return not_found("grant")
+        if not may_revoke(current, locked):
             return NotAllowedToRevoke("Only an approver of this grant or an admin may revoke it.")
         if not locked.is_active_at(now):
             return GrantNotActive(f"Grant #{locked.pk} is already {_grant_state(locked, now)}.")

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 
 from access_requests.models import AccessRequest, Grant
+from access_requests.refusals import GrantNotFound, NotFound, RequestNotFound
 from federation.audit.chain import record_refusal
 from federation.models import User
 from federation.refusals import Refused
@@ -36,26 +37,40 @@ def change_locked(
     refused_data: Mapping[str, Any] | None = None,
 ) -> Row:
     """Lock row ``pk`` of ``rows``; ``check`` it and ``apply`` what the check planned, or audit
-    the ``Refused`` the check returned as ``refused_event`` (with the row's state) and raise it.
+    the ``Refused`` the check returned as ``refused_event`` (with the row's account and state)
+    and raise it.
 
-    ``check`` must not write; ``apply`` runs only when the check refused nothing. Raises the
-    model's ``DoesNotExist`` for an unknown ``pk``.
+    ``check`` must not write; ``apply`` runs only when the check refused nothing. An unknown
+    ``pk`` and a ``NotFound`` from the check (a row outside the actor's reach) are one answer:
+    the same ``NotFound`` refusal, audited with the id asked for and nothing about the row.
     """
+    kind = "grant" if rows.model is Grant else "request"
     with transaction.atomic(durable=True):
-        row = rows.select_for_update(of=("self",)).get(pk=pk)
-        verdict = check(row)
-        if not isinstance(verdict, Refused):
+        row = rows.select_for_update(of=("self",)).filter(pk=pk).first()
+        verdict = not_found(kind) if row is None else check(row)
+        if row is not None and not isinstance(verdict, Refused):
             apply(row, verdict)
             return row
-        kind = "grant" if isinstance(row, Grant) else "request"
+        assert isinstance(verdict, Refused)
+        hidden = row is None or isinstance(verdict, NotFound)
         record_refusal(
             refused_event,
             verdict,
             actor=actor,
-            account_id=row.account.account_id,
-            target=f"{kind} #{row.pk}",
+            account_id="" if hidden or row is None else row.account.account_id,
+            target=f"{kind} #{pk}",
             ip=ip,
             now=now,
-            data={**(refused_data or {}), "state": row.state},
+            data={
+                **(refused_data or {}),
+                **({} if hidden or row is None else {"state": row.state}),
+            },
         )
     raise verdict
+
+
+def not_found(kind: str) -> NotFound:
+    """The one answer for an id that does not exist or that the actor may not see."""
+    if kind == "grant":
+        return GrantNotFound("No such grant.")
+    return RequestNotFound("No such request.")

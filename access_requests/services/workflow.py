@@ -27,6 +27,7 @@ from access_requests.approvers import (
     approver_groups_for,
     is_approver,
     list_approvers,
+    may_see_request,
     reloaded,
     same_person,
     source_identity_for,
@@ -48,7 +49,7 @@ from access_requests.refusals import (
     SelfApprovalRefused,
 )
 from access_requests.services.effects import notify
-from access_requests.services.locked import change_locked
+from access_requests.services.locked import change_locked, not_found
 from federation.audit.chain import record_event, record_refusal
 from federation.aws.names import IdentityNotExpressible
 from federation.entitlements.resolve import Entitlement, find_entitlement
@@ -151,7 +152,9 @@ def submit_request(
         _refuse_submission(
             refusal,
             requester,
-            account_id=account_id if account else "",
+            # Only an account the requester may request is named: an account outside their reach
+            # is audited exactly like one that does not exist (its id stays in ``target``).
+            account_id=account_id if account and entitlement else "",
             target=target,
             now=now,
             ip=ip,
@@ -252,22 +255,28 @@ def decide_request(
 ) -> AccessRequest:
     """Record ``actor``'s approve or deny on a pending request.
 
-    Under a row lock: refuses a request no longer pending or past its decision deadline
-    (``RequestNotPending``), the requester (``SelfApprovalRefused``), anyone not in an applicable
-    approver group *now* (``NotAnApprover``), a second vote (``AlreadyDecided``), and an approval
-    for a requester no longer eligible (``RequesterNotEligible``). One deny ends the request; the
-    account's threshold of distinct approvals creates exactly one grant. Refusals are audited.
+    Under a row lock: answers an unknown id, and a request outside the actor's reach (another
+    business unit: ``may_see_request``), with the same ``RequestNotFound``; refuses a request no
+    longer pending or past its decision deadline (``RequestNotPending``), the requester through
+    any of their identities (``SelfApprovalRefused``), anyone not in an applicable approver
+    group *now* (``NotAnApprover``), a second vote by the same person through any identity
+    (``AlreadyDecided``), and an approval for a requester no longer eligible
+    (``RequesterNotEligible``). One deny ends the request; the account's threshold of distinct
+    approvers (people, not identities) creates exactly one grant. Refusals are audited.
     """
     if decision not in Decision.values:
         raise ValueError(f"decision must be one of {Decision.values}")
     request_id = access_request if isinstance(access_request, int) else access_request.pk
 
     def check(locked: AccessRequest) -> RequestRefused | Entitlement | None:
+        current = reloaded(actor)
+        if not may_see_request(current, locked):
+            return not_found("request")
         entitlement = (
             _requester_entitlement(locked, now=now) if decision == Decision.APPROVE else None
         )
         refusal = _decision_refusal(
-            locked, actor=actor, decision=decision, entitlement=entitlement, now=now
+            locked, actor=current, decision=decision, entitlement=entitlement, now=now
         )
         return entitlement if refusal is None else refusal
 
@@ -328,11 +337,13 @@ def _decision_refusal(
         )
     if same_person(actor, access_request.requester):
         return SelfApprovalRefused("You cannot decide your own request.")
-    if not is_approver(reloaded(actor), access_request):
+    if not is_approver(actor, access_request):
         return NotAnApprover(
             f"You are not (or no longer) an approver for {access_request.account.alias}."
         )
-    if access_request.approvals.filter(approver=actor).exists():
+    # One vote per person: a second identity of an approver does not count as another approver.
+    voters = access_request.approvals.select_related("approver")
+    if any(vote.approver.is_same_person(actor) for vote in voters):
         return AlreadyDecided(f"You have already decided request #{access_request.pk}.")
     if decision == Decision.APPROVE:
         requester = access_request.requester
@@ -473,11 +484,14 @@ def transition_request(
 def cancel_request(
     access_request: AccessRequest | int, *, actor: User, now: datetime, ip: str | None = None
 ) -> AccessRequest:
-    """The requester withdraws a pending request. Raises ``NotTheRequester`` or
+    """The requester (through any of their identities) withdraws a pending request. Raises
+    ``RequestNotFound`` (unknown, or outside the actor's reach), ``NotTheRequester`` or
     ``RequestNotPending`` (audited)."""
     request_id = access_request if isinstance(access_request, int) else access_request.pk
 
     def check(locked: AccessRequest) -> RequestRefused | None:
+        if not may_see_request(reloaded(actor), locked):
+            return not_found("request")
         if not same_person(actor, locked.requester):
             return NotTheRequester("Only the requester can cancel a request.")
         if locked.state != State.PENDING:

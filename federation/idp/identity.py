@@ -39,6 +39,9 @@ class VerifiedIdentity:
     groups: tuple[str, ...]
     manager: str = ""
     auth_context: Mapping[str, Any] = field(default_factory=dict)
+    # Whether the IdP vouches for the address (OIDC ``email_verified: true``); only a vouched
+    # address may link this identity to an existing person (federation/idp/signin.py).
+    email_verified: bool = True
 
 
 def groups_from(values: Sequence[Any] | str | None) -> tuple[str, ...]:

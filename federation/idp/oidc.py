@@ -395,6 +395,7 @@ def _identity(
         idp=idp,
         subject=subject,
         email=email,
+        email_verified=profile.get("email_verified") is True,
         groups=groups_from(raw_groups),
         auth_context={
             k: claims[k] for k in ("iss", "acr", "amr", "auth_time", "azp") if k in claims

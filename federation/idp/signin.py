@@ -18,7 +18,7 @@ from django.urls import reverse
 
 from federation.audit.chain import record_event, record_refusal, request_ip
 from federation.idp.identity import SignInRefused, VerifiedIdentity
-from federation.models import IdentityProvider, SignIn, User
+from federation.models import IdentityProvider, Person, SignIn, User
 from federation.refusals import refusal_page
 
 AUTH_BACKEND = "django.contrib.auth.backends.ModelBackend"
@@ -37,13 +37,14 @@ def complete_sign_in(
     now: datetime,
     consume: Callable[[], None] | None = None,
 ) -> User:
-    """Find or create the person keyed on (IdP, subject), store this sign-in and its groups,
-    audit it, and start a fresh session (the session id is rotated).
+    """Find or create the identity keyed on (IdP, subject), link it to its person (see
+    ``person_for``), store this sign-in and its groups, audit it, and start a fresh session
+    (the session id is rotated).
 
     ``consume`` (optional) runs first inside the same transaction: a protocol's single-use
     bookkeeping (SAML request and assertion ids, OIDC state). If it raises ``SignInRefused``
-    nothing is written. An email change updates the same person; a recycled email on a new
-    subject is a new person who inherits nothing.
+    nothing is written. An email change updates the same identity; a recycled email on a new
+    subject is a new identity that inherits nothing (access stays with the identity).
     """
     groups = sorted(set(identity.groups))
     with transaction.atomic(durable=True):
@@ -63,6 +64,10 @@ def complete_sign_in(
             )
             user.set_unusable_password()
         previous_email = user.email
+        linked_by = "subject"
+        if user.person_id is None:
+            person, linked_by = person_for(identity, now=now)
+            user.person = person
         user.email = identity.email
         user.directory_groups = groups
         user.manager = identity.manager
@@ -89,6 +94,8 @@ def complete_sign_in(
                 "email": identity.email,
                 "previous_email": previous_email if previous_email != identity.email else None,
                 "new_person": created,
+                "person": user.person_id,
+                "linked_by": linked_by,
                 "groups": groups,
                 "manager": identity.manager,
                 "auth_context": dict(identity.auth_context),
@@ -99,6 +106,47 @@ def complete_sign_in(
         # (last_login is saved above; federation/apps.py drops Django's second UPDATE of it.)
         login(request, user, backend=AUTH_BACKEND)
     return user
+
+
+def link_by_email_allowed(idp: IdentityProvider) -> bool:
+    """Whether ``idp``'s email addresses may link a new identity to an existing person. On by
+    default (a registered IdP is a corporate directory); ``config["link_by_email"] = false``
+    turns it off for an IdP whose users can choose their own address."""
+    return idp.config.get("link_by_email", True) is not False
+
+
+def person_for(identity: VerifiedIdentity, *, now: datetime) -> tuple[Person, str]:
+    """The person a not-yet-linked identity belongs to, and how it was found ("email" or
+    "new"). Runs once per identity (its first sign-in); the link never moves afterwards.
+
+    An identity joins an existing person by email only when all of these hold, else it is a
+    new person:
+
+    * the IdP vouches for the address: its email linking is on (``link_by_email_allowed``)
+      and, for OIDC, it said ``email_verified: true`` (Entra ID's "nOAuth": an unverified
+      ``email`` claim is whatever the user typed);
+    * exactly one person holds that address (case-insensitively) through an *active* identity
+      at *another* IdP (a leaver's deactivated identity attracts nobody);
+    * that person has no identity at this IdP yet: a new subject at the same IdP with a known
+      address is a recycled address or a re-created account, never the same person.
+
+    A wrong link can only refuse more (self-approval): the person shares no access.
+    """
+    email = identity.email.strip()
+    if email and identity.email_verified and link_by_email_allowed(identity.idp):
+        holders = (
+            User.objects.filter(email__iexact=email, is_active=True, person__isnull=False)
+            .exclude(idp=identity.idp)
+            .values_list("person_id", flat=True)
+            .distinct()
+        )
+        people = list(holders[:2])
+        if (
+            len(people) == 1
+            and not User.objects.filter(person_id=people[0], idp=identity.idp).exists()
+        ):
+            return Person.objects.select_for_update().get(pk=people[0]), "email"
+    return Person.objects.create(created_at=now), "new"
 
 
 def refusal_response(

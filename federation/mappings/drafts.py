@@ -194,7 +194,8 @@ def may_apply(draft: MappingDraft, user: User) -> bool:
     return (
         draft.state == MappingDraft.State.OPEN
         and is_admin(user)
-        and not (draft.needs_approval and draft.created_by_id == user.pk)
+        # The author through any of their identities (another IdP, same person): not a second admin.
+        and not (draft.needs_approval and draft.created_by.is_same_person(user))
     )
 
 

@@ -15,6 +15,7 @@ from federation.models.catalog import (
 )
 from federation.models.identity import (
     IdentityProvider,
+    Person,
     SamlAuthnRequest,
     SamlConsumedAssertion,
     SignIn,
@@ -53,6 +54,7 @@ __all__ = [
     "LogicalRole",
     "MappingDraft",
     "MappingVersion",
+    "Person",
     "SamlAuthnRequest",
     "SamlConsumedAssertion",
     "SessionIssuance",

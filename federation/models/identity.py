@@ -42,13 +42,34 @@ class IdentityProvider(models.Model):
         return self.slug
 
 
+class Person(models.Model):
+    """One human being, whichever IdP they sign in through (docs/access-requests.md, "One
+    person, many identities").
+
+    Each sign-in identity (a ``User``: IdP + immutable subject) links to one person. The person
+    is what separation of duties compares (no approving or applying one's own change through a
+    second IdP); access is never shared through it: grants, tokens and sessions stay with the
+    identity that earned them.
+    """
+
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"person #{self.pk}"
+
+
 class User(AbstractUser):
-    """A person, keyed on their IdP and its immutable subject, never on email."""
+    """One sign-in identity, keyed on its IdP and that IdP's immutable subject, never on email;
+    ``person`` is the human behind it (empty only for accounts that never signed in through an
+    IdP, such as a local superuser)."""
 
     idp = models.ForeignKey(
         IdentityProvider, null=True, blank=True, on_delete=models.PROTECT, related_name="users"
     )
     subject = models.CharField(max_length=512, blank=True)
+    person = models.ForeignKey(
+        Person, null=True, blank=True, on_delete=models.PROTECT, related_name="identities"
+    )
     directory_groups = models.JSONField(default=list, blank=True)
     manager = models.CharField(max_length=320, blank=True)
 
@@ -64,6 +85,34 @@ class User(AbstractUser):
     @property
     def label(self) -> str:
         return self.email or self.username
+
+    def is_same_person(self, other: User) -> bool:
+        """Whether ``other`` may be this human through another identity: the same identity, the
+        same person, or an identity at *another* IdP with the same email address (one the email
+        rule declined to link, e.g. an OIDC address not marked verified).
+
+        For refusals only (self-approval, self-apply, one vote per person): wider than the link,
+        so an unlinked twin still cannot approve for itself; never a reason to grant anything.
+        Within one IdP only the subject counts: a recycled address there is another person.
+        """
+        if self.pk is not None and self.pk == other.pk:
+            return True
+        if self.person_id is not None and self.person_id == other.person_id:
+            return True
+        if (
+            self.idp_id
+            and self.subject
+            and (self.idp_id, self.subject)
+            == (
+                other.idp_id,
+                other.subject,
+            )
+        ):
+            return True
+        if self.idp_id == other.idp_id:
+            return False
+        mine, theirs = self.email.strip().casefold(), other.email.strip().casefold()
+        return bool(mine) and mine == theirs
 
 
 class SignIn(models.Model):

@@ -180,8 +180,10 @@ def test_non_approver_cannot_revoke_but_an_admin_can(world: World, aws: MotoServ
     now = timezone.now()
     grant = granted(world, now)
 
-    with pytest.raises(refusals.NotAllowedToRevoke):
+    # Another unit's approver: the same answer as an unknown grant (issue 12 item 9).
+    with pytest.raises(refusals.GrantNotFound):
         grants.revoke_grant(grant, actor=world.outsider, now=now)
+    # The holder sees their grant, so is told why.
     with pytest.raises(refusals.NotAllowedToRevoke):
         grants.revoke_grant(grant, actor=world.requester, now=now)
 
@@ -200,7 +202,7 @@ def test_admin_who_lost_the_admin_group_since_cannot_revoke(world: World, aws: M
 
     with (
         override_settings(ADMIN_GROUPS=["aws-admins"]),
-        pytest.raises(refusals.NotAllowedToRevoke),
+        pytest.raises(refusals.GrantNotFound),
     ):
         grants.revoke_grant(grant, actor=stale, now=now)
     grant.refresh_from_db()
