@@ -74,6 +74,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "federation.middleware.SecurityHeadersMiddleware",
+    # Inside the headers middleware, so its redirect to sign-in carries them too.
+    "federation.middleware.SessionLimitsMiddleware",
 ]
 
 ROOT_URLCONF = "federation.urls"
