@@ -131,6 +131,8 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The worker keeps the LOGGING below (its redaction filter) instead of installing its own handlers.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
 # SAML: IdP metadata from a URL is re-read (certificate rollover); expired replay records go.
 CELERY_BEAT_SCHEDULE["refresh-saml-metadata"] = {

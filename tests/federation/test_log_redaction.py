@@ -152,3 +152,10 @@ def test_harmless_lines_are_left_alone(log_output: io.StringIO) -> None:
     line = "issuance.failed sts_code=AccessDenied error_code=x region=eu-west-1 sha=" + "a" * 64
     logging.getLogger("federation.anything").warning(line)
     assert line in log_output.getvalue()
+
+
+def test_the_celery_worker_keeps_the_redacting_handlers() -> None:
+    # By default a worker replaces the root logger's handlers with its own, unfiltered ones.
+    from federation.celery import app
+
+    assert app.conf.worker_hijack_root_logger is False
