@@ -104,8 +104,10 @@ def main() -> None:
         for _ in range(2):
             batch = []
             for _ in range(total):
-                seen = flow.start(client=Client(HTTP_HOST=HOST))
-                batch.append((seen, b64(flow.signer.response_xml(seen))))
+                # Each login in its own browser, which keeps its login-start cookie.
+                browser = Client(HTTP_HOST=HOST)
+                seen = flow.start(client=browser)
+                batch.append((seen, b64(flow.signer.response_xml(seen)), browser))
             batches.append(batch)
         print(
             f"prepared {2 * total} responses signed by pysaml2/xmlsec1 "
@@ -116,7 +118,7 @@ def main() -> None:
         request_data = saml.request_data(flow.idp)
 
         def bare(item: tuple) -> None:  # type: ignore[type-arg]
-            seen, encoded = item
+            seen, encoded, _ = item
             response = OneLogin_Saml2_Response(settings_obj, encoded)
             assert response.is_valid(
                 request_data, request_id=seen.request_id, raise_exceptions=True
@@ -127,10 +129,16 @@ def main() -> None:
         assert saml_schemas.install(), "unknown python3-saml version: see the log"
         cached = timed(durable, bare)
 
+        cookie = saml.browser_cookie(flow.idp).name
+
         def validate(item: tuple) -> None:  # type: ignore[type-arg]
-            seen, encoded = item
+            seen, encoded, browser = item
             saml_response.validate_response(
-                flow.idp, saml_response=encoded, relay_state=seen.relay_state, now=timezone.now()
+                flow.idp,
+                saml_response=encoded,
+                relay_state=seen.relay_state,
+                browser_secret=browser.cookies[cookie].value,
+                now=timezone.now(),
             )
 
         validated = timed(durable, validate)
@@ -138,10 +146,8 @@ def main() -> None:
         url = f"/saml/{flow.idp.slug}/acs/"
 
         def acs(item: tuple) -> None:  # type: ignore[type-arg]
-            seen, encoded = item
-            answer = Client(HTTP_HOST=HOST).post(
-                url, {"SAMLResponse": encoded, "RelayState": seen.relay_state}
-            )
+            seen, encoded, browser = item
+            answer = browser.post(url, {"SAMLResponse": encoded, "RelayState": seen.relay_state})
             assert answer.status_code == 302, answer.content[-300:]
 
         full = timed(durable, acs)

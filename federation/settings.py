@@ -74,6 +74,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "federation.middleware.SecurityHeadersMiddleware",
+    # Inside the headers middleware, so its redirect to sign-in carries them too.
+    "federation.middleware.SessionLimitsMiddleware",
 ]
 
 ROOT_URLCONF = "federation.urls"
@@ -129,6 +131,8 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The worker keeps the LOGGING below (its redaction filter) instead of installing its own handlers.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
 # SAML: IdP metadata from a URL is re-read (certificate rollover); expired replay records go.
 CELERY_BEAT_SCHEDULE["refresh-saml-metadata"] = {
@@ -236,25 +240,41 @@ else:
 # Request bodies: SAML responses are small; a cap bounds parser work on hostile input.
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DATA_UPLOAD_MAX_MEMORY_SIZE", str(512 * 1024)))
 
+# Every line through our handler is redacted (tokens, codes, assertions: log_redaction.py). The
+# "django" logger is configured here so Django's default handlers (an unfiltered console under
+# DEBUG, mail to ADMINS with the request's GET/POST) are replaced by ours.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "filters": {"redact_credentials": {"()": "federation.log_redaction.RedactCredentials"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_credentials"],
+        }
+    },
+    "root": {
+        "handlers": ["console"],
+        "level": os.environ.get("LOG_LEVEL", "INFO"),
+        "filters": ["redact_credentials"],
+    },
     "loggers": {
-        # botocore logs request bodies at DEBUG, which would include credentials.
-        "botocore": {"level": "WARNING"},
-        "urllib3": {"level": "WARNING"},
-        # authlib logs PKCE verifiers and token requests at DEBUG.
-        "authlib": {"level": "WARNING"},
-        # Request lines of the demo federation stand-in carry session keys and sign-in tokens.
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # Request lines: the runserver access log (the demo federation stand-in's carry session
+        # keys and sign-in tokens, the OIDC callback's carry codes) and 4xx/5xx warnings.
         "django.server": {
             "handlers": ["console"],
             "level": "INFO",
             "propagate": False,
             "filters": ["redact_credentials"],
         },
+        "django.request": {"filters": ["redact_credentials"]},
+        # botocore logs request bodies at DEBUG, which would include credentials.
+        "botocore": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+        # authlib logs PKCE verifiers and token requests at DEBUG.
+        "authlib": {"level": "WARNING"},
     },
 }

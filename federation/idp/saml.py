@@ -13,7 +13,7 @@ import secrets
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
@@ -163,8 +163,47 @@ def saml_settings(idp: IdentityProvider) -> OneLogin_Saml2_Settings:
 # --------------------------------------------------------------------------- SP-initiated login
 
 
-def start_login(idp: IdentityProvider, *, next_path: str | None, now: datetime) -> str:
-    """Record a fresh AuthnRequest under an opaque RelayState and return the IdP redirect URL.
+@dataclass(frozen=True)
+class SamlLoginStart:
+    redirect_url: str  # the IdP's sign-in URL carrying the AuthnRequest
+    # Set as the browser-binding cookie (``browser_cookie``); only its hash is stored.
+    browser_secret: str
+
+
+@dataclass(frozen=True)
+class BrowserCookie:
+    """Where the login-start cookie lives: only the ACS gets it back, on the IdP's POST."""
+
+    name: str
+    path: str
+    max_age: int
+    secure: bool
+    samesite: Literal["Lax", "None"]
+
+
+def browser_cookie(idp: IdentityProvider) -> BrowserCookie:
+    # The IdP's POST to the ACS is cross-site: a Lax cookie would not ride it, so under https
+    # the cookie is SameSite=None (which browsers accept only with Secure). Plain http is
+    # loopback only (demo, tests) where the IdP is same-site and Lax is sent.
+    secure = urlsplit(settings.BASE_URL).scheme == "https"
+    return BrowserCookie(
+        name="__Secure-fedaccess-saml" if secure else "fedaccess-saml",
+        path=urlsplit(acs_url(idp)).path,
+        max_age=int(REQUEST_LIFETIME.total_seconds()),
+        secure=secure,
+        samesite="None" if secure else "Lax",
+    )
+
+
+def browser_binding(secret: str) -> str:
+    """What a pending AuthnRequest stores of its browser's cookie."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def start_login(idp: IdentityProvider, *, next_path: str | None, now: datetime) -> SamlLoginStart:
+    """Record a fresh AuthnRequest under an opaque RelayState, bound to a fresh browser secret
+    (login CSRF: a response answers only the browser that started its login), and return the
+    IdP redirect URL with that secret, which the caller sets as ``browser_cookie(idp)``.
 
     ``idp`` comes from ``identity.load_idp`` (known, enabled, SAML). Raises ``SignInRefused``
     when its settings are incomplete.
@@ -172,17 +211,22 @@ def start_login(idp: IdentityProvider, *, next_path: str | None, now: datetime) 
     sp_settings = saml_settings(idp)
     authn = OneLogin_Saml2_Authn_Request(sp_settings, set_nameid_policy=False)
     relay_state = secrets.token_urlsafe(32)
+    browser_secret = secrets.token_urlsafe(32)
     SamlAuthnRequest.objects.create(
         relay_state=relay_state,
         request_id=authn.get_id(),
         idp=idp,
         next_path=safe_next(next_path),
+        browser_binding=browser_binding(browser_secret),
         created_at=now,
         expires_at=now + REQUEST_LIFETIME,
     )
     sso_url = SamlIdpConfig.of(idp).sso_url
     query = urlencode({"SAMLRequest": authn.get_request(deflate=True), "RelayState": relay_state})
-    return f"{sso_url}{'&' if '?' in sso_url else '?'}{query}"
+    return SamlLoginStart(
+        redirect_url=f"{sso_url}{'&' if '?' in sso_url else '?'}{query}",
+        browser_secret=browser_secret,
+    )
 
 
 def sp_metadata(idp: IdentityProvider) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from federation.idp.saml import (
     NS_DS,
     SamlIdpConfig,
     acs_url,
+    browser_binding,
     request_data,
     saml_settings,
     sp_entity_id,
@@ -251,12 +253,24 @@ def _parse(xml: bytes, sp_settings: OneLogin_Saml2_Settings, b64: str) -> OneLog
     return response
 
 
-def _pending_request(idp: IdentityProvider, relay_state: str, now: datetime) -> SamlAuthnRequest:
+def _pending_request(
+    idp: IdentityProvider, relay_state: str, browser_secret: str | None, now: datetime
+) -> SamlAuthnRequest:
     pending = SamlAuthnRequest.objects.filter(relay_state=relay_state).first()
     if pending is None or pending.idp_id != idp.pk:
         raise _refused(
             "saml.unsolicited",
             "This sign-in response does not answer a sign-in started here. Please sign in again.",
+        )
+    # Login CSRF: a response the attacker got for their own login, posted from the victim's
+    # browser, must not sign the victim in as the attacker. Checked before anything about the
+    # request's state is told to a browser that did not start it.
+    presented = browser_binding(browser_secret) if browser_secret else ""
+    if not pending.browser_binding or not hmac.compare_digest(presented, pending.browser_binding):
+        raise _refused(
+            "saml.other_browser",
+            "This sign-in response does not answer a sign-in started in this browser. "
+            "Please sign in again.",
         )
     if pending.consumed_at is not None:
         raise _refused("saml.replay", "This sign-in response was already used.")
@@ -370,9 +384,13 @@ def validate_response(
     *,
     saml_response: str | None,
     relay_state: str | None,
+    browser_secret: str | None,
     now: datetime,
 ) -> SamlSignIn:
     """Validate a POSTed response for ``idp`` (from ``identity.load_idp``). Writes nothing.
+
+    ``browser_secret`` is the login-start cookie the browser sent (``saml.browser_cookie``);
+    a response answers only the browser whose login it answers.
 
     Returns the identity, the local path to go to, and ``consume``, which marks the AuthnRequest
     and the assertion id used (raising ``SignInRefused`` on a replay) and must run in the
@@ -390,7 +408,7 @@ def validate_response(
             "saml.unsolicited",
             "This sign-in was not started here (identity-provider-initiated sign-in is off).",
         )
-    pending = _pending_request(idp, relay_state, now)
+    pending = _pending_request(idp, relay_state, browser_secret, now)
     sp_settings = saml_settings(idp)
     response = _parse(xml, sp_settings, saml_response)
     try:

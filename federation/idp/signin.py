@@ -105,6 +105,7 @@ def complete_sign_in(
         # Inside the transaction, so the new session row commits with the sign-in record.
         # (last_login is saved above; federation/apps.py drops Django's second UPDATE of it.)
         login(request, user, backend=AUTH_BACKEND)
+        request.session["signed_in_at"] = int(now.timestamp())  # absolute limit: middleware.py
     return user
 
 

@@ -54,10 +54,21 @@ def saml_login(request: HttpRequest, slug: str) -> HttpResponse:
     now = timezone.now()
     try:
         idp = load_idp(slug, SAML)
-        url = saml.start_login(idp, next_path=safe_next(request.GET.get("next")), now=now)
+        started = saml.start_login(idp, next_path=safe_next(request.GET.get("next")), now=now)
     except SignInRefused as refusal:
         return refusal_response(request, slug, refusal, protocol=SAML, now=now)
-    return HttpResponseRedirect(url)
+    response = HttpResponseRedirect(started.redirect_url)
+    cookie = saml.browser_cookie(idp)
+    response.set_cookie(
+        cookie.name,
+        started.browser_secret,
+        max_age=cookie.max_age,
+        path=cookie.path,
+        secure=cookie.secure,
+        httponly=True,
+        samesite=cookie.samesite,
+    )
+    return response
 
 
 def _content_length(request: HttpRequest) -> int:
@@ -83,10 +94,12 @@ def saml_acs(request: HttpRequest, slug: str) -> HttpResponse:
             posted = request.POST
         except RequestDataTooBig:
             raise too_large from None
+        cookie = saml.browser_cookie(idp)
         result = saml_response.validate_response(
             idp,
             saml_response=posted.get("SAMLResponse"),
             relay_state=posted.get("RelayState"),
+            browser_secret=request.COOKIES.get(cookie.name),
             now=now,
         )
         complete_sign_in(request, result.identity, now=now, consume=result.consume)
@@ -94,7 +107,9 @@ def saml_acs(request: HttpRequest, slug: str) -> HttpResponse:
         return HttpResponseRedirect(reverse("idp:saml-login", args=[slug]))
     except SignInRefused as refusal:
         return refusal_response(request, slug, refusal, protocol=SAML, now=now)
-    return HttpResponseRedirect(result.next_path)
+    response = HttpResponseRedirect(result.next_path)
+    response.delete_cookie(cookie.name, path=cookie.path, samesite=cookie.samesite)
+    return response
 
 
 @require_GET

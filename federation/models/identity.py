@@ -137,7 +137,9 @@ class SamlAuthnRequest(models.Model):
     """An AuthnRequest this service sent, so its response can be matched (SECURITY.md §1).
 
     Keyed by an opaque ``relay_state`` because the session cookie (SameSite=Lax) does not come
-    back with the IdP's cross-site POST. Single use (``consumed_at``) and short-lived.
+    back with the IdP's cross-site POST. Bound to the browser that started it by
+    ``browser_binding``, the SHA-256 of a random cookie set at login start (login CSRF). Single
+    use (``consumed_at``) and short-lived.
     """
 
     relay_state = models.CharField(max_length=64, unique=True)
@@ -146,6 +148,8 @@ class SamlAuthnRequest(models.Model):
         IdentityProvider, on_delete=models.CASCADE, related_name="saml_requests"
     )
     next_path = models.CharField(max_length=2000, default="/")
+    # Empty (requests started before the binding existed) matches no browser.
+    browser_binding = models.CharField(max_length=64, default="")
     created_at = models.DateTimeField()
     expires_at = models.DateTimeField()
     consumed_at = models.DateTimeField(null=True, blank=True)

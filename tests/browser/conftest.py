@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
@@ -129,7 +129,10 @@ def site(live_server: LiveServer, settings: SettingsWrapper) -> str:
 @pytest.fixture
 def browser_idp(site: str, tmp_path: Path) -> Iterator[BrowserIdp]:
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    # Same site as the portal (host name; the port does not count): on plain-http loopback the
+    # SAML login-start cookie is SameSite=Lax, which a cross-site POST would not carry. Under
+    # https it is SameSite=None; Secure and the IdP may be anywhere.
+    url = f"http://{urlsplit(site).hostname}:{port}"
     key_pem, cert_pem = cached_key_pair("browser")
     signer = PysamlIdp(
         entity_id="https://corp.idp.test/saml",

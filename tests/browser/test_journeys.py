@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import pytest
 from django.utils import timezone
@@ -88,6 +89,36 @@ def test_employee_sees_own_business_unit_and_gets_console_and_cli(
     ).to_be_visible()
     assert "AccessKeyId" in page.content()
     assert_accessible(page)
+
+
+@pytest.fixture
+def console_on_another_origin(console_stand_in: str, site: str, settings: SettingsWrapper) -> str:
+    """The stand-in as production has it: on an origin other than the portal's (the same live
+    server under its other loopback name)."""
+    parts = urlsplit(site)
+    other = "localhost" if parts.hostname != "localhost" else "127.0.0.1"
+    origin = f"{parts.scheme}://{other}:{parts.port}"
+    settings.AWS_FEDERATION_URL = f"{origin}/demo-federation/"
+    return origin
+
+
+def test_console_button_reaches_a_federation_endpoint_on_another_origin(
+    people: BrowserIdp,
+    site: str,
+    console_on_another_origin: str,
+    new_context: Callable[[], BrowserContext],
+) -> None:
+    page = new_context().new_page()
+    blocked: list[str] = []
+    page.on("console", lambda message: blocked.append(message.text))
+    sign_in(page, site, "alice")
+
+    page.get_by_role("button", name="Open the AWS console in pb-dev as cloud-eng").click()
+
+    expect(page.get_by_text("You would now be in account")).to_be_visible()
+    assert page.url.startswith(f"{console_on_another_origin}/demo-federation/?")
+    assert not [text for text in blocked if "Content Security Policy" in text]
+    assert SessionIssuance.objects.filter(account_id="111111111111").count() == 1
 
 
 def test_portal_works_from_the_keyboard(

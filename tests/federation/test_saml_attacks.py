@@ -7,6 +7,7 @@ import copy
 import datetime as dt
 import threading
 import time
+from http.cookies import SimpleCookie
 from pathlib import Path
 
 import pytest
@@ -378,8 +379,10 @@ def test_oversized_post_is_refused_before_parsing(saml_flow: SamlFlow) -> None:
 def test_replayed_response_is_refused(saml_flow: SamlFlow) -> None:
     seen = saml_flow.start()
     xml = saml_flow.signer.response_xml(seen)
-    assert saml_flow.post(xml, seen.relay_state).status_code == 302
+    # The attacker copied the victim's whole POST, login-start cookie included.
     attacker = Client()
+    attacker.cookies = SimpleCookie(saml_flow.client.cookies)
+    assert saml_flow.post(xml, seen.relay_state).status_code == 302
     answer = saml_flow.post(xml, seen.relay_state, client=attacker)
     assert_refused(saml_flow, answer, "saml.replay", users=1, client=attacker)
     assert SamlConsumedAssertion.objects.count() == 1
@@ -406,8 +409,10 @@ def test_parallel_replays_sign_in_once(saml_flow: SamlFlow) -> None:
         from django.db import connection
 
         barrier.wait()
+        browser = Client()
+        browser.cookies = SimpleCookie(saml_flow.client.cookies)
         try:
-            statuses.append(saml_flow.post(xml, seen.relay_state, client=Client()).status_code)
+            statuses.append(saml_flow.post(xml, seen.relay_state, client=browser).status_code)
         finally:
             connection.close()
 
@@ -441,8 +446,8 @@ def test_response_to_another_login_is_refused(saml_flow: SamlFlow) -> None:
     other = Client()
     second = saml_flow.start(client=other)
     # The response answers the victim's request but rides the attacker's RelayState.
-    answer = saml_flow.post(saml_flow.signer.response_xml(first), second.relay_state)
-    assert_refused(saml_flow, answer, "saml.in_response_to")
+    answer = saml_flow.post(saml_flow.signer.response_xml(first), second.relay_state, client=other)
+    assert_refused(saml_flow, answer, "saml.in_response_to", client=other)
 
 
 def test_unsolicited_response_is_refused_when_idp_initiated_is_off(saml_flow: SamlFlow) -> None:
