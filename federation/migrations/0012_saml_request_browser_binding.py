@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('federation', '0009_mapping_version_source_check'),
+        ('federation', '0011_link_existing_people'),
     ]
 
     operations = [
