@@ -146,6 +146,10 @@ def _credentials_request(body: bytes) -> tuple[str, str, int | None]:
             "role must be a role name: lowercase letters, digits and hyphens, 1 to 63 characters."
         )
     duration = payload.get("duration_seconds")
+    if isinstance(duration, float) and duration.is_integer():
+        # JSON Schema's integer: 1800.0 is one, as the document's readers (and schemathesis)
+        # take it.
+        duration = int(duration)
     if duration is not None and (
         not isinstance(duration, int)
         or isinstance(duration, bool)
