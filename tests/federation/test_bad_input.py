@@ -108,6 +108,49 @@ def test_an_anonymous_post_to_a_nul_path_is_an_audited_400() -> None:
     assert AuditEvent.objects.get().actor == "anonymous"
 
 
+# Path, query and form edges of every page (found by probing): a 4xx, never a 500.
+EDGE_URLS = [
+    ("get", "/mappings/rows/99999999999999999999999/edit/"),
+    ("get", "/mappings/accounts/x/remove/"),
+    ("get", "/mappings/mappings/%C2%B2/remove/"),
+    ("get", "/mappings/mappings/" + "9" * 5000 + "/remove/"),
+    ("get", "/mappings/mappings/99999999999999999999999/remove/"),
+    ("get", "/mappings/drafts/99999999999999999999999/"),
+    ("post", "/mappings/drafts/99999999999999999999999/apply/"),
+    ("get", "/mappings/versions/99999999999999999999999/"),
+    ("post", "/tokens/99999999999999999999999/revoke/"),
+    ("get", "/mappings/accounts/" + "1" * 3000 + "/edit/"),
+    ("get", "/mappings/?bu=" + "x" * 3000 + "&role=" + "y" * 3000),
+    ("get", "/review/?account=" + "1" * 3000),
+    ("get", "/review/?bu=" + "x" * 3000 + "&format=csv"),
+    ("get", "/audit/?actor=%ED%A0%80&event_type=x&seq=99999999999999999999999"),
+    ("get", "/audit/?after=99999999999999999999999&before=-1&page=99999999999999999999"),
+    ("get", "/audit/export.jsonl?from=2026-99-99"),
+    ("post", "/sessions/"),
+    ("post", "/sessions/?format=json"),
+    ("get", "/login/?next=%00"),
+    ("get", "/audit/?before=99999999999999999999999"),
+    ("get", "/audit/?since=9999-12-31T23:59&until=0001-01-01T00:00"),
+    ("get", "/audit/?since=0001-01-01T00:00"),
+    ("get", "/audit/export.jsonl?since=0001-01-01T00:00&until=9999-12-31T23:59"),
+    ("get", "/audit/export.jsonl?before=99999999999999999999999"),
+    ("get", "/mappings/versions/0/"),
+    ("post", "/mappings/versions/99999999999999999999999/"),
+    ("get", "/review/?account=%ED%A0%80"),
+    ("get", "/mappings/?role=%ED%A0%80&group=%F0%9F%98"),
+]
+
+
+@override_settings(ADMIN_GROUPS=["fed-admins"], AUDITOR_GROUPS=["auditors"])
+@pytest.mark.parametrize(("method", "url"), EDGE_URLS)
+def test_edge_urls_are_never_a_server_error(method: str, url: str) -> None:
+    client = Client(raise_request_exception=False)
+    client.force_login(UserFactory(directory_groups=["fed-admins", "auditors"]))
+    form = {"duration_minutes": "9" * 5000, "action": "cli", "account": "1", "role": "x"}
+    response = getattr(client, method)(url, form if method == "post" else None)
+    assert response.status_code < 500, (url, response.status_code)
+
+
 @pytest.mark.parametrize(
     "form",
     [
