@@ -138,7 +138,10 @@ def find_unsafe_input(request: HttpRequest) -> str | None:
 
 class InputGuardMiddleware:
     """Refuses a request carrying text the service cannot store, before any view (and before
-    the CSRF check, which would otherwise audit the path): an audited 400, JSON under /api/."""
+    the CSRF check, which would otherwise audit the path): an audited 400, JSON under /api/.
+
+    Last in MIDDLEWARE: its refusal still passes out through the security headers, and views'
+    process_view hooks (the CSRF check among them) run only after every middleware's call."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response

@@ -71,10 +71,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "federation.input_guard.InputGuardMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "federation.middleware.SecurityHeadersMiddleware",
+    "federation.input_guard.InputGuardMiddleware",
 ]
 
 ROOT_URLCONF = "federation.urls"

@@ -96,6 +96,7 @@ def test_nul_in_a_path_or_query_is_an_audited_400(groups: list[str], url: str) -
     response = client.get(url)
     assert response.status_code == 400
     assert b"not allowed" in response.content
+    assert "frame-ancestors 'none'" in response["Content-Security-Policy"]
     event = AuditEvent.objects.get(event_type="request.input_refused")
     assert event.data["reason"] == "invalid_input" and "\x00" not in event.target
     assert verify_chain().ok
