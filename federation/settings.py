@@ -76,6 +76,7 @@ MIDDLEWARE = [
     "federation.middleware.SecurityHeadersMiddleware",
     # Inside the headers middleware, so its redirect to sign-in carries them too.
     "federation.middleware.SessionLimitsMiddleware",
+    "federation.input_guard.InputGuardMiddleware",
 ]
 
 ROOT_URLCONF = "federation.urls"

@@ -3,6 +3,13 @@
 Each event's hash is SHA-256 over the previous hash and the event's canonical JSON (sorted keys,
 UTC times, its sequence number). Appends lock the single chain-head row, so concurrent writers
 queue instead of forking the chain.
+
+Any string can be audited, including what the service refuses to store elsewhere: PostgreSQL
+refuses NUL in text and JSON, and a lone UTF-16 surrogate has no UTF-8 form. Before hashing,
+every string (event type, actor, account, target, and every key and value in ``data``) has each
+NUL written as the six characters ``\\u0000`` and each lone surrogate as ``\\udXXX`` (its
+code point, lowercase hex); then each column is cut to its length. The hash covers exactly what is
+stored, so ``audit_verify`` checks escaped events like any other (docs/issuance.md).
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +48,30 @@ FORBIDDEN_KEYS = frozenset(
         "signintoken",
     }
 )
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# Column lengths of AuditEvent: a value is cut before hashing, so the hash covers what is stored.
+_EVENT_TYPE_MAX, _ACTOR_MAX, _ACCOUNT_MAX, _TARGET_MAX = 64, 320, 12, 500
+
+
+def escape_text(value: str) -> str:
+    """``value`` with each NUL and lone surrogate written as a visible escape (``\\u0000``,
+    ``\\udXXX``); every other character is kept, so ordinary text is unchanged."""
+    if _UNSTORABLE.search(value) is None:
+        return value
+    return _UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
+
+
+def _storable(value: Any) -> Any:
+    """A JSON value with every key and string escaped (see escape_text)."""
+    if isinstance(value, str):
+        return escape_text(value)
+    if isinstance(value, dict):
+        return {escape_text(str(key)): _storable(child) for key, child in value.items()}
+    if isinstance(value, list):
+        return [_storable(child) for child in value]
+    return value
 
 
 def canonical_record(
@@ -96,7 +128,9 @@ def record_event(
     The event commits or rolls back with the change it describes. Raises ValueError if ``data``
     carries a secret-bearing key.
     """
-    payload = json.loads(json.dumps(dict(data or {}), default=str))
+    # Lone surrogates survive json.dumps only as \\u escapes (ensure_ascii), so the round trip
+    # keeps them for _storable to escape.
+    payload = _storable(json.loads(json.dumps(dict(data or {}), default=str)))
     _check_no_secrets(payload)
     if isinstance(actor, User):
         actor_user: User | None = actor
@@ -104,6 +138,10 @@ def record_event(
     else:
         actor_user = None
         actor_label = actor or "system"
+    event_type = escape_text(event_type)[:_EVENT_TYPE_MAX]
+    actor_label = escape_text(actor_label)[:_ACTOR_MAX]
+    account_id = escape_text(account_id)[:_ACCOUNT_MAX]
+    target = escape_text(target)[:_TARGET_MAX]
     # Microsecond precision is what the database keeps; hash what will be read back.
     at = now.astimezone(UTC)
     # No savepoint: a failure here must fail the caller's whole change anyway, and the two
@@ -129,7 +167,7 @@ def record_event(
             actor=actor_label,
             actor_user=actor_user,
             account_id=account_id,
-            target=target[:500],
+            target=target,
             ip=ip,
             data=payload,
             prev_hash=head.hash,

@@ -6,7 +6,7 @@ session cookie, so CSRF does not apply and a browser session cannot be ridden in
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import wraps
@@ -16,14 +16,68 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
 
-from federation.audit.chain import request_ip
+from federation.audit.chain import record_refusal, request_ip
 from federation.entitlements.resolve import resolve_entitlements
+from federation.input_guard import load_json
 from federation.issuance.service import InvalidIssuanceRequest, issue_session
 from federation.issuance.tokens import TokenRefused, authenticate_api_token
-from federation.models import ApiToken, EntitlementAccess, SessionIssuance
+from federation.models import (
+    ACCOUNT_ID_RE,
+    MAX_SESSION,
+    MIN_SESSION,
+    SLUG_RE,
+    ApiToken,
+    EntitlementAccess,
+    SessionIssuance,
+)
 from federation.refusals import Refused, refusal_json
+
+_ACCOUNT = re.compile(ACCOUNT_ID_RE)
+_ROLE = re.compile(SLUG_RE)
+_CREDENTIALS_KEYS = frozenset({"account", "role", "duration_seconds"})
+# Beyond this the service's timedelta arithmetic overflows; in range, the service refuses
+# anything outside MIN_SESSION..MAX_SESSION with its own (audited) 400.
+_MAX_DURATION_SECONDS = 10**7
+
+
+class NoSuchEndpoint(Refused):
+    code = "not_found"
+    status = 404
+    title = "Not found"
+
+
+class MethodNotAllowed(Refused):
+    code = "method_not_allowed"
+    status = 405
+    title = "Method not allowed"
+
+
+def api_method(method: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Like require_GET/require_POST, but the 405 is JSON like every other API answer."""
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method != method and not (method == "GET" and request.method == "HEAD"):
+                response = refusal_json(
+                    MethodNotAllowed(f"{request.method} is not allowed here; use {method}.")
+                )
+                response["Allow"] = "GET, HEAD" if method == "GET" else method
+                return response
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
+    """Any other path under /api/v1/: a JSON 404, never the HTML page."""
+    return refusal_json(
+        NoSuchEndpoint("No such API endpoint; see /api/v1/openapi.json for the ones there are.")
+    )
+
 
 # A token view gets the authenticated token and the moment the request is handled at: the
 # clock is read once per request, here.
@@ -46,7 +100,7 @@ def token_required(view: TokenView) -> Callable[[HttpRequest], HttpResponse]:
     return csrf_exempt(wrapper)
 
 
-@require_GET
+@api_method("GET")
 @token_required
 def entitlements(request: HttpRequest, token: ApiToken, now: datetime) -> HttpResponse:
     user = token.user
@@ -73,25 +127,62 @@ def entitlements(request: HttpRequest, token: ApiToken, now: datetime) -> HttpRe
     return response
 
 
-@require_POST
+def _credentials_request(body: bytes) -> tuple[str, str, int | None]:
+    """account, role and duration_seconds from the body, as the OpenAPI document states them.
+    Raises a 400 refusal (UnsafeInput or InvalidIssuanceRequest) for anything else."""
+    payload = load_json(body)
+    if not isinstance(payload, dict):
+        raise InvalidIssuanceRequest("The body must be a JSON object.")
+    unknown = sorted(set(payload) - _CREDENTIALS_KEYS)
+    if unknown:
+        raise InvalidIssuanceRequest(
+            f"Unknown field {unknown[0]!r}; send account, role and optionally duration_seconds."
+        )
+    account, role = payload.get("account"), payload.get("role")
+    if not isinstance(account, str) or not _ACCOUNT.match(account):
+        raise InvalidIssuanceRequest("account must be an AWS account id of 12 digits.")
+    if not isinstance(role, str) or not _ROLE.match(role):
+        raise InvalidIssuanceRequest(
+            "role must be a role name: lowercase letters, digits and hyphens, 1 to 63 characters."
+        )
+    duration = payload.get("duration_seconds")
+    if isinstance(duration, float) and duration.is_integer():
+        # JSON Schema's integer: 1800.0 is one, as the document's readers (and schemathesis)
+        # take it.
+        duration = int(duration)
+    if duration is not None and (
+        not isinstance(duration, int)
+        or isinstance(duration, bool)
+        or not 0 < duration <= _MAX_DURATION_SECONDS
+    ):
+        raise InvalidIssuanceRequest(
+            f"duration_seconds must be a whole number of seconds from "
+            f"{int(MIN_SESSION.total_seconds())} to {int(MAX_SESSION.total_seconds())}."
+        )
+    return account, role, duration
+
+
+@api_method("POST")
 @token_required
 def credentials(request: HttpRequest, token: ApiToken, now: datetime) -> HttpResponse:
     try:
-        payload = json.loads(request.body or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        return refusal_json(InvalidIssuanceRequest("The body must be a JSON object."))
-    if not isinstance(payload, dict):
-        return refusal_json(InvalidIssuanceRequest("The body must be a JSON object."))
-    duration = payload.get("duration_seconds")
-    if duration is not None and (
-        not isinstance(duration, int) or isinstance(duration, bool) or not 0 < duration < 10**7
-    ):
-        return refusal_json(InvalidIssuanceRequest("duration_seconds must be a positive integer."))
+        account, role, duration = _credentials_request(request.body)
+    except Refused as refusal:
+        # Malformed requests are audited too: they are what probing looks like.
+        record_refusal(
+            "api.request_refused",
+            refusal,
+            actor=token.user,
+            target=request.path,
+            ip=request_ip(request),
+            now=now,
+        )
+        return refusal_json(refusal)
     try:
         issued = issue_session(
             token.user,
-            account_id=str(payload.get("account", "")),
-            role=str(payload.get("role", "")),
+            account_id=account,
+            role=role,
             kind=SessionIssuance.Kind.CLI,
             requested=timedelta(seconds=duration) if duration is not None else None,
             now=now,
@@ -194,10 +285,20 @@ def openapi_document() -> dict[str, Any]:
                 "CredentialsRequest": {
                     "type": "object",
                     "required": ["account", "role"],
+                    "additionalProperties": False,
                     "properties": {
-                        "account": {"type": "string", "pattern": "^[0-9]{12}$"},
-                        "role": {"type": "string"},
-                        "duration_seconds": {"type": "integer", "minimum": 900, "maximum": 43200},
+                        "account": {"type": "string", "pattern": ACCOUNT_ID_RE},
+                        "role": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 63,
+                            "pattern": SLUG_RE,
+                        },
+                        "duration_seconds": {
+                            "type": "integer",
+                            "minimum": int(MIN_SESSION.total_seconds()),
+                            "maximum": int(MAX_SESSION.total_seconds()),
+                        },
                     },
                 },
                 "Credentials": {
@@ -249,6 +350,6 @@ def openapi_document() -> dict[str, Any]:
     }
 
 
-@require_GET
+@api_method("GET")
 def openapi(request: HttpRequest) -> HttpResponse:
     return JsonResponse(openapi_document())

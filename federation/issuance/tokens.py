@@ -59,6 +59,9 @@ def create_api_token(
     name = name.strip()
     if not name or len(name) > 100:
         raise InvalidTokenRequest("Give the token a name of 1 to 100 characters.")
+    if any(ord(char) < 32 or 0xD800 <= ord(char) <= 0xDFFF for char in name):
+        # NUL would be a database error; other control characters have no place in a label.
+        raise InvalidTokenRequest("A token name cannot contain control characters.")
     if not timedelta(days=1) <= lifetime <= timedelta(days=settings.API_TOKEN_MAX_DAYS):
         raise InvalidTokenRequest(
             f"A token lives between 1 and {settings.API_TOKEN_MAX_DAYS} days."

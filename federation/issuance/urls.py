@@ -1,6 +1,6 @@
 """Routes for issuing sessions, API tokens and the JSON API (included by federation/urls.py)."""
 
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, re_path
 
 from federation.issuance import api, views
 
@@ -11,4 +11,6 @@ urlpatterns: list[URLPattern] = [
     path("api/v1/entitlements", api.entitlements, name="api-entitlements"),
     path("api/v1/credentials", api.credentials, name="api-credentials"),
     path("api/v1/openapi.json", api.openapi, name="api-openapi"),
+    # Last: any other path under the API answers a JSON 404 (an HTML page is no API answer).
+    re_path(r"^api/(?P<rest>.*)$", api.not_found, name="api-not-found"),
 ]

@@ -109,6 +109,16 @@ def _problem_response(request: HttpRequest, problem: Refused) -> HttpResponse:
     return refusal_page(request, problem)
 
 
+def _days(value: str) -> timedelta:
+    try:
+        days = int(value)
+    except ValueError:
+        days = 0
+    # Out of range (or not a number): zero days, which the service refuses with a clear
+    # message; a huge number would overflow timedelta (a 500).
+    return timedelta(days=days if 0 < days <= 100_000 else 0)
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def api_tokens(request: HttpRequest) -> HttpResponse:
@@ -121,14 +131,10 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
     status = 200
     if request.method == "POST":
         try:
-            days = int(request.POST.get("days", "30"))
-        except ValueError:
-            days = 0
-        try:
             created = create_api_token(
                 user,
                 name=request.POST.get("name", ""),
-                lifetime=timedelta(days=days),
+                lifetime=_days(request.POST.get("days", "30")),
                 now=now,
                 ip=request_ip(request),
             )

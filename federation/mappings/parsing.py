@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from federation.input_guard import unsafe_character
 from federation.mappings.document import (
     DEFAULT_MAX_GRANT_MINUTES,
     AccountRoleRow,
@@ -89,9 +90,35 @@ class _Checker:
     def add(self, loc: Loc, message: str) -> None:
         self.errors.append(MappingError(self.line(loc), _path(loc), message))
 
+    def storable(self, loc: Loc, value: Any) -> bool:
+        """Adds a fault for each string (key or value) the database cannot store: NUL and lone
+        surrogates, which YAML's escapes ("\\0", "\\ud800") can produce. The dry run and the
+        import both judge a document here, so what one accepts the other can store."""
+        ok = True
+        stack: list[tuple[Loc, Any]] = [(loc, value)]
+        while stack:
+            where, item = stack.pop()
+            if isinstance(item, str):
+                found = unsafe_character(item)
+                if found is not None:
+                    self.add(where, f"text contains {found}, which cannot be stored")
+                    ok = False
+            elif isinstance(item, dict):
+                for key, child in item.items():
+                    if isinstance(key, str) and unsafe_character(key) is not None:
+                        self.add(where, f"key {key!r} contains a character that cannot be stored")
+                        ok = False
+                    else:
+                        stack.append(((*where, str(key)), child))
+            elif isinstance(item, list | tuple | set | frozenset):
+                stack.extend(((*where, index), child) for index, child in enumerate(item))
+        return ok
+
     def items(self, section: str, raw: list[Any], model: type[ItemT]) -> list[tuple[int, ItemT]]:
         valid: list[tuple[int, ItemT]] = []
         for index, item in enumerate(raw):
+            if not self.storable((section, index), item):
+                continue
             try:
                 valid.append((index, model.model_validate(item)))
             except ValidationError as exc:
@@ -130,7 +157,9 @@ def _validate(data: Any, root: yaml.Node | None) -> MappingDocument:
         )
         raise MappingFileInvalid(check.errors)
     for key in data:
-        if key not in SECTIONS:
+        if isinstance(key, str) and unsafe_character(key) is not None:
+            check.add((), f"section name {key!r} contains a character that cannot be stored")
+        elif key not in SECTIONS:
             close = difflib.get_close_matches(str(key), SECTIONS, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             check.add(
@@ -358,6 +387,30 @@ def _check_nodes(root: yaml.Node) -> list[MappingError]:
     return errors
 
 
+def _unbuildable_value(root: yaml.Node) -> MappingError:
+    """The first tagged scalar whose value cannot be built, as a fault with its line."""
+    constructor = yaml.SafeLoader("")
+    stack: list[yaml.Node] = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.ScalarNode):
+            try:
+                constructor.construct_object(node)
+            except Exception:  # any failure is the fault being looked for
+                return MappingError(
+                    node.start_mark.line + 1,
+                    "",
+                    f"the value {node.value[:60]!r} cannot be read as {node.tag.rsplit(':', 1)[-1]}"
+                    " (remove the explicit tag or fix the value)",
+                )
+        elif isinstance(node, yaml.MappingNode):
+            for key_node, value_node in reversed(node.value):
+                stack.extend((value_node, key_node))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(reversed(node.value))
+    return MappingError(None, "", "a value with an explicit tag cannot be read")
+
+
 def parse_document(text: str) -> MappingDocument:
     """Parse and validate a YAML mapping file (SPEC §3.3).
 
@@ -382,7 +435,14 @@ def parse_document(text: str) -> MappingDocument:
         node_errors = _check_nodes(root)
         if node_errors:
             raise MappingFileInvalid(node_errors)
-        data = loader.construct_document(root)
+        try:
+            data = loader.construct_document(root)
+        except yaml.YAMLError:
+            raise
+        except Exception as exc:
+            # An explicit tag PyYAML cannot build (`!!int sixty`, `!!bool maybe`,
+            # `!!timestamp 2026-13-45`) raises whatever the tag's constructor raises.
+            raise MappingFileInvalid([_unbuildable_value(root)]) from exc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = ": ".join(p for p in (exc.context, exc.problem) if p)

@@ -242,7 +242,9 @@ def row_remove(request: HttpRequest, section: str, key: str) -> HttpResponse:
     if section == "mappings":
         row = (
             GroupMapping.objects.select_related("role", "business_unit")
-            .filter(pk=int(key) if key.isdigit() else 0)
+            # ASCII digits only, and few: "²" is a digit to str.isdigit but not to int(), and
+            # thousands of digits are a ValueError too.
+            .filter(pk=int(key) if key.isascii() and key.isdigit() and len(key) <= 18 else 0)
             .first()
         )
         if row is None:

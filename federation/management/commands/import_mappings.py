@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from federation.audit.chain import cli_actor
+from federation.input_guard import unsafe_character
 from federation.mappings import (
     MappingConflict,
     MappingFileInvalid,
@@ -23,6 +24,9 @@ from federation.mappings import (
     plan_document,
 )
 from federation.models import MappingVersion
+
+# MappingVersion.reason's column length.
+REASON_MAX = 500
 
 
 def read_text(path: str) -> str:
@@ -43,6 +47,13 @@ class Command(BaseCommand):
         parser.add_argument("--reason", default="", help="why, recorded with the version")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        reason = options["reason"]
+        # Judged before the plan, so a dry run refuses what the real import could not store.
+        if len(reason) > REASON_MAX or unsafe_character(reason) is not None:
+            raise CommandError(
+                f"--reason must be at most {REASON_MAX} characters of text (no NUL, and valid "
+                "Unicode)."
+            )
         try:
             document = parse_document(read_text(options["file"]))
         except MappingFileInvalid as refusal:
@@ -59,7 +70,7 @@ class Command(BaseCommand):
                 document,
                 actor=cli_actor(),
                 source=MappingVersion.Source.IMPORT,
-                reason=options["reason"],
+                reason=reason,
                 base_version=plan.base_version,
                 now=timezone.now(),
             )
