@@ -38,10 +38,18 @@ class AccessItem:
     max_grant: timedelta | None = None  # eligible only: the longest grant that may be asked
     # Set on the pair shown when only the limits change, so the two lines differ in text.
     show_limits: bool = field(default=False, compare=False)
+    # Derived once: a first import repeats each item for thousands of people.
+    default_arn: bool = field(init=False, compare=False, repr=False)
+    json_key: tuple[Any, ...] = field(init=False, compare=False, repr=False)
 
-    @property
-    def default_arn(self) -> bool:
-        return not self.role_arn or self.role_arn == default_role_arn(self.account_id, self.role)
+    def __post_init__(self) -> None:
+        default = not self.role_arn or self.role_arn == default_role_arn(self.account_id, self.role)
+        session = None if self.max_session is None else _minutes(self.max_session)
+        grant = None if self.max_grant is None else _minutes(self.max_grant)
+        object.__setattr__(self, "default_arn", default)
+        object.__setattr__(
+            self, "json_key", (self.role, self.access, self.privileged, session, grant)
+        )
 
     def __str__(self) -> str:
         arn = "" if self.default_arn else f" as {self.role_arn}"
@@ -61,6 +69,15 @@ class AccessItem:
 def default_role_arn(account_id: str, role: str) -> str:
     """The ARN a logical role has in an account without an ``account_roles`` entry."""
     return f"arn:aws:iam::{account_id}:role/{role}"
+
+
+def role_identity(arn: str) -> tuple[str, str]:
+    """The IAM role an ARN names: (account, role name in lower case). IAM role names are unique
+    per account whatever their path, and case-insensitively, so ``role/ops/Admin`` is no
+    other role than ``role/admin``."""
+    parts = arn.split(":", 5)
+    account = parts[4] if len(parts) == 6 else ""
+    return (account, arn.rsplit("/", 1)[-1].lower())
 
 
 def _show_minutes(value: timedelta | None) -> str:
@@ -91,11 +108,10 @@ def _access_json(items: Sequence[AccessItem]) -> list[dict[str, Any]]:
     table. ``role_arns`` names the accounts whose ARN is not the default one."""
     grouped: dict[tuple[Any, ...], tuple[list[str], dict[str, str]]] = {}
     for a in items:
-        session = None if a.max_session is None else _minutes(a.max_session)
-        grant = None if a.max_grant is None else _minutes(a.max_grant)
-        accounts, arns = grouped.setdefault(
-            (a.role, a.access, a.privileged, session, grant), ([], {})
-        )
+        found = grouped.get(a.json_key)
+        if found is None:
+            found = grouped[a.json_key] = ([], {})
+        accounts, arns = found
         accounts.append(a.account_id)
         if not a.default_arn:
             arns[a.account_id] = a.role_arn
@@ -107,8 +123,9 @@ def _access_json(items: Sequence[AccessItem]) -> list[dict[str, Any]]:
             "privileged": privileged,
             "accounts": accounts,
             "max_session_minutes": session,
-            "max_grant_minutes": grant,
         }
+        if grant is not None:
+            entry["max_grant_minutes"] = grant
         if arns:
             entry["role_arns"] = arns
         result.append(entry)
@@ -137,7 +154,7 @@ class Expander:
         # Every ARN a privileged role has in this state: pointing another role at one of them
         # hands out that role, whatever the logical name says.
         self.privileged_arns = {
-            self.arn(account_id, role.name)
+            role_identity(self.arn(account_id, role.name))
             for role in document.roles
             if role.privileged
             for account_id in self.accounts
@@ -203,7 +220,8 @@ class Expander:
                 environment=account.environment,
                 role=key[1],
                 access=access,
-                privileged=bool(role and role.privileged) or arn in self.privileged_arns,
+                privileged=bool(role and role.privileged)
+                or role_identity(arn) in self.privileged_arns,
                 role_arn=arn,
                 max_session=session,
                 max_grant=grant,
@@ -311,11 +329,18 @@ def user_groups() -> list[tuple[int, str, set[str]]]:
 
 
 def access_diffs(
-    before: Expander, after: Expander, users: Sequence[tuple[int, str, set[str]]] | None = None
+    before: Expander,
+    after: Expander,
+    users: Sequence[tuple[int, str, set[str]]] | None = None,
+    candidates: set[str] | None = None,
 ) -> tuple[tuple[AccessDiff, ...], tuple[AccessDiff, ...]]:
+    """Per group and per known user, what they gain and lose. ``candidates``: the groups
+    ``changed_groups`` found, when the caller already has them."""
     group_diffs: dict[str, AccessDiff] = {}
     touched: dict[str, set[tuple[str, str]]] = {}
-    for group in sorted(changed_groups(before, after)):
+    if candidates is None:
+        candidates = changed_groups(before, after)
+    for group in sorted(candidates):
         old_map, new_map = before.access(group), after.access(group)
         keys = {k for k in old_map.keys() | new_map.keys() if old_map.get(k) != new_map.get(k)}
         if not keys:

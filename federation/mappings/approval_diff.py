@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from federation.entitlements.scope import accounts_reached
-from federation.mappings.access_diff import Expander
+from federation.mappings.access_diff import Expander, role_identity
 from federation.models import ENV_ORDER, Access
 
 # (account id, role, requesting group) -> approvals required, per approver group.
@@ -44,15 +44,6 @@ class ApprovalItem:
             f"{self.approvals_required} approval(s){flag}"
         )
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "account": self.account_id,
-            "role": self.role,
-            "requesters": self.requesters,
-            "approvals_required": self.approvals_required,
-            "privileged": self.privileged,
-        }
-
 
 @dataclass(frozen=True)
 class ApprovalDiff:
@@ -70,10 +61,29 @@ class ApprovalDiff:
         item: dict[str, Any] = {"subject": self.subject}
         if self.user_id is not None:
             item["user_id"] = self.user_id
-        item["gained"] = [i.to_json() for i in self.gained]
-        item["lost"] = [i.to_json() for i in self.lost]
-        item["widened"] = [i.to_json() for i in self.widened]
+        item["gained"] = _approvals_json(self.gained)
+        item["lost"] = _approvals_json(self.lost)
+        item["widened"] = _approvals_json(self.widened)
         return item
+
+
+def _approvals_json(items: Sequence[ApprovalItem]) -> list[dict[str, Any]]:
+    """Items grouped by (role, requesting group, approvals, privileged), like the access diff:
+    a unit's approver group gains every request of a first import."""
+    grouped: dict[tuple[str, str, int, bool], list[str]] = {}
+    for i in items:
+        key = (i.role, i.requesters, i.approvals_required, i.privileged)
+        grouped.setdefault(key, []).append(i.account_id)
+    return [
+        {
+            "role": role,
+            "requesters": requesters,
+            "approvals_required": required,
+            "privileged": privileged,
+            "accounts": accounts,
+        }
+        for (role, requesters, required, privileged), accounts in grouped.items()
+    ]
 
 
 class _Approvals:
@@ -127,7 +137,8 @@ class _Approvals:
             role=key[1],
             requesters=key[2],
             approvals_required=required,
-            privileged=bool(role and role.privileged) or arn in self.side.privileged_arns,
+            privileged=bool(role and role.privileged)
+            or role_identity(arn) in self.side.privileged_arns,
         )
 
 

@@ -330,8 +330,9 @@ def _plan(document: MappingDocument, current: _Current) -> tuple[Plan, _Diff]:
         return Plan(current.version, rows, (), (), tuple(blockers)), diff
     old, new = expanders(before, document)
     people = user_groups()
-    groups, users = access_diffs(old, new, people)
-    approvers, approver_users = approval_diffs(old, new, changed_groups(old, new), people)
+    candidates = changed_groups(old, new)
+    groups, users = access_diffs(old, new, people, candidates)
+    approvers, approver_users = approval_diffs(old, new, candidates, people)
     because = sensitive_because(
         before=before, after=document, rows=rows, groups=groups, approvers=approvers
     )

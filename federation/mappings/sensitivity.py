@@ -46,13 +46,17 @@ def sensitive_because(
     privileged: set[str] = set()
     prod: set[str] = set()
     widened: set[str] = set()
+    privileged_items: set[tuple[str, str | None]] = set()
     for diff in groups:
         for item in diff.gained:
             if item.privileged:
-                privileged.add(item.role if item.default_arn else f"{item.role} as {item.role_arn}")
-        for item in (*diff.gained, *diff.lost):
+                privileged_items.add((item.role, None if item.default_arn else item.role_arn))
             if item.environment == PROD:
                 prod.add(item.account_alias)
+        for item in diff.lost:
+            if item.environment == PROD:
+                prod.add(item.account_alias)
+    privileged.update(role if arn is None else f"{role} as {arn}" for role, arn in privileged_items)
     for approval in approvers:
         for entry in (*approval.gained, *approval.lost):
             if entry.environment == PROD:

@@ -418,13 +418,7 @@ def plan_view(plan: dict[str, Any]) -> dict[str, Any]:
 
     def approvals(key: str) -> list[dict[str, Any]]:
         return [
-            {
-                **d,
-                **{
-                    side: [{**i, "target": target(i.get("account", "?"))} for i in d.get(side, [])]
-                    for side in ("gained", "lost")
-                },
-            }
+            {**d, "gained": named(d.get("gained", [])), "lost": named(d.get("lost", []))}
             for d in plan.get(key, [])
         ]
 

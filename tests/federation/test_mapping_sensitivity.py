@@ -190,6 +190,14 @@ def test_raising_a_prod_rows_max_grant_needs_a_second_admin() -> None:
     assert any("pb-prod" in r for r in draft.sensitive_because)
     page = author.get(f"/mappings/drafts/{draft.pk}/").content.decode()
     assert "pat@corp.example" in page and "grant up to 1440 min" in page
+    text = plan_document(
+        parse_document(
+            with_rows(PB_CLOUD_ENG, PB_ADMIN.replace("240", "1440"), PB_OPS_DEV, DW_CLOUD_ENG)
+        )
+    ).render_text()
+    shown = "admin (eligible) in pb-prod 222222222222 [pb/prod] (max session 60 min, max grant"
+    assert f"+ {shown} 1440 min)  [privileged]" in text
+    assert f"- {shown} 240 min)  [privileged]" in text
     refused_alone(author, draft)
 
 
@@ -222,6 +230,13 @@ def test_widening_a_business_units_approver_groups_needs_a_second_admin(mallory:
             account_roles=[
                 '{account: "111111111111", role: cloud-eng, '
                 'role_arn: "arn:aws:iam::111111111111:role/admin"}'
+            ]
+        ),
+        # The same role, named with another case and a path (IAM names ignore both).
+        with_rows(
+            account_roles=[
+                '{account: "111111111111", role: cloud-eng, '
+                'role_arn: "arn:aws:iam::111111111111:role/break/ADMIN"}'
             ]
         ),
         # Approver groups added to a dev eligible row: more people decide existing requests.
@@ -266,6 +281,7 @@ def test_widening_a_business_units_approver_groups_needs_a_second_admin(mallory:
         "prod-account-role-session",
         "role-session",
         "dev-privileged-arn",
+        "dev-privileged-arn-other-case-and-path",
         "dev-row-approvers",
         "account-approvers",
         "prod-approvals-lowered",
