@@ -38,6 +38,10 @@ PB_ADMIN = (
     "{group: aws-pb-admin, role: admin, business_unit: pb, environments: [prod], "
     "access: eligible, max_grant_minutes: 240}"
 )
+PB_OPS_DEV = (
+    "{group: aws-pb-ops, role: cloud-eng, business_unit: pb, environments: [dev], "
+    "access: eligible, max_grant_minutes: 120, approver_groups: [aws-pb-leads]}"
+)
 DW_CLOUD_ENG = "{group: aws-dw-cloud-eng, role: cloud-eng, business_unit: dw, access: standing}"
 SAMPLE_MAPPINGS = (PB_CLOUD_ENG, PB_ADMIN, DW_CLOUD_ENG)
 
@@ -47,11 +51,13 @@ def mapping_yaml(
     *,
     roles: Iterable[str] = ROLES,
     account_roles: Iterable[str] = (),
+    business_units: Iterable[str] = BUSINESS_UNITS,
+    accounts: Iterable[str] = ACCOUNTS,
 ) -> str:
     """The sample file with these mapping rows (and roles, and account_roles if any)."""
     sections = [
-        ("business_units", BUSINESS_UNITS),
-        ("accounts", ACCOUNTS),
+        ("business_units", tuple(business_units)),
+        ("accounts", tuple(accounts)),
         ("roles", tuple(roles)),
         ("mappings", tuple(mappings)),
     ]

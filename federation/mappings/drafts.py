@@ -4,8 +4,10 @@ A draft holds the whole document after the change, validated exactly like a file
 the plan against the version it was made from. Applying goes through
 ``federation.mappings.apply_document`` with that base version, so a draft made against an
 older state is refused instead of silently undoing someone else's change. A sensitive change
-(it grants a privileged role or touches a prod account) needs a second admin when
-``MAPPING_CHANGES_NEED_SECOND_ADMIN`` is on (the default).
+(judged on its effects by ``federation.mappings.sensitivity``: access or approval power in prod
+or on a privileged role or ARN, or approval power widened) needs a second admin when
+``MAPPING_CHANGES_NEED_SECOND_ADMIN`` is on (the default). Every kind of draft (edit, upload,
+rollback) is judged the same way, on the plan against the version it will be applied to.
 """
 
 from __future__ import annotations
@@ -100,34 +102,6 @@ class UnknownSection(DraftRefused):
     status = 404
 
 
-def sensitivity(plan: dict[str, Any]) -> list[str]:
-    """Why a plan needs a second admin: privileged roles gained, prod accounts touched."""
-    reasons: list[str] = []
-    accounts = plan.get("accounts", {})
-    privileged: set[str] = set()
-    prod: set[str] = set()
-    for diff in plan.get("groups", []):
-        for change in ("gained", "lost"):
-            for item in diff.get(change, []):
-                if change == "gained" and item.get("privileged"):
-                    privileged.add(item["role"])
-                for account_id in item.get("accounts", []):
-                    if accounts.get(account_id, {}).get("environment") == "prod":
-                        prod.add(accounts[account_id].get("alias", account_id))
-    for row in plan.get("rows", []):
-        for side in ("before", "after"):
-            item = row.get(side) or {}
-            if row.get("kind") == "account" and item.get("environment") == "prod":
-                prod.add(item.get("alias", item.get("id", "?")))
-            if row.get("kind") == "role" and item.get("privileged"):
-                privileged.add(item.get("name", "?"))
-    if privileged:
-        reasons.append(f"grants or defines privileged role(s): {', '.join(sorted(privileged))}")
-    if prod:
-        reasons.append(f"touches prod account(s): {', '.join(sorted(prod))}")
-    return reasons
-
-
 def propose_change(
     document: MappingDocument,
     *,
@@ -149,7 +123,7 @@ def propose_change(
     if plan.is_empty:
         raise NothingToChange("This change makes no difference: the tables already match it.")
     plan_json = plan.to_json()
-    because = sensitivity(plan_json)
+    because = list(plan.sensitive_because)
     with transaction.atomic(durable=True):
         draft = MappingDraft.objects.create(
             created_by=actor,

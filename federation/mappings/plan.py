@@ -1,5 +1,6 @@
 """Planning: the row-level difference between the tables and a document, the removals the
-database would refuse, and (from ``access_diff``) who gains and loses access."""
+database would refuse, who gains and loses access (``access_diff``), who may newly approve what
+(``approval_diff``), and whether the change needs a second admin (``sensitivity``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from typing import Any, Generic, Protocol, TypeVar
 from django.db import models
 from django.db.models import Count
 
-from federation.mappings.access_diff import AccessDiff, access_diffs
+from federation.mappings.access_diff import (
+    AccessDiff,
+    access_diffs,
+    changed_groups,
+    expanders,
+    user_groups,
+)
+from federation.mappings.approval_diff import ApprovalDiff, approval_diffs
 from federation.mappings.document import (
     AccountRoleRow,
     AccountRow,
@@ -20,6 +28,7 @@ from federation.mappings.document import (
     RoleRow,
 )
 from federation.mappings.parsing import document_from_data
+from federation.mappings.sensitivity import sensitive_because
 from federation.mappings.state import _Current, _load_current
 from federation.models import (
     Account,
@@ -90,7 +99,10 @@ class Plan:
     """The difference between the tables (at ``base_version``) and a document.
 
     ``rows`` is the row-level diff; ``groups`` and ``users`` the effective-access diff;
-    ``blockers`` the removals the database would refuse (apply raises RemovalRefused).
+    ``blockers`` the removals the database would refuse (apply raises RemovalRefused);
+    ``approvers`` and ``approver_users`` the approval power gained and lost per approver group
+    and per person; ``sensitive_because`` why the change needs a second admin (empty: its
+    author may apply it alone).
     """
 
     base_version: int
@@ -98,6 +110,9 @@ class Plan:
     groups: tuple[AccessDiff, ...]
     users: tuple[AccessDiff, ...]
     blockers: tuple[str, ...] = ()
+    approvers: tuple[ApprovalDiff, ...] = ()
+    approver_users: tuple[ApprovalDiff, ...] = ()
+    sensitive_because: tuple[str, ...] = ()
 
     @property
     def is_empty(self) -> bool:
@@ -122,11 +137,15 @@ class Plan:
             "users": [diff.to_json() for diff in self.users],
             "blockers": list(self.blockers),
             "accounts": self._accounts_json(),
+            "approvers": [diff.to_json() for diff in self.approvers],
+            "approver_users": [diff.to_json() for diff in self.approver_users],
+            "sensitive_because": list(self.sensitive_because),
         }
 
     def _accounts_json(self) -> dict[str, dict[str, str]]:
         accounts: dict[str, dict[str, str]] = {}
-        for diff in self.groups:
+        diffs: tuple[AccessDiff | ApprovalDiff, ...] = (*self.groups, *self.approvers)
+        for diff in diffs:
             for item in (*diff.gained, *diff.lost):
                 if item.account_id not in accounts:
                     accounts[item.account_id] = {
@@ -175,6 +194,23 @@ class Plan:
                 lines.append(f"  {diff.subject}")
                 lines.extend(f"    + {item}" for item in diff.gained)
                 lines.extend(f"    - {item}" for item in diff.lost)
+        approvals: tuple[tuple[str, tuple[ApprovalDiff, ...]], ...] = (
+            ("Approval power by approver group", self.approvers),
+            ("Approval power by user (groups of their last sign-in)", self.approver_users),
+        )
+        for title, approval_diffs_ in approvals:
+            if not approval_diffs_:
+                continue
+            lines.append("")
+            lines.append(f"{title}:")
+            for approval in approval_diffs_:
+                lines.append(f"  {approval.subject} may decide")
+                lines.extend(f"    + {entry}" for entry in approval.gained)
+                lines.extend(f"    - {entry}" for entry in approval.lost)
+        if self.sensitive_because:
+            lines.append("")
+            lines.append("Sensitive (in the editor, a second administrator must apply it):")
+            lines.extend(f"  * {reason}" for reason in self.sensitive_because)
         if self.blockers:
             lines.append("")
             lines.append("Refused (these rows are still referenced and cannot be removed):")
@@ -290,8 +326,27 @@ def _plan(document: MappingDocument, current: _Current) -> tuple[Plan, _Diff]:
             BusinessUnit, {current.bu_pk[r.key]: r.label for r in diff.business_units.removed}
         ),
     ]
-    groups, users = access_diffs(before, document) if rows else ((), ())
-    return Plan(current.version, rows, groups, users, tuple(blockers)), diff
+    if not rows:
+        return Plan(current.version, rows, (), (), tuple(blockers)), diff
+    old, new = expanders(before, document)
+    people = user_groups()
+    candidates = changed_groups(old, new)
+    groups, users = access_diffs(old, new, people, candidates)
+    approvers, approver_users = approval_diffs(old, new, candidates, people)
+    because = sensitive_because(
+        before=before, after=document, rows=rows, groups=groups, approvers=approvers
+    )
+    plan = Plan(
+        current.version,
+        rows,
+        groups,
+        users,
+        tuple(blockers),
+        approvers=approvers,
+        approver_users=approver_users,
+        sensitive_because=because,
+    )
+    return plan, diff
 
 
 def plan_document(document: MappingDocument) -> Plan:

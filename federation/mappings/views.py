@@ -402,17 +402,26 @@ def plan_view(plan: dict[str, Any]) -> dict[str, Any]:
     """A stored plan, with account ids named, ready for the template."""
     accounts = plan.get("accounts", {})
 
+    def target(account_id: str, arn: str | None = None) -> str:
+        account = accounts.get(account_id, {})
+        where = f"{account.get('alias', account_id)} ({account_id}, "
+        return where + f"{account.get('environment', '?')})" + (f" as {arn}" if arn else "")
+
     def named(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [
             {
                 **item,
                 "targets": [
-                    f"{accounts.get(a, {}).get('alias', a)} ({a}, "
-                    f"{accounts.get(a, {}).get('environment', '?')})"
-                    for a in item.get("accounts", [])
+                    target(a, item.get("role_arns", {}).get(a)) for a in item.get("accounts", [])
                 ],
             }
             for item in items
+        ]
+
+    def approvals(key: str) -> list[dict[str, Any]]:
+        return [
+            {**d, "gained": named(d.get("gained", [])), "lost": named(d.get("lost", []))}
+            for d in plan.get(key, [])
         ]
 
     def diffs(key: str) -> list[dict[str, Any]]:
@@ -425,6 +434,8 @@ def plan_view(plan: dict[str, Any]) -> dict[str, Any]:
         "rows": plan.get("rows", []),
         "groups": diffs("groups"),
         "users": diffs("users"),
+        "approvers": approvals("approvers"),
+        "approver_users": approvals("approver_users"),
         "blockers": plan.get("blockers", []),
         "counts": plan.get("counts", {}),
         "base_version": plan.get("base_version"),

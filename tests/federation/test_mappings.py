@@ -403,7 +403,14 @@ def test_plan_names_groups_and_users_gaining_and_losing() -> None:
     assert as_json["counts"]["mapping"] == {"add": 2, "remove": 3, "change": 0}
     bob_json = next(u for u in as_json["users"] if u["user_id"] == bob.pk)
     assert bob_json["gained"] == [
-        {"role": "admin", "access": "eligible", "privileged": True, "accounts": ["111111111111"]}
+        {
+            "role": "admin",
+            "access": "eligible",
+            "privileged": True,
+            "accounts": ["111111111111"],
+            "max_session_minutes": 60,
+            "max_grant_minutes": 240,
+        }
     ]
     assert as_json["accounts"]["111111111111"] == {
         "alias": "pb-dev",
