@@ -19,7 +19,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from federation.audit.chain import record_event
+from federation.audit.chain import record_event, record_refusal
 from federation.mappings import (
     ApplyResult,
     DocumentData,
@@ -174,22 +174,39 @@ def may_apply(draft: MappingDraft, user: User) -> bool:
 
 
 def _claim(draft_id: int, *, actor: User, now: datetime) -> MappingDraft:
-    """Move an open draft to 'applying' exactly once (concurrent clicks: one wins)."""
+    """Move an open draft to 'applying' exactly once (concurrent clicks: one wins).
+
+    A refusal (not open, or the author's own sensitive draft) is audited and raised after the
+    audit event has committed, so an attempt to bypass the two-person rule leaves a trace.
+    """
+    refusal: DraftRefused | None = None
     with transaction.atomic(durable=True):
         draft = MappingDraft.objects.select_for_update().get(pk=draft_id)
         if draft.state != MappingDraft.State.OPEN:
-            raise DraftNotOpen(
+            refusal = DraftNotOpen(
                 f"Draft #{draft.pk} is {draft.state}; only open drafts can be applied."
             )
-        if not may_apply(draft, actor):  # admin was checked already: only self-approval left
-            raise SelfApplyRefused(
+        elif not may_apply(draft, actor):  # admin was checked already: only self-approval left
+            refusal = SelfApplyRefused(
                 "This change is sensitive and needs a second administrator: you cannot approve "
                 "your own draft."
             )
-        draft.state = MappingDraft.State.APPLYING
-        draft.decided_by = actor
-        draft.decided_at = now
-        draft.save(update_fields=["state", "decided_by", "decided_at"])
+        if refusal is not None:
+            record_refusal(
+                "mappings.draft_refused",
+                refusal,
+                actor=actor,
+                target=f"draft #{draft.pk}",
+                now=now,
+                data={"draft_id": draft.pk, "action": "apply", "state": draft.state},
+            )
+        else:
+            draft.state = MappingDraft.State.APPLYING
+            draft.decided_by = actor
+            draft.decided_at = now
+            draft.save(update_fields=["state", "decided_by", "decided_at"])
+    if refusal is not None:
+        raise refusal
     return draft
 
 

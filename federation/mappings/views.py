@@ -330,7 +330,7 @@ def draft_detail(request: HttpRequest, draft_id: int) -> HttpResponse:
             "draft": draft,
             "plan": plan_view(draft.plan),
             "form": DecisionForm(),
-            "is_author": draft.created_by_id == user.pk,
+            "is_author": draft.created_by.is_same_person(user),
             "can_apply": may_apply(draft, user),
         },
     )

@@ -245,6 +245,9 @@ def test_second_identity_cannot_apply_the_first_identitys_sensitive_draft(
         assert draft.state == "open" and draft.decided_by is None
         shown = twin.get(answer["Location"]).content.decode()
         assert "you cannot approve your own draft" in shown
+        refused = AuditEvent.objects.get(event_type="mappings.draft_refused")
+        assert refused.data["reason"] == "self_apply"
+        assert refused.actor_user_id == User.objects.get(subject="oid-7f3a-alice").pk
 
         other = saml_sign_in(entra, "oid-bob", ["fed-admins"], email="bob@corp.example")
         other.post(f"/mappings/drafts/{draft.pk}/apply/", {"comment": "ok"})
