@@ -7,6 +7,7 @@ The worker reads the *test* database (pytest-django's ``test_<name>``), so tests
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -56,11 +57,20 @@ class MailSink:
     fail_next: int = 0
     refused: int = 0
     refuse_once: set[str] = field(default_factory=set)
+    # Addresses whose RCPT gets no answer while they are in ``hold`` (a slow mail server); each
+    # held RCPT is counted in ``held``.
+    hold: set[str] = field(default_factory=set)
+    held: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        if address in self.hold:
+            with self.lock:
+                self.held += 1
+            while address in self.hold:
+                await asyncio.sleep(0.1)
         with self.lock:
             if address in self.refuse_once:
                 self.refuse_once.discard(address)
@@ -88,6 +98,8 @@ class MailSink:
             self.messages.clear()
             self.fail_next = self.refused = 0
             self.refuse_once.clear()
+            self.hold.clear()
+            self.held = 0
 
 
 @dataclass
@@ -151,7 +163,7 @@ def webhook_sink() -> Iterator[WebhookSink]:
         server.server_close()
 
 
-def _test_database_url() -> str:
+def worker_database_url() -> str:
     db = connection.settings_dict
     host = db.get("HOST") or "127.0.0.1"
     port = db.get("PORT") or 5432
@@ -193,7 +205,7 @@ def celery_worker(
     """A real worker with embedded beat (expiry every second) on the test Redis db; this process
     sends its tasks there too instead of running them eagerly."""
     with django_db_blocker.unblock():
-        database_url = _test_database_url()
+        database_url = worker_database_url()
     yield from run_worker(BROKER_URL, database_url, mail_sink, webhook_sink, tmp_path_factory)
 
 
@@ -267,7 +279,7 @@ def private_worker(
 ) -> Iterator[Worker]:
     """A worker with beat (outbox relay every second) on the private broker a drill may stop."""
     with django_db_blocker.unblock():
-        database_url = _test_database_url()
+        database_url = worker_database_url()
     yield from run_worker(
         private_broker.url, database_url, mail_sink, webhook_sink, tmp_path_factory
     )
@@ -279,6 +291,7 @@ def run_worker(
     mail_sink: MailSink,
     webhook_sink: WebhookSink,
     tmp_path_factory: pytest.TempPathFactory,
+    **extra_env: str,
 ) -> Iterator[Worker]:
     workdir = tmp_path_factory.mktemp("celery")
     log = workdir / "worker.log"
@@ -295,6 +308,7 @@ def run_worker(
         "OUTBOX_RELAY_INTERVAL_SECONDS": "1",
         "OUTBOX_RELAY_GRACE_SECONDS": "1",
         "PYTHONPATH": str(ROOT),
+        **extra_env,
     }
     env.pop("DEBUG", None)
     saved = {k: celery_app.conf[k] for k in ("broker_url", "task_always_eager")}
