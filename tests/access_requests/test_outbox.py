@@ -115,3 +115,14 @@ def test_the_relay_picks_effects_never_published_and_those_published_long_ago_no
 
     assert owed == [never, stale]
     assert fresh not in owed
+
+
+def test_a_failing_inline_task_does_not_pause_publishing_in_the_demo(world: World) -> None:
+    # No broker configured: tasks run inline, and there is no sweep to leave effects to.
+    broken = outbox.record("access_requests.tasks.apply_revocation_policy", [0], now=timezone.now())
+    assert effects.publish([broken.pk]) == 0  # grant #0 does not exist: the task raised
+
+    notice = outbox.record(
+        "access_requests.tasks.send_request_email", [0, "submitted"], now=timezone.now()
+    )
+    assert effects.publish([notice.pk]) == 1
