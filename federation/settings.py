@@ -102,6 +102,12 @@ TEMPLATES = [
 _default_db = f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}"
 DATABASE_URL = os.environ.get("DATABASE_URL", _default_db)
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A database that stops answering (not refusing) fails a connection within this many
+    # seconds, so pages answer their 503 and /readyz its verdict instead of hanging (issue #17).
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", int(os.environ.get("DATABASE_CONNECT_TIMEOUT_SECONDS", "5"))
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     (BASE_DIR / "var").mkdir(exist_ok=True)
 

@@ -5,11 +5,14 @@ non-zero exit, never a traceback."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -138,3 +141,31 @@ def test_import_whose_connection_is_killed_says_so_and_applies_nothing(tmp_path:
 
     assert "\n" not in str(refused.value)
     assert MappingVersion.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_readyz_answers_503_while_the_database_hangs() -> None:
+    listener = socket.socket()  # accepts connections (the kernel does) and never answers
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    saved = connection.settings_dict["PORT"], connection.settings_dict["HOST"]
+    connection.close()
+    connection.settings_dict["HOST"] = "127.0.0.1"
+    connection.settings_dict["PORT"] = listener.getsockname()[1]
+    answers: list[Any] = []
+
+    def ask() -> None:
+        answers.append(Client(raise_request_exception=False).get("/readyz"))
+
+    try:
+        probe = threading.Thread(target=ask, daemon=True)
+        probe.start()
+        probe.join(timeout=30)  # a hang guard; the connect timeout is 5 s
+    finally:
+        connection.close()
+        connection.settings_dict["PORT"], connection.settings_dict["HOST"] = saved
+        listener.close()
+
+    assert answers, "/readyz hung on a database that never answers"
+    assert answers[0].status_code == 503
+    assert answers[0].json()["checks"]["database"] == "unreachable"
