@@ -172,3 +172,53 @@ class Grant(models.Model):
 
     def is_active_at(self, now: datetime) -> bool:
         return self.state == self.State.ACTIVE and self.starts_at <= now < self.ends_at
+
+
+class OutboxEffect(models.Model):
+    """A side effect a committed change owes (issue #17): written in the change's transaction,
+    published to the broker after commit or by the relay sweep, done once its task has run.
+
+    ``task`` and ``args`` name a task in ``access_requests.tasks``; the task receives the row's
+    id as ``effect_id`` and does nothing twice for it. A row is never deleted by the relay: an
+    owed effect is visible (``done_at`` NULL) until it has happened.
+    """
+
+    task = models.CharField(max_length=200)
+    args = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now)
+    # Last time the relay handed it to the broker; NULL means never (the broker did not answer).
+    queued_at = models.DateTimeField(null=True, blank=True)
+    publish_attempts = models.PositiveIntegerField(default=0)
+    done_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["pk"]
+        indexes = [
+            models.Index(
+                fields=["created_at"],
+                condition=Q(done_at__isnull=True),
+                name="outbox_effect_owed_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"effect #{self.pk} {self.task}{tuple(self.args)!r}"
+
+
+class EffectDelivery(models.Model):
+    """One recipient reached by one effect (a mail address, or the webhook), so a retry of the
+    effect reaches only whoever has not had it."""
+
+    effect = models.ForeignKey(OutboxEffect, on_delete=models.CASCADE, related_name="deliveries")
+    recipient = models.CharField(max_length=320)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["effect", "recipient"], name="one_delivery_per_recipient"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"effect #{self.effect_id} delivered to {self.recipient}"

@@ -1,19 +1,23 @@
 """What approvers and requesters are told, by email and by a Slack-compatible webhook.
 
 Called only from tasks (``access_requests.tasks``), after the change they describe has
-committed. Both functions raise on delivery failure so Celery retries them; nothing here
-changes state. Messages carry no secrets: people follow the link and sign in to act.
+committed. Both functions raise on delivery failure so Celery retries them; the only state
+they write is the outbox's record of who has been reached. Messages carry no secrets: people
+follow the link and sign in to act.
 """
 
 from __future__ import annotations
 
+import smtplib
 from dataclasses import dataclass
 from enum import StrEnum
 
 import requests
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
+from django.utils import timezone
 
+from access_requests import outbox
 from access_requests.approvers import list_admins, list_approvers
 from access_requests.models import AccessRequest, Approval
 
@@ -35,6 +39,8 @@ _SUBJECTS = {
     RequestEvent.DENIED: "Access request #{pk} denied: {role} in {account}",
     RequestEvent.EXPIRED: "Access request #{pk} expired undecided: {role} in {account}",
 }
+# The delivery record of a webhook post (one per effect); never a mail address (no "@").
+WEBHOOK_RECIPIENT = "webhook"
 _PAST: dict[str, str] = {Approval.Decision.APPROVE: "approved", Approval.Decision.DENY: "denied"}
 
 
@@ -103,32 +109,56 @@ def _load(request_id: int) -> AccessRequest | None:
     )
 
 
-def send_request_email(request_id: int, event: str) -> int:
-    """Mail the people concerned; returns how many messages went out (0 if nobody to tell)."""
+def send_request_email(request_id: int, event: str, *, effect_id: int | None) -> int:
+    """Mail the people concerned, one message each; returns how many went out now.
+
+    With an outbox ``effect_id``, each recipient reached is recorded at once and skipped on a
+    retry, so a refusal for one recipient resends to that one only. Every recipient is tried;
+    the first failure is raised afterwards so the task retries the rest.
+    """
     access_request = _load(request_id)
     if access_request is None:  # requests are never deleted in service; only a test reset does
         return 0
     notice = build_notice(access_request, event)
-    if not notice.recipients:
+    done = outbox.delivered_to(effect_id) if effect_id is not None else set()
+    pending = [to for to in notice.recipients if to not in done]
+    if not pending:
         return 0
-    # One message per recipient: approvers do not learn each other's addresses.
-    messages = [
-        EmailMessage(notice.subject, notice.body, settings.DEFAULT_FROM_EMAIL, [to])
-        for to in notice.recipients
-    ]
+    sent = 0
+    failure: Exception | None = None
     with get_connection(fail_silently=False) as mail:
-        return int(mail.send_messages(messages) or 0)
+        for to in pending:
+            # One message per recipient: approvers do not learn each other's addresses.
+            message = EmailMessage(notice.subject, notice.body, settings.DEFAULT_FROM_EMAIL, [to])
+            try:
+                mail.send_messages([message])
+            except smtplib.SMTPServerDisconnected:
+                raise  # the connection is gone: the retry starts a new one
+            except (smtplib.SMTPException, OSError) as exc:
+                failure = failure or exc
+                continue
+            sent += 1
+            if effect_id is not None:
+                outbox.record_delivery(effect_id, to, now=timezone.now())
+    if failure is not None:
+        raise failure
+    return sent
 
 
-def post_request_webhook(request_id: int, event: str) -> bool:
-    """Post a Slack-compatible ``{"text": ...}`` message; False when no webhook is configured."""
+def post_request_webhook(request_id: int, event: str, *, effect_id: int | None) -> bool:
+    """Post a Slack-compatible ``{"text": ...}`` message; False when no webhook is configured or
+    this effect already posted it."""
     url = settings.SLACK_WEBHOOK_URL
     access_request = _load(request_id)
     if not url or access_request is None:
+        return False
+    if effect_id is not None and WEBHOOK_RECIPIENT in outbox.delivered_to(effect_id):
         return False
     notice = build_notice(access_request, event)
     response = requests.post(
         url, json={"text": f"{notice.subject}\n{notice.body}"}, timeout=settings.WEBHOOK_TIMEOUT
     )
     response.raise_for_status()
+    if effect_id is not None:
+        outbox.record_delivery(effect_id, WEBHOOK_RECIPIENT, now=timezone.now())
     return True

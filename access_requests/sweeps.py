@@ -2,8 +2,9 @@
 
 ``CELERY_BEAT_SCHEDULE`` (settings) and deployed schedulers name these tasks, so each keeps the
 name it had when it lived in ``tasks.py``: ``expire_due`` and ``retry_owed_revocations`` every
-minute, ``collect_revocation_policies`` hourly. ``AccessRequestsConfig.ready()`` imports this
-module so that every worker registers them (Celery autodiscovers ``tasks.py`` only).
+minute, ``collect_revocation_policies`` hourly, ``relay_outbox`` every few seconds.
+``AccessRequestsConfig.ready()`` imports this module so that every worker registers them (Celery
+autodiscovers ``tasks.py`` only).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from access_requests import queries, revocation, tasks
-from access_requests.services import grants
+from access_requests.services import effects, grants
 
 logger = logging.getLogger(__name__)
 
@@ -46,3 +47,9 @@ def retry_owed_revocations() -> int:
 )
 def collect_revocation_policies() -> int:
     return revocation.collect_revocation_policies(now=timezone.now())
+
+
+@shared_task(name="access_requests.tasks.relay_outbox")  # type: ignore[untyped-decorator]
+def relay_outbox() -> int:
+    """Publish owed effects the broker did not take after commit (it was down or hung)."""
+    return effects.relay_owed()

@@ -67,6 +67,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "federation.unavailable.DatabaseUnavailableMiddleware",  # 503 page while the database is down
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -101,6 +102,12 @@ TEMPLATES = [
 _default_db = f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}"
 DATABASE_URL = os.environ.get("DATABASE_URL", _default_db)
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A database that stops answering (not refusing) fails a connection within this many
+    # seconds, so pages answer their 503 and /readyz its verdict instead of hanging (issue #17).
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", int(os.environ.get("DATABASE_CONNECT_TIMEOUT_SECONDS", "5"))
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     (BASE_DIR / "var").mkdir(exist_ok=True)
 
@@ -132,6 +139,20 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Bounded publishing (issue #17): a dead or hung broker costs a request about a second, never a
+# hang; what it did not take stays in the outbox and the relay sweep publishes it later.
+BROKER_TIMEOUT = float(os.environ.get("BROKER_TIMEOUT_SECONDS", "1"))
+CELERY_BROKER_CONNECTION_TIMEOUT = BROKER_TIMEOUT
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "socket_connect_timeout": BROKER_TIMEOUT,
+    "socket_timeout": BROKER_TIMEOUT,
+}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
 # The worker keeps the LOGGING below (its redaction filter) instead of installing its own handlers.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
@@ -153,6 +174,10 @@ CELERY_BEAT_SCHEDULE["retry-owed-revocation-policies"] = {
     "task": "access_requests.tasks.retry_owed_revocations",
     "schedule": 60.0,
 }
+CELERY_BEAT_SCHEDULE["relay-outbox"] = {
+    "task": "access_requests.tasks.relay_outbox",
+    "schedule": float(os.environ.get("OUTBOX_RELAY_INTERVAL_SECONDS", "15")),
+}
 CELERY_BEAT_SCHEDULE["collect-expired-revocation-statements"] = {
     "task": "access_requests.tasks.collect_revocation_policies",
     "schedule": 3600.0,
@@ -164,6 +189,14 @@ ACCESS_REQUEST_DECIDE_WITHIN = timedelta(
 )
 NOTIFICATION_MAX_RETRIES = int(os.environ.get("NOTIFICATION_MAX_RETRIES", "8"))
 REVOCATION_MAX_RETRIES = int(os.environ.get("REVOCATION_MAX_RETRIES", "10"))
+# The outbox relay: an effect never published after OUTBOX_RELAY_GRACE, or published and not done
+# after OUTBOX_REQUEUE_AFTER (message or retries lost), is published again by the sweep.
+OUTBOX_RELAY_GRACE = timedelta(seconds=int(os.environ.get("OUTBOX_RELAY_GRACE_SECONDS", "10")))
+# After the broker failed to answer, a web process leaves new effects to the sweep for this long.
+OUTBOX_PUBLISH_PAUSE = timedelta(seconds=int(os.environ.get("OUTBOX_PUBLISH_PAUSE_SECONDS", "5")))
+OUTBOX_REQUEUE_AFTER = timedelta(
+    seconds=int(os.environ.get("OUTBOX_REQUEUE_AFTER_SECONDS", str(30 * 60)))
+)
 # Slack-compatible incoming webhook; unset means no webhook notifications.
 SLACK_WEBHOOK_URL = os.environ.get("SLACK_WEBHOOK_URL", "")
 WEBHOOK_TIMEOUT = float(os.environ.get("WEBHOOK_TIMEOUT_SECONDS", "10"))

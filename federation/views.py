@@ -47,10 +47,19 @@ def readyz(request: HttpRequest) -> HttpResponse:
 def _broker_status() -> str:
     from kombu.connection import Connection
 
+    # The broker's own connect and socket timeouts (settings), so a hung broker answers
+    # "unreachable" within them instead of hanging the probe (issue #17).
+    timeout = settings.BROKER_TIMEOUT
     try:
-        conn = Connection(settings.CELERY_BROKER_URL, connect_timeout=2)  # type: ignore[no-untyped-call]
+        conn = Connection(  # type: ignore[no-untyped-call]
+            settings.CELERY_BROKER_URL,
+            connect_timeout=timeout,
+            transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+        )
         with conn:
-            conn.ensure_connection(max_retries=1, timeout=2)  # type: ignore[no-untyped-call]
+            conn.ensure_connection(max_retries=1, timeout=timeout)  # type: ignore[no-untyped-call]
+            # A round trip: a hung peer accepts the connection and never answers.
+            conn.default_channel  # noqa: B018
         return "ok"
     except Exception:
         logger.warning("readiness: broker unreachable")

@@ -10,7 +10,13 @@ import pytest
 
 from federation.entitlements.resolve import Entitlement, find_entitlement
 from federation.models import Access, Account, GroupMapping, LogicalRole, User
-from tests.access_requests.live import celery_worker, mail_sink, webhook_sink
+from tests.access_requests.live import (
+    celery_worker,
+    mail_sink,
+    private_broker,
+    private_worker,
+    webhook_sink,
+)
 from tests.factories import (
     AccountFactory,
     BusinessUnitFactory,
@@ -19,7 +25,8 @@ from tests.factories import (
     UserFactory,
 )
 
-__all__ = ["celery_worker", "mail_sink", "webhook_sink"]  # fixtures for the task tests
+# Fixtures for the task tests.
+__all__ = ["celery_worker", "mail_sink", "private_broker", "private_worker", "webhook_sink"]
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

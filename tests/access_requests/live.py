@@ -7,9 +7,11 @@ The worker reads the *test* database (pytest-django's ``test_<name>``), so tests
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import threading
@@ -47,13 +49,35 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float = 30, what: str = "
 
 @dataclass
 class MailSink:
-    """Collects delivered messages; ``fail_next`` makes the next N deliveries get a 451."""
+    """Collects delivered messages; ``fail_next`` makes the next N deliveries get a 451, and an
+    address in ``refuse_once`` is refused (450 at RCPT) the next time it is named."""
 
     port: int = 0
     messages: list[Message] = field(default_factory=list)
     fail_next: int = 0
     refused: int = 0
+    refuse_once: set[str] = field(default_factory=set)
+    # Addresses whose RCPT gets no answer while they are in ``hold`` (a slow mail server); each
+    # held RCPT is counted in ``held``.
+    hold: set[str] = field(default_factory=set)
+    held: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if address in self.hold:
+            with self.lock:
+                self.held += 1
+            while address in self.hold:
+                await asyncio.sleep(0.1)
+        with self.lock:
+            if address in self.refuse_once:
+                self.refuse_once.discard(address)
+                self.refused += 1
+                return "450 4.2.1 mailbox busy, try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         with self.lock:
@@ -73,6 +97,9 @@ class MailSink:
         with self.lock:
             self.messages.clear()
             self.fail_next = self.refused = 0
+            self.refuse_once.clear()
+            self.hold.clear()
+            self.held = 0
 
 
 @dataclass
@@ -136,7 +163,7 @@ def webhook_sink() -> Iterator[WebhookSink]:
         server.server_close()
 
 
-def _test_database_url() -> str:
+def worker_database_url() -> str:
     db = connection.settings_dict
     host = db.get("HOST") or "127.0.0.1"
     port = db.get("PORT") or 5432
@@ -145,7 +172,7 @@ def _test_database_url() -> str:
     return f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"
 
 
-def _use_broker(**conf: Any) -> None:
+def use_broker(**conf: Any) -> None:
     """Point this process's Celery app at another broker. The connection pools are built from
     the configuration on first use (an eager test may have built them for the default broker),
     so they are dropped and rebuilt lazily from the new one."""
@@ -175,27 +202,117 @@ def celery_worker(
     webhook_sink: WebhookSink,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Worker]:
-    """A real worker with embedded beat (expiry every second) on Redis db 7; this process sends
-    its tasks there too instead of running them eagerly."""
+    """A real worker with embedded beat (expiry every second) on the test Redis db; this process
+    sends its tasks there too instead of running them eagerly."""
     with django_db_blocker.unblock():
-        database_url = _test_database_url()
+        database_url = worker_database_url()
+    yield from run_worker(BROKER_URL, database_url, mail_sink, webhook_sink, tmp_path_factory)
+
+
+@dataclass
+class PrivateBroker:
+    """A redis-server of this test run's own, on its own port, that a drill may stop and start
+    (never the machine's shared Redis)."""
+
+    port: int
+    workdir: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(self._answers, timeout=20, what="the private redis-server")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+            self.process = None
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+
+@pytest.fixture(scope="module")
+def private_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateBroker]:
+    broker = PrivateBroker(free_port(), tmp_path_factory.mktemp("redis"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="module")
+def private_worker(
+    django_db_setup: None,
+    django_db_blocker: Any,
+    moto_server: MotoServer,
+    mail_sink: MailSink,
+    webhook_sink: WebhookSink,
+    private_broker: PrivateBroker,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Worker]:
+    """A worker with beat (outbox relay every second) on the private broker a drill may stop."""
+    with django_db_blocker.unblock():
+        database_url = worker_database_url()
+    yield from run_worker(
+        private_broker.url, database_url, mail_sink, webhook_sink, tmp_path_factory
+    )
+
+
+def run_worker(
+    broker_url: str,
+    database_url: str,
+    mail_sink: MailSink,
+    webhook_sink: WebhookSink,
+    tmp_path_factory: pytest.TempPathFactory,
+    **extra_env: str,
+) -> Iterator[Worker]:
     workdir = tmp_path_factory.mktemp("celery")
     log = workdir / "worker.log"
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
-        "CELERY_BROKER_URL": BROKER_URL,
+        "CELERY_BROKER_URL": broker_url,
         "SECRET_KEY": secrets.token_urlsafe(50),
         "EMAIL_HOST": "127.0.0.1",
         "EMAIL_PORT": str(mail_sink.port),
         "DEFAULT_FROM_EMAIL": "aws-access@corp.example",
         "SLACK_WEBHOOK_URL": webhook_sink.url,
         "ACCESS_EXPIRY_INTERVAL_SECONDS": "1",
+        "OUTBOX_RELAY_INTERVAL_SECONDS": "1",
+        "OUTBOX_RELAY_GRACE_SECONDS": "1",
         "PYTHONPATH": str(ROOT),
+        **extra_env,
     }
     env.pop("DEBUG", None)
     saved = {k: celery_app.conf[k] for k in ("broker_url", "task_always_eager")}
-    _use_broker(broker_url=BROKER_URL, task_always_eager=False)
+    use_broker(broker_url=broker_url, task_always_eager=False)
     celery_app.control.purge()
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -237,4 +354,4 @@ def celery_worker(
             process.kill()
             process.wait(timeout=10)
         celery_app.control.purge()
-        _use_broker(**saved)
+        use_broker(**saved)

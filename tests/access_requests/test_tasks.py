@@ -22,12 +22,14 @@ def test_every_scheduled_task_is_registered_under_the_name_the_schedule_uses(
         "access_requests.tasks.expire_due",
         "access_requests.tasks.retry_owed_revocations",
         "access_requests.tasks.collect_revocation_policies",
+        "access_requests.tasks.relay_outbox",
     }
     assert scheduled <= set(app.tasks)
     assert {
         sweeps.expire_due.name,
         sweeps.retry_owed_revocations.name,
         sweeps.collect_revocation_policies.name,
+        sweeps.relay_outbox.name,
     } == scheduled
 
 

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from federation.audit.chain import cli_actor
 from federation.input_guard import unsafe_character
+from federation.management.lost_database import say_so_if_the_database_is_lost
 from federation.mappings import (
     MappingConflict,
     MappingFileInvalid,
@@ -47,6 +48,10 @@ class Command(BaseCommand):
         parser.add_argument("--reason", default="", help="why, recorded with the version")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        with say_so_if_the_database_is_lost("import_mappings"):
+            self._handle(**options)
+
+    def _handle(self, **options: Any) -> None:
         reason = options["reason"]
         # Judged before the plan, so a dry run refuses what the real import could not store.
         if len(reason) > REASON_MAX or unsafe_character(reason) is not None:

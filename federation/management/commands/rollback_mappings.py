@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from federation.audit.chain import cli_actor
+from federation.management.lost_database import say_so_if_the_database_is_lost
 from federation.mappings import (
     RemovalRefused,
     get_version_document,
@@ -30,6 +31,10 @@ class Command(BaseCommand):
         parser.add_argument("--reason", default="", help="why, recorded with the version")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        with say_so_if_the_database_is_lost("rollback_mappings"):
+            self._handle(**options)
+
+    def _handle(self, **options: Any) -> None:
         number = options["version"]
         try:
             plan = plan_document(get_version_document(number))
