@@ -53,6 +53,21 @@ class MotoServer:
         (e.g. "AssumeRole"), in arrival order, exactly as the server received them."""
         return [params for _, params in self._recorded(action)]
 
+    def actions(self) -> list[str]:
+        """Every recorded query-protocol action, in arrival order."""
+        response = requests.get(f"{self.url}/moto-api/recorder/download-recording", timeout=10)
+        response.raise_for_status()
+        found = []
+        for line in response.text.splitlines():
+            entry = json.loads(line)
+            body = entry.get("body") or ""
+            if entry.get("body_encoded"):
+                body = base64.b64decode(body).decode()
+            action = dict(parse_qsl(body, keep_blank_values=True)).get("Action")
+            if action:
+                found.append(action)
+        return found
+
     def signing_regions(self, action: str) -> list[str]:
         """The SigV4 region each recorded ``action`` request was signed for, in arrival order."""
         regions = []

@@ -22,6 +22,7 @@ from federation.models.identity import (
     User,
 )
 from federation.models.issuance import ApiToken, SessionIssuance
+from federation.models.provisioning import Rollout, RolloutStep
 from federation.models.vocabulary import (
     ACCOUNT_ID_RE,
     ENV_ORDER,
@@ -55,6 +56,8 @@ __all__ = [
     "MappingDraft",
     "MappingVersion",
     "Person",
+    "Rollout",
+    "RolloutStep",
     "SamlAuthnRequest",
     "SamlConsumedAssertion",
     "SessionIssuance",
