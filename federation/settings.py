@@ -218,6 +218,11 @@ ROLE_MANAGED_POLICIES_MAX = int(os.environ.get("ROLE_MANAGED_POLICIES_MAX", "10"
 # Accounts read or changed at once within one wave.
 PROVISIONING_CONCURRENCY = int(os.environ.get("PROVISIONING_CONCURRENCY", "8"))
 DRIFT_CHECK_INTERVAL_SECONDS = float(os.environ.get("DRIFT_CHECK_INTERVAL_SECONDS", "3600"))
+CELERY_IMPORTS = ["federation.provisioning.tasks"]
+CELERY_BEAT_SCHEDULE["drift-check"] = {
+    "task": "federation.provisioning.drift_check",
+    "schedule": DRIFT_CHECK_INTERVAL_SECONDS,
+}
 
 # --- Cache: entitlement results are memoised per process under the mapping version.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

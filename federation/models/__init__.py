@@ -22,7 +22,7 @@ from federation.models.identity import (
     User,
 )
 from federation.models.issuance import ApiToken, SessionIssuance
-from federation.models.provisioning import Rollout, RolloutStep
+from federation.models.provisioning import DriftFinding, Rollout, RolloutStep
 from federation.models.vocabulary import (
     ACCOUNT_ID_RE,
     ENV_ORDER,
@@ -48,6 +48,7 @@ __all__ = [
     "AuditEvent",
     "BusinessUnit",
     "DraftKind",
+    "DriftFinding",
     "EntitlementAccess",
     "Environment",
     "GroupMapping",

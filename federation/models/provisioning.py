@@ -74,3 +74,32 @@ class RolloutStep(models.Model):
 
     def __str__(self) -> str:
         return f"{self.rollout_id}/{self.account_id} ({self.state})"
+
+
+class DriftFinding(models.Model):
+    """One role in one account that differs from the tables (SPEC §4 Control loop), from the
+    first check that saw it until the check that no longer does (``resolved_at``). At most one
+    open finding per (account, role name)."""
+
+    account_id = models.CharField(max_length=12)
+    account_alias = models.CharField(max_length=63)
+    role_name = models.CharField(max_length=64)
+    action = models.CharField(max_length=8)  # what apply would do: create, update, delete, conflict
+    differences = models.JSONField(default=list)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["account_id", "role_name", "-first_seen"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account_id", "role_name"],
+                condition=Q(resolved_at__isnull=True),
+                name="drift_finding_one_open_per_role",
+            ),
+        ]
+        indexes = [models.Index(fields=["resolved_at", "account_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.account_id}/{self.role_name} ({self.action})"
