@@ -23,7 +23,7 @@ from django.db import transaction
 from federation.audit.chain import record_event
 from federation.aws import iam
 from federation.models import Rollout, RolloutStep
-from federation.provisioning.desired import MANAGED_TAG, VERSION_TAG, DesiredRole
+from federation.provisioning.desired import DESCRIPTION, MANAGED_TAG, VERSION_TAG, DesiredRole
 from federation.provisioning.plan import RoleChange, compare, plan_roles, wave_key
 from federation.refusals import Refused
 
@@ -75,7 +75,7 @@ def _converge(account_id: str, change: RoleChange, version: str) -> None:
             trust_policy=want.trust_policy,
             max_session_seconds=want.max_session_seconds,
             tags=want.tags,
-            description="Managed by fedaccess: changes made here are reported as drift.",
+            description=DESCRIPTION,
         )
         for arn in want.policies:
             iam.attach_policy(account_id, want.name, arn)
