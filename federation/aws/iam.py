@@ -109,14 +109,31 @@ def _account_client(account_id: str, session_name: str) -> Any:
         answer = f"{exc.code}: {exc.message}" if isinstance(exc, sts.StsRefused) else exc.message
         raise IamCallFailed(f"cannot assume {management_role} in {account_id}: {answer}") from exc
     credentials = session.credentials
-    client = boto3.session.Session(
-        aws_access_key_id=credentials.access_key_id,
-        aws_secret_access_key=credentials.secret_access_key,
-        aws_session_token=credentials.session_token,
-    ).client("iam", region_name=sts.home_region(), config=_CONFIG)
+    config = _PROVISIONING_CONFIG if session_name == PROVISIONING_SESSION_NAME else _CONFIG
     with _client_lock:
+        # One boto3 Session for every account's client: a new Session loads botocore's data
+        # files again (tens of milliseconds, under the GIL); a client from a warm one does not.
+        # Sessions are not thread-safe, hence the lock.
+        client = _shared_session().client(
+            "iam",
+            region_name=sts.home_region(),
+            config=config,
+            aws_access_key_id=credentials.access_key_id,
+            aws_secret_access_key=credentials.secret_access_key,
+            aws_session_token=credentials.session_token,
+        )
         _assumed[key] = (client, credentials.expiration)
     return client
+
+
+_session: boto3.session.Session | None = None
+
+
+def _shared_session() -> boto3.session.Session:
+    global _session
+    if _session is None:
+        _session = boto3.session.Session()
+    return _session
 
 
 def reset_clients() -> None:

@@ -32,20 +32,22 @@ def check_drift(selection: Sequence[str] = (), *, now: datetime) -> DriftReport:
     read keeps its findings as they were (nothing is resolved by not looking)."""
     plan = plan_roles(selection)
     new = resolved = 0
+    readable = [a for a in plan.accounts if not a.error]
     with transaction.atomic(durable=True):
-        for account_plan in plan.accounts:
-            if account_plan.error:
-                continue
+        # One locked read of every open finding of the accounts read, not one per account.
+        known: dict[tuple[str, str], DriftFinding] = {
+            (f.account_id, f.role_name.lower()): f
+            for f in DriftFinding.objects.select_for_update().filter(
+                account_id__in=[a.account.account_id for a in readable],
+                resolved_at__isnull=True,
+            )
+        }
+        seen: list[DriftFinding] = []
+        for account_plan in readable:
             account = account_plan.account
-            known = {
-                f.role_name.lower(): f
-                for f in DriftFinding.objects.select_for_update().filter(
-                    account_id=account.account_id, resolved_at__isnull=True
-                )
-            }
             for change in account_plan.changes:
                 differences = list(change.differences)
-                finding = known.pop(change.name.lower(), None)
+                finding = known.pop((account.account_id, change.name.lower()), None)
                 if finding is None:
                     new += 1
                     finding = DriftFinding.objects.create(
@@ -64,12 +66,13 @@ def check_drift(selection: Sequence[str] = (), *, now: datetime) -> DriftReport:
                     differences,
                     now,
                 )
-                finding.save(update_fields=["action", "differences", "last_seen"])
-            for finding in known.values():
-                resolved += 1
-                finding.resolved_at = now
-                finding.save(update_fields=["resolved_at"])
-                _audit("provisioning.drift_resolved", finding, now=now)
+                seen.append(finding)
+        DriftFinding.objects.bulk_update(seen, ["action", "differences", "last_seen"])
+        for finding in known.values():
+            resolved += 1
+            finding.resolved_at = now
+            finding.save(update_fields=["resolved_at"])
+            _audit("provisioning.drift_resolved", finding, now=now)
     accounts = [a.account.account_id for a in plan.accounts]
     open_findings = DriftFinding.objects.filter(
         resolved_at__isnull=True, account_id__in=accounts
