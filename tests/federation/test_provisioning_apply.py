@@ -5,12 +5,18 @@ with several accounts; IAM read back by the test's own clients is the ground tru
 from __future__ import annotations
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
+import pytest
+import requests
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from federation.models import AuditEvent, Rollout, RolloutStep
 from federation.provisioning import trust
 from federation.provisioning.desired import MANAGED_TAG, VERSION_TAG
+from tests.aws import free_port
 from tests.federation.test_provisioning_plan import (
     ACCOUNTS,
     BROKER,
@@ -212,3 +218,59 @@ def test_only_the_named_accounts_are_applied(world: World) -> None:
 
     assert world.role_names(DW_PROD) == ["admin"]
     assert all(world.role_names(a) == [] for a in ACCOUNTS if a != DW_PROD)
+
+
+class _ThrottlingProxy(BaseHTTPRequestHandler):
+    """Answers the first ``throttle`` CreateRole calls with IAM's Throttling error, forwards
+    everything else to moto: IAM under load, as a burst of role writes meets it."""
+
+    upstream = ""
+    throttle = 0
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        server: Any = self.server
+        if b"Action=CreateRole" in body and server.throttled < self.throttle:
+            server.throttled += 1
+            payload = (
+                b"<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>"
+                b"<Message>Rate exceeded</Message></Error><RequestId>1</RequestId></ErrorResponse>"
+            )
+            self.send_response(400)
+            self.send_header("Content-Type", "text/xml")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return
+        skip = {"host", "content-length", "connection", "accept-encoding"}
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
+        answer = requests.post(self.upstream, data=body, headers=headers, timeout=30)
+        self.send_response(answer.status_code)
+        for key in ("Content-Type", "x-amzn-RequestId"):
+            if key in answer.headers:
+                self.send_header(key, answer.headers[key])
+        self.send_header("Content-Length", str(len(answer.content)))
+        self.end_headers()
+        self.wfile.write(answer.content)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+def test_iam_throttling_is_retried_with_backoff(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler = type("Handler", (_ThrottlingProxy,), {"upstream": world.aws.url, "throttle": 2})
+    proxy = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+    proxy.throttled = 0  # type: ignore[attr-defined]
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_IAM", f"http://127.0.0.1:{proxy.server_address[1]}")
+    try:
+        code, out, err = run("roles_apply", "--yes", "--account", "dw-prod")
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+
+    assert code == 0, out + err
+    assert proxy.throttled == 2  # type: ignore[attr-defined]
+    assert world.role_names(DW_PROD) == ["admin"]
