@@ -25,7 +25,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 'ordering': ['-created_at', '-pk'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('state__in', ['running', 'stopped', 'done'])), name='rollout_state_valid')],
+                'constraints': [models.CheckConstraint(condition=models.Q(('state__in', ['running', 'stopped', 'done'])), name='rollout_state_valid'), models.UniqueConstraint(condition=models.Q(('state', 'running')), fields=('state',), name='rollout_one_running')],
             },
         ),
         migrations.CreateModel(

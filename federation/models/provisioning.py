@@ -33,6 +33,10 @@ class Rollout(models.Model):
             models.CheckConstraint(
                 condition=Q(state__in=["running", "stopped", "done"]), name="rollout_state_valid"
             ),
+            # One rollout at a time, whatever path starts or resumes it.
+            models.UniqueConstraint(
+                fields=["state"], condition=Q(state="running"), name="rollout_one_running"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -18,13 +18,13 @@ from itertools import groupby
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from federation.audit.chain import record_event
 from federation.aws import iam
 from federation.models import Rollout, RolloutStep
 from federation.provisioning.desired import DESCRIPTION, MANAGED_TAG, VERSION_TAG, DesiredRole
-from federation.provisioning.plan import RoleChange, compare, plan_roles, wave_key
+from federation.provisioning.plan import AccountPlan, RoleChange, compare, plan_roles, wave_key
 from federation.refusals import Refused
 
 WAVE_NAMES = ("canary", "dev", "test", "prod")
@@ -137,14 +137,25 @@ def start_rollout(selection: Sequence[str] = (), *, actor: str, now: datetime) -
     todo = [a for a in plan.accounts if a.applicable]
     if not todo:
         return None
+    try:
+        rollout = _store(plan.version, plan.broker_arn, todo, actor=actor, now=now)
+    except IntegrityError:
+        raise RolloutRefused(_RUNNING) from None
+    return _run(rollout, actor=actor, now=now)
+
+
+_RUNNING = "another rollout is running; resume it (roles_apply --resume) or wait for it first"
+
+
+def _store(
+    version: int, broker_arn: str, todo: Sequence[AccountPlan], *, actor: str, now: datetime
+) -> Rollout:
     with transaction.atomic(durable=True):
-        if Rollout.objects.select_for_update().filter(state=Rollout.State.RUNNING).exists():
-            raise RolloutRefused("another rollout is running; resume or wait for it first")
         rollout = Rollout.objects.create(
             created_at=now,
             created_by=actor,
-            mapping_version=plan.version,
-            broker_arn=plan.broker_arn,
+            mapping_version=version,
+            broker_arn=broker_arn,
         )
         RolloutStep.objects.bulk_create(
             RolloutStep(
@@ -164,12 +175,12 @@ def start_rollout(selection: Sequence[str] = (), *, actor: str, now: datetime) -
             target=f"rollout/{rollout.pk}",
             data={
                 "rollout": rollout.pk,
-                "mapping_version": plan.version,
+                "mapping_version": version,
                 "accounts": [a.account.account_id for a in todo],
             },
             now=now,
         )
-    return _run(rollout, actor=actor, now=now)
+    return rollout
 
 
 def resume_rollout(rollout_id: int, *, actor: str, now: datetime) -> Rollout:
@@ -179,15 +190,18 @@ def resume_rollout(rollout_id: int, *, actor: str, now: datetime) -> Rollout:
         raise RolloutNotFound(f"there is no rollout {rollout_id}")
     if rollout.state == Rollout.State.DONE:
         raise RolloutRefused(f"rollout {rollout_id} is already done")
-    with transaction.atomic(durable=True):
-        Rollout.objects.filter(pk=rollout.pk).update(state=Rollout.State.RUNNING)
-        record_event(
-            "provisioning.rollout_resumed",
-            actor=actor,
-            target=f"rollout/{rollout.pk}",
-            data={"rollout": rollout.pk},
-            now=now,
-        )
+    try:
+        with transaction.atomic(durable=True):
+            Rollout.objects.filter(pk=rollout.pk).update(state=Rollout.State.RUNNING)
+            record_event(
+                "provisioning.rollout_resumed",
+                actor=actor,
+                target=f"rollout/{rollout.pk}",
+                data={"rollout": rollout.pk},
+                now=now,
+            )
+    except IntegrityError:
+        raise RolloutRefused(_RUNNING) from None
     return _run(rollout, actor=actor, now=now)
 
 

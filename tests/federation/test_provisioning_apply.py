@@ -23,6 +23,7 @@ from tests.federation.test_provisioning_plan import (
     CANARY,
     DEV,
     DW_PROD,
+    MOMENT,
     PROD,
     World,
     provision_by_hand,
@@ -274,3 +275,16 @@ def test_iam_throttling_is_retried_with_backoff(
     assert code == 0, out + err
     assert proxy.throttled == 2  # type: ignore[attr-defined]
     assert world.role_names(DW_PROD) == ["admin"]
+
+
+def test_no_second_rollout_starts_while_one_is_running(world: World) -> None:
+    # A rollout interrupted by a crash stays running until it is resumed.
+    interrupted = Rollout.objects.create(
+        created_at=MOMENT, created_by="cli:ops", mapping_version=1, broker_arn=BROKER
+    )
+
+    code, _, err = run("roles_apply", "--yes")
+
+    assert code == 1 and "another rollout is running; resume it" in err
+    assert list(Rollout.objects.all()) == [interrupted]
+    assert all(world.role_names(a) == [] for a in ACCOUNTS)
