@@ -4,16 +4,20 @@ documents and the validator are tested here, on their own."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import boto3
 import pytest
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from federation.aws import sts
+from federation.entitlements.resolve import Entitlement
+from federation.issuance.service import session_tags
 from federation.mappings import (
     MappingFileInvalid,
     apply_document,
@@ -22,6 +26,7 @@ from federation.mappings import (
 )
 from federation.mappings.document import AccountRoleRow
 from federation.mappings.state import get_current_document
+from federation.models import EntitlementAccess
 from federation.provisioning import trust
 from federation.provisioning.desired import (
     MANAGED_TAG,
@@ -31,6 +36,7 @@ from federation.provisioning.desired import (
     desired_roles,
 )
 from tests.aws import MotoServer
+from tests.factories import UserFactory
 
 BROKER = "arn:aws:iam::999999999999:role/fedaccess-broker"
 MOMENT = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
@@ -349,3 +355,75 @@ def test_normalised_policies_compare_equal_whatever_the_formatting() -> None:
     assert trust.normalise(reformatted) == trust.normalise(generated)
     statement["Condition"]["StringLike"]["sts:SourceIdentity"] = "alice*"
     assert trust.normalise(reformatted) != trust.normalise(generated)
+
+
+def _allows(policy: dict[str, Any], context: dict[str, Any]) -> bool:
+    """IAM's evaluation of the operators our trust policy uses, for one request context:
+    a missing key fails StringEquals/StringLike; ForAllValues holds for every value present."""
+    [statement] = policy["Statement"]
+    if context["aws:PrincipalArn"] != statement["Principal"]["AWS"]:
+        return False
+    for operator, conditions in statement["Condition"].items():
+        for key, wanted_value in conditions.items():
+            wanted = wanted_value if isinstance(wanted_value, list) else [wanted_value]
+            value = context.get(key)
+            if operator == "StringEquals" and value not in wanted:
+                return False
+            if operator == "StringLike" and (
+                value is None or not any(fnmatch.fnmatchcase(value, w) for w in wanted)
+            ):
+                return False
+            if operator == "Null" and (value is None) != (wanted == ["true"]):
+                return False
+            if operator == "ForAllValues:StringEquals" and not set(value or ()) <= set(wanted):
+                return False
+    return True
+
+
+def _request(user: Any, entitlement: Entitlement) -> dict[str, Any]:
+    """The request context of the broker's AssumeRole for this entitlement, from the tags
+    issuance really sets."""
+    tags = dict(session_tags(user, entitlement))
+    context: dict[str, Any] = {f"aws:RequestTag/{k}": v for k, v in tags.items()}
+    context["aws:TagKeys"] = list(tags)
+    context["aws:PrincipalArn"] = BROKER
+    context["sts:SourceIdentity"] = user.email
+    return context
+
+
+def _entitlement(business_unit: str, request_id: int | None = None) -> Entitlement:
+    return Entitlement(
+        account_id="222222222222",
+        account_alias="pb-prod",
+        business_unit=business_unit,
+        environment="prod",
+        role="admin",
+        role_arn="arn:aws:iam::222222222222:role/admin",
+        access=EntitlementAccess.GRANT if request_id else EntitlementAccess.STANDING,
+        via=(),
+        max_session=timedelta(hours=1),
+        privileged=True,
+        request_id=request_id,
+    )
+
+
+@pytest.mark.django_db
+def test_the_brokers_real_session_tags_satisfy_the_trust_policy_of_its_own_unit_only() -> None:
+    policy = _one(_desired(), "222222222222", "admin").trust_policy
+    user = UserFactory()
+
+    assert _allows(policy, _request(user, _entitlement("pb")))
+    assert _allows(policy, _request(user, _entitlement("pb", request_id=42)))
+    # A session tagged for another unit, without a SourceIdentity, with an extra tag key, or
+    # from another principal is refused by AWS itself.
+    assert not _allows(policy, _request(user, _entitlement("dw")))
+    no_identity = _request(user, _entitlement("pb"))
+    del no_identity["sts:SourceIdentity"]
+    assert not _allows(policy, no_identity)
+    extra = _request(user, _entitlement("pb"))
+    extra["aws:TagKeys"].append("MFA")
+    assert not _allows(policy, extra)
+    assert not _allows(policy, {**_request(user, _entitlement("pb")), "aws:PrincipalArn": "x"})
+    no_idp = _request(user, _entitlement("pb"))
+    del no_idp["aws:RequestTag/IdP"]
+    assert not _allows(policy, no_idp)
