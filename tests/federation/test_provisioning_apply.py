@@ -288,3 +288,12 @@ def test_no_second_rollout_starts_while_one_is_running(world: World) -> None:
     assert code == 1 and "another rollout is running; resume it" in err
     assert list(Rollout.objects.all()) == [interrupted]
     assert all(world.role_names(a) == [] for a in ACCOUNTS)
+
+
+def test_without_yes_and_without_a_terminal_nothing_is_applied(world: World) -> None:
+    code, out, err = run("roles_apply")
+
+    assert code == 1 and "not applied (answer y, or pass --yes)" in err
+    assert "+ create role admin" in out  # the plan was shown first
+    assert not Rollout.objects.exists()
+    assert all(world.role_names(a) == [] for a in ACCOUNTS)

@@ -36,8 +36,12 @@ class Command(BaseCommand):
                     if not plan.pending:
                         self.stdout.write("Nothing to apply.")
                         return
-                    if input("Apply these changes in waves? [y/N] ").strip().lower() != "y":
-                        raise CommandError("not applied")
+                    try:
+                        answer = input("Apply these changes in waves? [y/N] ")
+                    except (EOFError, OSError):  # no terminal (CI, cron): never a yes
+                        answer = ""
+                    if answer.strip().lower() != "y":
+                        raise CommandError("not applied (answer y, or pass --yes)")
                 started = start_rollout(options["account"], actor=cli_actor(), now=timezone.now())
                 if started is None:
                     self.stdout.write("Nothing to apply: every account is in sync.")
