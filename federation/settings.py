@@ -241,6 +241,22 @@ API_TOKEN_MAX_DAYS = int(os.environ.get("API_TOKEN_MAX_DAYS", "90"))
 # sign-in is older than this, so a person removed from a group loses CLI access within it.
 API_SIGNIN_MAX_AGE_HOURS = int(os.environ.get("API_SIGNIN_MAX_AGE_HOURS", "24"))
 
+# --- The control loop (docs/control-loop.md): provisioning the roles, and drift checks.
+# The principal generated trust policies trust; empty: the broker's own identity (its role
+# ARN when it runs on a role session; set it explicitly when that role has a path).
+BROKER_PRINCIPAL_ARN = os.environ.get("BROKER_PRINCIPAL_ARN", "")
+# IAM quotas our validator checks before any call (moto checks none); raise them with AWS first.
+ROLE_TRUST_POLICY_MAX_CHARS = int(os.environ.get("ROLE_TRUST_POLICY_MAX_CHARS", "2048"))
+ROLE_MANAGED_POLICIES_MAX = int(os.environ.get("ROLE_MANAGED_POLICIES_MAX", "10"))
+# Accounts read or changed at once within one wave.
+PROVISIONING_CONCURRENCY = int(os.environ.get("PROVISIONING_CONCURRENCY", "8"))
+DRIFT_CHECK_INTERVAL_SECONDS = float(os.environ.get("DRIFT_CHECK_INTERVAL_SECONDS", "3600"))
+CELERY_IMPORTS = ["federation.provisioning.tasks"]
+CELERY_BEAT_SCHEDULE["drift-check"] = {
+    "task": "federation.provisioning.drift_check",
+    "schedule": DRIFT_CHECK_INTERVAL_SECONDS,
+}
+
 # --- Cache: entitlement results are memoised per process under the mapping version.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 

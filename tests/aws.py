@@ -53,6 +53,21 @@ class MotoServer:
         (e.g. "AssumeRole"), in arrival order, exactly as the server received them."""
         return [params for _, params in self._recorded(action)]
 
+    def actions(self) -> list[str]:
+        """Every recorded query-protocol action, in arrival order."""
+        response = requests.get(f"{self.url}/moto-api/recorder/download-recording", timeout=10)
+        response.raise_for_status()
+        found = []
+        for line in response.text.splitlines():
+            entry = json.loads(line)
+            body = entry.get("body") or ""
+            if entry.get("body_encoded"):
+                body = base64.b64decode(body).decode()
+            action = dict(parse_qsl(body, keep_blank_values=True)).get("Action")
+            if action:
+                found.append(action)
+        return found
+
     def signing_regions(self, action: str) -> list[str]:
         """The SigV4 region each recorded ``action`` request was signed for, in arrival order."""
         regions = []
@@ -128,3 +143,20 @@ def aws(moto_server: MotoServer) -> Iterator[MotoServer]:
     yield moto_server
     moto_server.reset()
     requests.post(f"{moto_server.url}/moto-api/recorder/stop-recording", timeout=10)
+
+
+def account_client(url: str, account_id: str, service: str = "iam") -> Any:
+    """A boto3 client acting inside ``account_id`` (moto: credentials from AssumeRole into an
+    account act in that account): the test's own way in, independent of the code under test,
+    the way a person with console access would make changes by hand."""
+    credentials = boto3.client("sts", endpoint_url=url, region_name="us-east-1").assume_role(
+        RoleArn=f"arn:aws:iam::{account_id}:role/test-operator", RoleSessionName="test-operator"
+    )["Credentials"]
+    return boto3.client(
+        service,
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+    )

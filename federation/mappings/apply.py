@@ -109,6 +109,7 @@ def _write(current: _Current, diff: _Diff) -> None:
                 description=r.description,
                 privileged=r.privileged,
                 max_session=r.max_session,
+                policies=r.to_dict().get("policies", {}),
             )
             for r in roles.added
         ]
@@ -122,10 +123,11 @@ def _write(current: _Current, diff: _Diff) -> None:
                 description=new.description,
                 privileged=new.privileged,
                 max_session=new.max_session,
+                policies=new.to_dict().get("policies", {}),
             )
             for _, new in roles.changed
         ],
-        ["description", "privileged", "max_session"],
+        ["description", "privileged", "max_session", "policies"],
         batch_size=_BATCH,
     )
 
@@ -139,6 +141,7 @@ def _write(current: _Current, diff: _Diff) -> None:
             approvals_required=row.approvals_required,
             approver_groups=list(row.approver_groups),
             region=row.region,
+            canary=row.canary,
         )
 
     account_pk = dict(current.account_pk)
@@ -163,6 +166,7 @@ def _write(current: _Current, diff: _Diff) -> None:
             "approvals_required",
             "approver_groups",
             "region",
+            "canary",
         ],
         batch_size=_BATCH,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -49,6 +49,7 @@ class AccountRow:
     approvals_required: int
     approver_groups: tuple[str, ...] = ()
     region: str = DEFAULT_REGION
+    canary: bool = False  # the control loop's first wave (docs/control-loop.md)
 
     kind = "account"
 
@@ -71,6 +72,8 @@ class AccountRow:
         if self.approver_groups:
             item["approver_groups"] = list(self.approver_groups)
         item["region"] = self.region
+        if self.canary:
+            item["canary"] = True
         return item
 
 
@@ -80,6 +83,9 @@ class RoleRow:
     description: str = ""
     privileged: bool = False
     max_session: timedelta = timedelta(minutes=DEFAULT_SESSION_MINUTES)
+    # Managed policy ARNs attached to the IAM role, per environment: ((env, (arn, ...)), ...),
+    # environments in ENV_ORDER, ARNs in file order (the control loop, SPEC §3.3).
+    policies: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     kind = "role"
 
@@ -97,7 +103,27 @@ class RoleRow:
             item["description"] = self.description
         item["privileged"] = self.privileged
         item["max_session_minutes"] = _minutes(self.max_session)
+        if self.policies:
+            item["policies"] = {env: list(arns) for env, arns in self.policies}
         return item
+
+    def policies_for(self, environment: str) -> tuple[str, ...]:
+        return dict(self.policies).get(environment, ())
+
+
+def canonical_policies(
+    policies: Mapping[Any, Iterable[str]],
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``{env: [arn, ...]}`` as RoleRow stores it: environments in ENV_ORDER, empty lists
+    dropped."""
+    return tuple(
+        (env, tuple(arns))
+        for env, arns in sorted(
+            ((env, list(arns)) for env, arns in policies.items()),
+            key=lambda item: ENV_ORDER.get(item[0], 9),
+        )
+        if arns
+    )
 
 
 @dataclass(frozen=True, slots=True)

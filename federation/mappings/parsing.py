@@ -20,6 +20,7 @@ from federation.mappings.document import (
     MappingDocument,
     MappingRow,
     RoleRow,
+    canonical_policies,
     make_document,
     row_faults,
 )
@@ -223,6 +224,7 @@ def _validate(data: Any, root: yaml.Node | None) -> MappingDocument:
                 or Account.default_approvals(account.environment),
                 approver_groups=tuple(sorted(set(account.approver_groups))),
                 region=account.region,
+                canary=account.canary,
             ),
         )
 
@@ -230,12 +232,15 @@ def _validate(data: Any, root: yaml.Node | None) -> MappingDocument:
     for index, role in roles:
         loc = ("roles", index)
         duplicate((*loc, "name"), "role", role.name, f"duplicate role {role.name!r}")
+        for env, arns in role.policies.items():
+            _no_repeats(check, (*loc, "policies", env), arns, "policy")
         role_rows.append(
             RoleRow(
                 role.name,
                 role.description,
                 role.privileged,
                 timedelta(minutes=role.max_session_minutes),
+                canonical_policies(role.policies),
             )
         )
 

@@ -21,6 +21,13 @@ MAX_GRANT_MINUTES_RANGE = (15, 1440)
 _ACCOUNT_ID = re.compile(ACCOUNT_ID_RE)
 _SLUG = re.compile(SLUG_RE)
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")
+# A managed policy: AWS's (account "aws"), one account's, or ${AccountId} for the same
+# customer-managed policy deployed in every account. IAM: path and name of [\w+=,.@-].
+POLICY_ARN_RE = (
+    r"^arn:aws(-[a-z]+)*:iam::(aws|[0-9]{12}|\$\{AccountId\}):policy/"
+    r"([\w+=,.@-]+/)*[\w+=,.@-]{1,128}$"
+)
+_POLICY_ARN = re.compile(POLICY_ARN_RE)
 
 
 def _check_account_id(value: Any) -> Any:
@@ -65,6 +72,17 @@ def _check_group(value: str) -> str:
     return value
 
 
+def _check_policy_arn(value: str) -> str:
+    if not _POLICY_ARN.match(value):
+        raise PydanticCustomError(
+            "policy_arn",
+            "{value} is not a managed policy ARN (arn:aws:iam::aws:policy/<name>, "
+            "arn:aws:iam::<account>:policy/<name> or arn:aws:iam::${{AccountId}}:policy/<name>)",
+            {"value": repr(value)},
+        )
+    return value
+
+
 def _check_region(value: str) -> str:
     if not _REGION.match(value):
         raise PydanticCustomError(
@@ -77,6 +95,7 @@ AccountId = Annotated[str, BeforeValidator(_check_account_id)]
 Slug = Annotated[str, AfterValidator(_check_slug)]
 GroupName = Annotated[str, AfterValidator(_check_group)]
 Region = Annotated[str, AfterValidator(_check_region)]
+PolicyArn = Annotated[str, AfterValidator(_check_policy_arn)]
 EnvironmentName = Literal["dev", "test", "prod"]
 SessionMinutes = Annotated[int, Field(ge=SESSION_MINUTES_RANGE[0], le=SESSION_MINUTES_RANGE[1])]
 GrantMinutes = Annotated[int, Field(ge=MAX_GRANT_MINUTES_RANGE[0], le=MAX_GRANT_MINUTES_RANGE[1])]
@@ -101,6 +120,7 @@ class AccountItem(Item):
     approvals_required: Annotated[int, Field(ge=1, le=32767)] | None = None
     approver_groups: list[GroupName] = Field(default_factory=list)
     region: Region = DEFAULT_REGION
+    canary: bool = False
 
 
 class RoleItem(Item):
@@ -108,6 +128,7 @@ class RoleItem(Item):
     description: Annotated[str, Field(max_length=500)] = ""
     privileged: bool = False
     max_session_minutes: SessionMinutes = DEFAULT_SESSION_MINUTES
+    policies: dict[EnvironmentName, list[PolicyArn]] = Field(default_factory=dict)
 
 
 class AccountRoleItem(Item):

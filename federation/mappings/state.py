@@ -16,6 +16,7 @@ from federation.mappings.document import (
     MappingRow,
     RoleRow,
     _dump_yaml,
+    canonical_policies,
     make_document,
 )
 from federation.mappings.errors import VersionNotFound
@@ -74,6 +75,7 @@ def _load_current() -> _Current:
         approvals,
         approver_groups,
         region,
+        canary,
     ) in Account.objects.values_list(
         "pk",
         "account_id",
@@ -83,6 +85,7 @@ def _load_current() -> _Current:
         "approvals_required",
         "approver_groups",
         "region",
+        "canary",
     ):
         current.account_pk[account_id] = pk
         accounts.append(
@@ -94,14 +97,17 @@ def _load_current() -> _Current:
                 approvals,
                 tuple(sorted(set(approver_groups or []))),
                 region,
+                canary,
             )
         )
     roles = []
-    for pk, name, description, max_session, privileged in LogicalRole.objects.values_list(
-        "pk", "name", "description", "max_session", "privileged"
+    for pk, name, description, max_session, privileged, policies in LogicalRole.objects.values_list(
+        "pk", "name", "description", "max_session", "privileged", "policies"
     ):
         current.role_pk[name] = pk
-        roles.append(RoleRow(name, description, privileged, max_session))
+        roles.append(
+            RoleRow(name, description, privileged, max_session, canonical_policies(policies or {}))
+        )
     account_roles = []
     for pk, account_id, role, arn, override in AccountRole.objects.values_list(
         "pk", "account__account_id", "role__name", "role_arn", "max_session"
@@ -147,6 +153,12 @@ def _load_current() -> _Current:
         mappings.append(row)
     current.document = make_document(bus, accounts, roles, account_roles, mappings)
     return current
+
+
+def get_current_document() -> tuple[int, MappingDocument]:
+    """The tables now as a document, with the mapping version they are at."""
+    current = _load_current()
+    return current.version, current.document
 
 
 def export_document() -> dict[str, list[dict[str, Any]]]:

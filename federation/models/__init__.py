@@ -22,6 +22,7 @@ from federation.models.identity import (
     User,
 )
 from federation.models.issuance import ApiToken, SessionIssuance
+from federation.models.provisioning import DriftFinding, Rollout, RolloutStep
 from federation.models.vocabulary import (
     ACCOUNT_ID_RE,
     ENV_ORDER,
@@ -47,6 +48,7 @@ __all__ = [
     "AuditEvent",
     "BusinessUnit",
     "DraftKind",
+    "DriftFinding",
     "EntitlementAccess",
     "Environment",
     "GroupMapping",
@@ -55,6 +57,8 @@ __all__ = [
     "MappingDraft",
     "MappingVersion",
     "Person",
+    "Rollout",
+    "RolloutStep",
     "SamlAuthnRequest",
     "SamlConsumedAssertion",
     "SessionIssuance",

@@ -51,6 +51,8 @@ class Account(models.Model):
     approvals_required = models.PositiveSmallIntegerField(default=1)
     approver_groups = models.JSONField(default=list, blank=True)
     region = models.CharField(max_length=32, default="us-east-1")
+    # The control loop's first wave: its roles are changed before any other account's.
+    canary = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["business_unit__slug", "environment", "alias"]
@@ -84,6 +86,8 @@ class LogicalRole(models.Model):
     description = models.CharField(max_length=500, blank=True)
     max_session = models.DurationField(default=timedelta(hours=1))
     privileged = models.BooleanField(default=False)
+    # {environment: [managed policy ARN, ...]} attached to the role's IAM roles (SPEC §3.3).
+    policies = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["name"]
