@@ -54,6 +54,18 @@ def test_token_lifetime_is_bounded(world: World, days: str) -> None:
     assert not ApiToken.objects.exists()
 
 
+def test_token_pages_send_no_referrer_elsewhere_yet_keep_their_forms_origin(world: World) -> None:
+    # `no-referrer` on a page with forms makes Chromium post `Origin: null`, which the CSRF
+    # check refuses; `same-origin` keeps the Origin and still sends no Referer off-site.
+    client = Client()
+    client.force_login(world.alice)
+    listed = client.get("/tokens/")
+    created = client.post("/tokens/", {"name": "laptop", "days": "30"})
+    for response in (listed, created):
+        assert response["Referrer-Policy"] == "same-origin"
+        assert response["Cache-Control"] == "no-store"
+
+
 def test_token_page_needs_csrf(world: World) -> None:
     client = Client(enforce_csrf_checks=True)
     client.force_login(world.alice)
