@@ -18,9 +18,19 @@ State = AccessRequest.State
 
 
 def list_requestable(user: User, *, now: datetime) -> list[Entitlement]:
-    """The (account, role) pairs ``user`` may request now: eligible, not standing, not granted."""
+    """The (account, role) pairs ``user`` may request now: eligible, not standing, not granted,
+    and not already waiting in a pending request of theirs (a second one would be refused)."""
     entitlements = resolve_entitlements(user.directory_groups, now=now, user_id=user.pk)
-    return [e for e in entitlements if e.access == EntitlementAccess.ELIGIBLE]
+    pending = set(
+        AccessRequest.objects.filter(requester=user, state=State.PENDING).values_list(
+            "account__account_id", "role__name"
+        )
+    )
+    return [
+        e
+        for e in entitlements
+        if e.access == EntitlementAccess.ELIGIBLE and (e.account_id, e.role) not in pending
+    ]
 
 
 def list_my_requests(user: User) -> QuerySet[AccessRequest]:

@@ -148,6 +148,8 @@ def submit_request(
         refusal = DurationOutOfBounds(f"The longest grant for this role is {cap} minutes.")
     elif duration < MIN_SESSION:
         refusal = DurationOutOfBounds("A grant lasts at least 15 minutes.")
+    elif account is not None and _has_pending(requester, account, role):
+        refusal = DuplicateRequest(f"You already have a pending request for {role} here.")
     if refusal is not None:
         _refuse_submission(
             refusal,
@@ -201,8 +203,11 @@ def submit_request(
                 },
             )
             notify(access_request.pk, RequestEvent.SUBMITTED)
-    except IntegrityError as exc:
-        if "one_pending_request_per_target" not in str(exc):
+    except IntegrityError:
+        # A concurrent submission won the race to the one_pending_request_per_target constraint.
+        # Each database words that error its own way (SQLite does not name the constraint), so
+        # ask the rule again rather than read the message.
+        if not _has_pending(requester, account, role):
             raise
         _refuse_submission(
             DuplicateRequest(f"You already have a pending request for {role} here."),
@@ -235,6 +240,12 @@ def _refuse_submission(
         target=target,
     )
     raise refusal
+
+
+def _has_pending(requester: User, account: Account, role: str) -> bool:
+    return AccessRequest.objects.filter(
+        requester=requester, account=account, role__name=role, state=State.PENDING
+    ).exists()
 
 
 def _role_pk(name: str) -> int:

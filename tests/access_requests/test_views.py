@@ -52,6 +52,19 @@ def test_request_form_offers_only_eligible_targets_with_labels(
     assert "<script" not in body
 
 
+def test_request_form_stops_offering_a_target_with_a_pending_request(
+    client: Client, world: World
+) -> None:
+    client.force_login(world.requester)
+    assert file_via_page(client).status_code == 302
+
+    body = client.get("/requests/").content.decode()
+
+    assert re.findall(r'<option value="([^"]+)"', body) == ["222222222222/admin"]
+    again = file_via_page(client)
+    assert again.status_code == 400 and AccessRequest.objects.count() == 1  # not a choice now
+
+
 def test_filing_a_request_lists_it_and_mails_the_approvers(
     client: Client, world: World, django_capture_on_commit_callbacks: Callable[..., Any]
 ) -> None:
