@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import io
 import json
 import os
@@ -11,13 +12,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
+import botocore.session
 import pytest
 from django.utils import timezone
 from pytest_django.live_server_helper import LiveServer
 
 from federation import cli
-from federation.issuance.tokens import create_api_token
-from federation.models import SessionIssuance
+from federation.issuance.tokens import create_api_token, revoke_api_token
+from federation.models import ApiToken, SessionIssuance
 from tests.aws import MotoServer, caller_arn
 from tests.issuance import World
 
@@ -82,6 +84,16 @@ def test_login_refuses_plain_http_off_loopback(
     assert "https://" in capsys.readouterr().err
 
 
+def _cache_files(config: Path) -> list[Path]:
+    return sorted((config / "cache").rglob("*.json"))
+
+
+def _set_expiry(cache_file: Path, left: timedelta) -> None:
+    entry = json.loads(cache_file.read_text())
+    entry["Expiration"] = (datetime.now(UTC) + left).isoformat()
+    cache_file.write_text(json.dumps(entry))
+
+
 def test_credentials_print_credential_process_json_cached_until_near_expiry(
     logged_in: Path, broker: MotoServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -96,15 +108,70 @@ def test_credentials_print_credential_process_json_cached_until_near_expiry(
     assert json.loads(capsys.readouterr().out) == first
     assert SessionIssuance.objects.count() == 1  # served from the cache
 
-    [cache_file] = (logged_in / "cache").iterdir()
+    [cache_file] = _cache_files(logged_in)
     assert _mode(cache_file) == 0o600
-    near_expiry = datetime.now(UTC) + timedelta(minutes=14)
-    cache_file.write_text(json.dumps({**first, "Expiration": near_expiry.isoformat()}))
-
+    # A 15-minute session (STS's shortest) is reused while more than the margin is left...
+    _set_expiry(cache_file, timedelta(minutes=14))
+    assert cli.main(args) == 0
+    assert json.loads(capsys.readouterr().out)["AccessKeyId"] == first["AccessKeyId"]
+    # ...and never served inside botocore's mandatory-refresh window.
+    _set_expiry(cache_file, timedelta(minutes=9))
     assert cli.main(args) == 0
     refreshed = json.loads(capsys.readouterr().out)
     assert refreshed["AccessKeyId"] != first["AccessKeyId"]
     assert SessionIssuance.objects.count() == 2
+
+
+def test_cache_is_keyed_by_the_duration_asked_for(
+    logged_in: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["credentials", "--account", "111111111111", "--role", "cloud-eng"]
+    assert cli.main(args) == 0
+    default = json.loads(capsys.readouterr().out)
+
+    assert cli.main([*args, "--duration", "900"]) == 0
+    captured = capsys.readouterr()
+    short = json.loads(captured.out)
+    assert short["AccessKeyId"] != default["AccessKeyId"]
+    assert SessionIssuance.objects.order_by("-pk").first().duration == timedelta(minutes=15)
+    assert "session lasts 15 min" in captured.err
+    assert cli.main([*args, "--duration", "900"]) == 0  # the short session is reused too
+    assert json.loads(capsys.readouterr().out) == short
+    assert SessionIssuance.objects.count() == 2
+
+
+def test_a_refused_token_empties_its_cache(
+    world: World, logged_in: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["credentials", "--account", "111111111111", "--role", "cloud-eng"]
+    assert cli.main(args) == 0 and cli.main([*args, "--duration", "1800"]) == 0
+    capsys.readouterr()
+    token = ApiToken.objects.get()
+    revoke_api_token(world.alice, token_id=token.pk, now=timezone.now(), ip=None)
+    # The 30-minute session's entry (the sooner to expire) is due for renewal; the other is fresh.
+    short = min(_cache_files(logged_in), key=lambda f: json.loads(f.read_text())["Expiration"])
+    _set_expiry(short, timedelta(minutes=5))
+
+    assert cli.main([*args, "--duration", "1800"]) == 1
+    assert "401" in capsys.readouterr().err
+    # The still-fresh entry of the same token is gone with it: nothing cached is handed out.
+    assert _cache_files(logged_in) == []
+    assert cli.main(args) == 1 and cli.main([*args, "--duration", "1800"]) == 1
+
+
+def test_a_refused_role_drops_its_cache_entry(
+    world: World, logged_in: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["credentials", "--account", "111111111111", "--role", "cloud-eng"]
+    assert cli.main(args) == 0
+    [entry] = _cache_files(logged_in)
+    _set_expiry(entry, timedelta(minutes=5))
+    world.alice.directory_groups = ["aws-pb-admin"]
+    world.alice.save()
+
+    assert cli.main(args) == 1
+    assert "403" in capsys.readouterr().err
+    assert not entry.exists()
 
 
 def test_credentials_refusal_is_an_error_on_stderr_and_nothing_on_stdout(
@@ -122,31 +189,96 @@ def test_credentials_without_login_say_how_to_log_in(
     assert "fedaccess login" in capsys.readouterr().err
 
 
-def test_config_prints_a_profile_per_entitlement(
+UNRELATED = """[default]
+region = us-east-1
+
+[profile work]
+role_arn = arn:aws:iam::999999999999:role/x
+source_profile = default
+"""
+
+
+@pytest.fixture
+def aws_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "aws" / "config"
+    path.parent.mkdir()
+    path.write_text(UNRELATED)
+    path.chmod(0o640)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(path))
+    return path
+
+
+def test_config_prints_a_profile_per_usable_entitlement(
     logged_in: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli.main(["config"]) == 0
+    assert cli.main(["config", "--print"]) == 0
     out = capsys.readouterr().out
     assert "[profile pb-dev.cloud-eng]" in out
     assert (
         "credential_process = fedaccess credentials --account 111111111111 --role cloud-eng" in out
     )
     assert "region = eu-west-1" in out
-    admin = out.index("[profile pb-prod.admin]")
-    assert "# eligible only" in out[admin - 120 : admin]
+    # An eligible-only role would fail until approved: named in a comment, not a profile.
+    assert "[profile pb-prod.admin]" not in out
+    assert "# pb-prod.admin: eligible only; request access at" in out
+
+
+def test_config_twice_keeps_one_block_and_every_line_outside_it(
+    logged_in: Path, aws_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["config"]) == 0
+    once = aws_config.read_text()
+    assert cli.main(["config"]) == 0
+    twice = aws_config.read_text()
+
+    assert twice == once and twice.startswith(UNRELATED)
+    assert stat.S_IMODE(aws_config.stat().st_mode) == 0o640
+    parser = configparser.ConfigParser()  # strict: a duplicate section would raise
+    parser.read_string(twice)
+    ours = ["pb-dev.cloud-eng", "pb-prod.cloud-eng"]
+    assert parser.sections() == ["default", "profile work", *[f"profile {p}" for p in ours]]
+    profiles = botocore.session.Session(profile="work").full_config["profiles"]
+    assert set(profiles) == {"default", "work", *ours}
+
+    # Lines added around the block later survive the next run byte for byte.
+    aws_config.write_text("# mine\n" + twice + "\n[profile later]\nregion = eu-west-2\n")
+    assert cli.main(["config"]) == 0
+    assert aws_config.read_text() == "# mine\n" + twice + "\n[profile later]\nregion = eu-west-2\n"
+
+
+def test_config_leaves_a_same_named_profile_outside_the_block_alone(
+    logged_in: Path, aws_config: Path
+) -> None:
+    # What appending the old output by hand left behind.
+    mine = "[profile pb-dev.cloud-eng]\nregion = ap-south-1\n"
+    aws_config.write_text(UNRELATED + "\n" + mine)
+    assert cli.main(["config"]) == 0
+    text = aws_config.read_text()
+    assert text.startswith(UNRELATED + "\n" + mine)
+    parser = configparser.ConfigParser()
+    parser.read_string(text)
+    assert parser["profile pb-dev.cloud-eng"]["region"] == "ap-south-1"
+    assert "exists outside this block; left alone" in text
+
+
+def test_config_refuses_a_block_without_its_end(
+    logged_in: Path, aws_config: Path, live_server: LiveServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = UNRELATED + cli.BLOCK_BEGIN.format(url=live_server.url) + "\n[profile x]\n"
+    aws_config.write_text(broken)
+    assert cli.main(["config"]) == 1
+    assert "no end marker" in capsys.readouterr().err
+    assert aws_config.read_text() == broken
 
 
 def test_aws_sdk_gets_working_credentials_through_credential_process(
     logged_in: Path,
     broker: MotoServer,
-    tmp_path: Path,
+    aws_config: Path,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert cli.main(["config"]) == 0
-    aws_config = tmp_path / "aws-config"
-    aws_config.write_text(capsys.readouterr().out)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(aws_config))
+    assert cli.main(["config"]) == 0
     # botocore runs `fedaccess` from PATH, as the AWS CLI would: the installed entry point.
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
 
