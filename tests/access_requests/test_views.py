@@ -65,6 +65,27 @@ def test_request_form_stops_offering_a_target_with_a_pending_request(
     assert again.status_code == 400 and AccessRequest.objects.count() == 1  # not a choice now
 
 
+def test_request_form_asks_for_at_least_30_minutes_and_says_why(
+    client: Client, world: World
+) -> None:
+    client.force_login(world.requester)
+    body = client.get("/requests/").content.decode()
+    assert 'min="30"' in body and "until 15 minutes before the grant ends" in body
+
+    assert file_via_page(client, duration_minutes="15").status_code == 400
+    assert file_via_page(client, duration_minutes="29").status_code == 400
+    assert not AccessRequest.objects.exists()
+    with pytest.raises(workflow.DurationOutOfBounds, match="at least 30 minutes"):
+        workflow.submit_request(
+            world.requester,
+            account_id="111111111111",
+            role="admin",
+            justification="CHG-7",
+            duration=timedelta(minutes=20),
+            now=timezone.now(),
+        )
+
+
 def test_filing_a_request_lists_it_and_mails_the_approvers(
     client: Client, world: World, django_capture_on_commit_callbacks: Callable[..., Any]
 ) -> None:
