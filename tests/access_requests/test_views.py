@@ -213,6 +213,27 @@ def test_approver_revokes_an_active_grant_from_the_page(client: Client, world: W
     assert grant.state == Grant.State.REVOKED
 
 
+def test_active_grant_rows_say_what_the_grant_was_for(client: Client, world: World) -> None:
+    now = timezone.now()
+    request = workflow.submit_request(
+        world.requester,
+        account_id="111111111111",
+        role="admin",
+        justification="rotate the <b>KMS</b> keys",
+        ticket="CHG-4711",
+        duration=timedelta(hours=2),
+        now=now,
+    )
+    workflow.decide_request(request, actor=world.approver, decision="approve", now=now)
+    client.force_login(world.second_approver)
+
+    body = client.get("/approvals/").content.decode()
+
+    row = body[body.index('data-grant="') : body.index("</tr>", body.index('data-grant="'))]
+    assert "rotate the &lt;b&gt;KMS&lt;/b&gt; keys" in row and "ticket CHG-4711" in row
+    assert "left)" in row
+
+
 def test_outsider_sees_nothing_to_decide_or_revoke(client: Client, world: World) -> None:
     now = timezone.now()
     request = workflow.submit_request(
