@@ -234,6 +234,45 @@ def test_active_grant_rows_say_what_the_grant_was_for(client: Client, world: Wor
     assert "left)" in row
 
 
+def _nav(body: str) -> str:
+    return body[body.index('<nav aria-label="Main">') : body.index("</nav>")]
+
+
+def test_navigation_shows_only_the_sections_a_person_can_use(
+    client: Client, world: World, settings: Any
+) -> None:
+    settings.AUDITOR_GROUPS = ["fed-auditors"]
+    auditor = UserFactory(username="otto", directory_groups=["fed-auditors"])
+    client.force_login(auditor)
+    nav = _nav(client.get("/").content.decode())
+    assert 'href="/audit/"' in nav
+    assert 'href="/requests/"' not in nav and 'href="/approvals/"' not in nav
+
+    client.force_login(world.requester)  # eligible for admin, approves nothing
+    nav = _nav(client.get("/").content.decode())
+    assert 'href="/requests/"' in nav and 'href="/approvals/"' not in nav
+
+    client.force_login(world.approver)  # approves for pb, eligible for nothing
+    nav = _nav(client.get("/").content.decode())
+    assert 'href="/approvals/"' in nav and 'href="/requests/"' not in nav
+    assert "waiting" not in nav
+
+
+def test_approvers_see_how_many_requests_wait_for_them(client: Client, world: World) -> None:
+    client.force_login(world.requester)
+    assert file_via_page(client).status_code == 302
+    assert file_via_page(client, target="222222222222/admin").status_code == 302
+
+    client.force_login(world.approver)
+    body = client.get("/").content.decode()
+    assert '<span class="badge">2<span class="visually-hidden"> waiting</span>' in _nav(body)
+    assert "2 requests waiting for your decision" in body
+    client.post(f"/approvals/{AccessRequest.objects.first().pk}/decide/", {"decision": "approve"})
+    assert '<span class="badge">1<' in _nav(client.get("/approvals/").content.decode())
+    client.force_login(world.outsider)  # another unit's approver: nothing waits for them
+    assert "badge" not in _nav(client.get("/").content.decode())
+
+
 def test_outsider_sees_nothing_to_decide_or_revoke(client: Client, world: World) -> None:
     now = timezone.now()
     request = workflow.submit_request(
