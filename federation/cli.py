@@ -3,6 +3,8 @@
     fedaccess login [--url URL] [--token-stdin]     store a personal API token
     fedaccess credentials --account A --role R       print credential_process JSON (cached)
     fedaccess config [--print]                       write (or print) the ~/.aws/config profiles
+    fedaccess status                                 my roles, session lengths, grants' time left
+    fedaccess logout                                 revoke the stored token and forget it
 
 The token lives in ``~/.config/fedaccess/config.json`` (``$FEDACCESS_CONFIG_DIR`` or
 ``$XDG_CONFIG_HOME/fedaccess`` when set), readable by its owner only; cached credentials sit
@@ -143,6 +145,54 @@ def login(url: str | None, token_stdin: bool, stdin: TextIO) -> str:
     if previous.get("token") and previous.get("token") != token:
         _forget_token(str(previous.get("url", "")), str(previous["token"]))
     return f"Logged in to {url}: {len(entitlements)} entitlement(s). Next: fedaccess config"
+
+
+def logout() -> str:
+    """Revoke the stored token at the portal, then forget it and its cached credentials."""
+    stored = _read_json(config_dir() / "config.json") or {}
+    url, token = str(stored.get("url", "")), str(stored.get("token", ""))
+    if not token:
+        return "Not logged in: nothing to do."
+    url = _check_url(url)
+    try:
+        _call(url, token, "token/revoke", {})
+        done = "revoked at the portal"
+    except PortalRefused as refusal:
+        if refusal.status != 401:
+            raise
+        done = "already refused by the portal"
+    _forget_token(url, token)
+    _write_private(config_dir() / "config.json", {"url": url})
+    return f"Logged out of {url}: the token is {done} and forgotten here."
+
+
+def _left(until: datetime, now: datetime) -> str:
+    minutes = max(0, int((until - now).total_seconds() // 60))
+    hours, rest = divmod(minutes, 60)
+    return f"{hours} h {rest} min" if hours else f"{rest} min"
+
+
+def status(*, now: datetime) -> str:
+    """My entitlements: what each profile gives now, and how long grants have left."""
+    url, token = _settings()
+    entitlements = _call(url, token, "entitlements")["entitlements"]
+    if not entitlements:
+        return f"{url}: no access to any AWS account through your directory groups.\n"
+    rows = [("PROFILE", "ACCOUNT", "ACCESS", "SESSIONS")]
+    for e in entitlements:
+        session = _left(now + timedelta(seconds=int(e["max_session_seconds"])), now)
+        if not e["usable"]:
+            what = f"eligible only: request it at {url}/requests/"
+        elif e.get("grant_ends_at"):
+            ends = datetime.fromisoformat(str(e["grant_ends_at"]).replace("Z", "+00:00"))
+            what = f"up to {session}; grant ends in {_left(ends, now)} ({ends:%H:%M} UTC)"
+        else:
+            what = f"up to {session}"
+        rows.append((f"{e['account_alias']}.{e['role']}", e["account"], e["access"], what))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "".join(
+        f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}\n" for r in rows
+    )
 
 
 def _token_id(token: str) -> str:
@@ -331,6 +381,8 @@ def _parser() -> argparse.ArgumentParser:
     p_login = commands.add_parser("login", help="store a personal API token from the portal")
     p_login.add_argument("--url", help="the portal URL, e.g. https://aws-access.example.com")
     p_login.add_argument("--token-stdin", action="store_true", help="read the token from stdin")
+    commands.add_parser("logout", help="revoke the stored token and forget it")
+    commands.add_parser("status", help="my accounts and roles, and the time left on grants")
     p_creds = commands.add_parser("credentials", help="print credential_process JSON")
     p_creds.add_argument("--account", required=True, help="12-digit AWS account id")
     p_creds.add_argument("--role", required=True, help="logical role name")
@@ -350,6 +402,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "login":
             print(login(args.url, args.token_stdin, sys.stdin), file=sys.stderr)
+        elif args.command == "logout":
+            print(logout(), file=sys.stderr)
+        elif args.command == "status":
+            sys.stdout.write(status(now=datetime.now(UTC)))
         elif args.command == "credentials":
             now = datetime.now(UTC)
             result = credentials(args.account, args.role, args.duration, not args.no_cache, now=now)

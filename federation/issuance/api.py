@@ -21,7 +21,7 @@ from federation.audit.chain import record_refusal, request_ip
 from federation.entitlements.resolve import resolve_entitlements
 from federation.input_guard import load_json
 from federation.issuance.service import InvalidIssuanceRequest, issue_session
-from federation.issuance.tokens import TokenRefused, authenticate_api_token
+from federation.issuance.tokens import TokenRefused, authenticate_api_token, revoke_api_token
 from federation.models import (
     ACCOUNT_ID_RE,
     MAX_SESSION,
@@ -125,6 +125,14 @@ def entitlements(request: HttpRequest, token: ApiToken, now: datetime) -> HttpRe
     response = JsonResponse(body)
     response["Cache-Control"] = "no-store"
     return response
+
+
+@api_method("POST")
+@token_required
+def revoke_this_token(request: HttpRequest, token: ApiToken, now: datetime) -> HttpResponse:
+    """``fedaccess logout``: the presenting token revokes itself (audited like the page)."""
+    revoke_api_token(token.user, token_id=token.pk, now=now, ip=request_ip(request))
+    return JsonResponse({"revoked": token.prefix})
 
 
 def _credentials_request(body: bytes) -> tuple[str, str, int | None]:
@@ -274,6 +282,27 @@ def openapi_document() -> dict[str, Any]:
                             },
                         },
                         **_errors(400, 401, 403, 409, 502, 503),
+                    },
+                }
+            },
+            "/token/revoke": {
+                "post": {
+                    "operationId": "revokeThisToken",
+                    "summary": "Revoke the token this request presents (fedaccess logout)",
+                    "responses": {
+                        "200": {
+                            "description": "Revoked; the token is refused from now on",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["revoked"],
+                                        "properties": {"revoked": {"type": "string"}},
+                                    }
+                                }
+                            },
+                        },
+                        **_errors(401),
                     },
                 }
             },

@@ -176,6 +176,19 @@ def test_revoked_token_stops_working(world: World) -> None:
     assert AuditEvent.objects.filter(event_type="api_token.revoked").count() == 1
 
 
+def test_a_token_revokes_itself_and_only_itself(world: World) -> None:
+    mine, other = _token(world), _token(world)
+    client = Client()
+    assert client.get("/api/v1/token/revoke", **_bearer(mine)).status_code == 405
+
+    response = client.post("/api/v1/token/revoke", **_bearer(mine))
+
+    assert response.status_code == 200 and mine.startswith(response.json()["revoked"])
+    assert client.get("/api/v1/entitlements", **_bearer(mine)).status_code == 401
+    assert client.get("/api/v1/entitlements", **_bearer(other)).status_code == 200
+    assert AuditEvent.objects.filter(event_type="api_token.revoked").count() == 1
+
+
 def test_nobody_revokes_someone_elses_token(world: World) -> None:
     _token(world)
     client = Client()
@@ -187,7 +200,7 @@ def test_nobody_revokes_someone_elses_token(world: World) -> None:
 def test_openapi_document_describes_the_api(client: Client) -> None:
     document = client.get("/api/v1/openapi.json").json()
     assert document["openapi"].startswith("3.")
-    assert set(document["paths"]) == {"/entitlements", "/credentials"}
+    assert set(document["paths"]) == {"/entitlements", "/credentials", "/token/revoke"}
     post = document["paths"]["/credentials"]["post"]
     assert {"200", "401", "403", "503"} <= set(post["responses"])
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"

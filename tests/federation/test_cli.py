@@ -21,6 +21,7 @@ from federation import cli
 from federation.issuance.tokens import create_api_token, revoke_api_token
 from federation.models import ApiToken, SessionIssuance
 from tests.aws import MotoServer, caller_arn
+from tests.factories import GrantFactory
 from tests.issuance import World
 
 pytestmark = pytest.mark.django_db
@@ -187,6 +188,42 @@ def test_credentials_without_login_say_how_to_log_in(
 ) -> None:
     assert cli.main(["credentials", "--account", "111111111111", "--role", "x"]) == 1
     assert "fedaccess login" in capsys.readouterr().err
+
+
+def test_logout_revokes_the_token_and_forgets_it_and_its_cache(
+    logged_in: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["credentials", "--account", "111111111111", "--role", "cloud-eng"]) == 0
+    assert _cache_files(logged_in)
+
+    assert cli.main(["logout"]) == 0
+
+    assert "revoked at the portal" in capsys.readouterr().err
+    assert ApiToken.objects.get().revoked_at is not None
+    assert "token" not in json.loads((logged_in / "config.json").read_text())
+    assert _cache_files(logged_in) == []
+    assert cli.main(["credentials", "--account", "111111111111", "--role", "cloud-eng"]) == 1
+    assert "fedaccess login" in capsys.readouterr().err
+
+
+def test_status_shows_session_lengths_and_the_time_left_on_grants(
+    world: World, logged_in: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = timezone.now()
+    GrantFactory(
+        request__requester=world.alice,
+        request__account=world.pb_prod,
+        request__role=world.admin,
+        starts_at=now,
+        ends_at=now + timedelta(hours=1, minutes=30, seconds=30),
+    )
+    assert cli.main(["status"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines()}
+    assert (
+        "standing" in lines["pb-dev.cloud-eng"] and "up to 2 h 0 min" in lines["pb-dev.cloud-eng"]
+    )
+    assert "grant ends in 1 h 30 min" in lines["pb-prod.admin"]
 
 
 UNRELATED = """[default]
