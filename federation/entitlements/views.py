@@ -35,9 +35,11 @@ def portal(request: HttpRequest) -> HttpResponse:
     assert isinstance(user, User)
     now = timezone.now()
     entitlements = resolve_entitlements(user.directory_groups, now=now, user_id=user.pk)
+    names = dict(BusinessUnit.objects.values_list("slug", "name"))
     sections = [
         {
             "business_unit": bu,
+            "business_unit_name": names.get(bu) or bu,
             "environments": [
                 {"environment": env, "rows": [_row(e, now) for e in items]}
                 for env, items in groupby(bu_items, key=lambda e: e.environment)
