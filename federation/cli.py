@@ -3,6 +3,7 @@
     fedaccess login [--url URL] [--token-stdin]     store a personal API token
     fedaccess credentials --account A --role R       print credential_process JSON (cached)
     fedaccess config [--print]                       write (or print) the ~/.aws/config profiles
+    fedaccess console --account A --role R [--print] open an AWS console sign-in link
     fedaccess status                                 my roles, session lengths, grants' time left
     fedaccess logout                                 revoke the stored token and forget it
 
@@ -31,6 +32,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+import webbrowser
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
@@ -265,6 +267,19 @@ def credentials(
     return issued
 
 
+def console(account: str, role: str, duration: int | None) -> str:
+    """A console sign-in link (never cached: it is single use, and a bearer login)."""
+    url, token = _settings()
+    body: dict[str, Any] = {"account": account, "role": role}
+    if duration is not None:
+        body["duration_seconds"] = duration
+    answer = _call(url, token, "console", body)
+    link = str(answer.get("SigninUrl", "")) if isinstance(answer, dict) else ""
+    if not link.startswith("https://") and not link.startswith(url):
+        raise CliError("the portal returned something other than a console link")
+    return link
+
+
 def session_note(issued: dict[str, Any], asked: int | None, *, now: datetime) -> str:
     """How long the session really lasts: the grant's end or the role's limit may cut it."""
     expiration = datetime.fromisoformat(str(issued["Expiration"]).replace("Z", "+00:00"))
@@ -383,6 +398,13 @@ def _parser() -> argparse.ArgumentParser:
     p_login.add_argument("--token-stdin", action="store_true", help="read the token from stdin")
     commands.add_parser("logout", help="revoke the stored token and forget it")
     commands.add_parser("status", help="my accounts and roles, and the time left on grants")
+    p_console = commands.add_parser("console", help="open (or --print) an AWS console link")
+    p_console.add_argument("--account", required=True, help="12-digit AWS account id")
+    p_console.add_argument("--role", required=True, help="logical role name")
+    p_console.add_argument("--duration", type=int, help="session length in seconds")
+    p_console.add_argument(
+        "--print", action="store_true", help="print the link instead of opening a browser"
+    )
     p_creds = commands.add_parser("credentials", help="print credential_process JSON")
     p_creds.add_argument("--account", required=True, help="12-digit AWS account id")
     p_creds.add_argument("--role", required=True, help="logical role name")
@@ -406,6 +428,12 @@ def main(argv: list[str] | None = None) -> int:
             print(logout(), file=sys.stderr)
         elif args.command == "status":
             sys.stdout.write(status(now=datetime.now(UTC)))
+        elif args.command == "console":
+            link = console(args.account, args.role, args.duration)
+            if args.print or not webbrowser.open(link):
+                print(link)
+            else:
+                print(f"fedaccess: opened the AWS console as {args.role}", file=sys.stderr)
         elif args.command == "credentials":
             now = datetime.now(UTC)
             result = credentials(args.account, args.role, args.duration, not args.no_cache, now=now)

@@ -129,6 +129,13 @@ def entitlements(request: HttpRequest, token: ApiToken, now: datetime) -> HttpRe
 
 @api_method("POST")
 @token_required
+def console(request: HttpRequest, token: ApiToken, now: datetime) -> HttpResponse:
+    """``fedaccess console``: a console sign-in link (a bearer login: never cached or logged)."""
+    return _issue(request, token, now, kind=SessionIssuance.Kind.CONSOLE)
+
+
+@api_method("POST")
+@token_required
 def revoke_this_token(request: HttpRequest, token: ApiToken, now: datetime) -> HttpResponse:
     """``fedaccess logout``: the presenting token revokes itself (audited like the page)."""
     revoke_api_token(token.user, token_id=token.pk, now=now, ip=request_ip(request))
@@ -173,6 +180,10 @@ def _credentials_request(body: bytes) -> tuple[str, str, int | None]:
 @api_method("POST")
 @token_required
 def credentials(request: HttpRequest, token: ApiToken, now: datetime) -> HttpResponse:
+    return _issue(request, token, now, kind=SessionIssuance.Kind.CLI)
+
+
+def _issue(request: HttpRequest, token: ApiToken, now: datetime, *, kind: str) -> HttpResponse:
     try:
         account, role, duration = _credentials_request(request.body)
     except Refused as refusal:
@@ -191,7 +202,7 @@ def credentials(request: HttpRequest, token: ApiToken, now: datetime) -> HttpRes
             token.user,
             account_id=account,
             role=role,
-            kind=SessionIssuance.Kind.CLI,
+            kind=kind,
             requested=timedelta(seconds=duration) if duration is not None else None,
             now=now,
             ip=request_ip(request),
@@ -199,7 +210,11 @@ def credentials(request: HttpRequest, token: ApiToken, now: datetime) -> HttpRes
         )
     except Refused as problem:
         return refusal_json(problem)
-    response = JsonResponse(issued.credentials.credential_process())
+    if kind == SessionIssuance.Kind.CONSOLE:
+        expiration = issued.expires_at.isoformat().replace("+00:00", "Z")
+        response = JsonResponse({"SigninUrl": issued.console_url, "Expiration": expiration})
+    else:
+        response = JsonResponse(issued.credentials.credential_process())
     response["Cache-Control"] = "no-store"
     response["Pragma"] = "no-cache"
     return response
@@ -278,6 +293,39 @@ def openapi_document() -> dict[str, Any]:
                             "content": {
                                 "application/json": {
                                     "schema": {"$ref": "#/components/schemas/Credentials"}
+                                }
+                            },
+                        },
+                        **_errors(400, 401, 403, 409, 502, 503),
+                    },
+                }
+            },
+            "/console": {
+                "post": {
+                    "operationId": "openConsole",
+                    "summary": "A one-time AWS console sign-in link for an account and role",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/CredentialsRequest"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "A bearer sign-in link: open it at once, share it "
+                            "never (Cache-Control: no-store).",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["SigninUrl", "Expiration"],
+                                        "properties": {
+                                            "SigninUrl": {"type": "string"},
+                                            "Expiration": {"type": "string", "format": "date-time"},
+                                        },
+                                    }
                                 }
                             },
                         },

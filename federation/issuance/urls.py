@@ -10,6 +10,7 @@ urlpatterns: list[URLPattern] = [
     path("tokens/<int:token_id>/revoke/", views.revoke_token, name="revoke-api-token"),
     path("api/v1/entitlements", api.entitlements, name="api-entitlements"),
     path("api/v1/credentials", api.credentials, name="api-credentials"),
+    path("api/v1/console", api.console, name="api-console"),
     path("api/v1/token/revoke", api.revoke_this_token, name="api-revoke-this-token"),
     path("api/v1/openapi.json", api.openapi, name="api-openapi"),
     # Last: any other path under the API answers a JSON 404 (an HTML page is no API answer).

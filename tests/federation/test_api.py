@@ -200,7 +200,12 @@ def test_nobody_revokes_someone_elses_token(world: World) -> None:
 def test_openapi_document_describes_the_api(client: Client) -> None:
     document = client.get("/api/v1/openapi.json").json()
     assert document["openapi"].startswith("3.")
-    assert set(document["paths"]) == {"/entitlements", "/credentials", "/token/revoke"}
+    assert set(document["paths"]) == {
+        "/entitlements",
+        "/credentials",
+        "/console",
+        "/token/revoke",
+    }
     post = document["paths"]["/credentials"]["post"]
     assert {"200", "401", "403", "503"} <= set(post["responses"])
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"

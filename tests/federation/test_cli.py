@@ -8,6 +8,7 @@ import json
 import os
 import stat
 import sys
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import boto3
 import botocore.session
 import pytest
 from django.utils import timezone
+from pytest_django.fixtures import Settings as SettingsWrapper
 from pytest_django.live_server_helper import LiveServer
 
 from federation import cli
@@ -188,6 +190,30 @@ def test_credentials_without_login_say_how_to_log_in(
 ) -> None:
     assert cli.main(["credentials", "--account", "111111111111", "--role", "x"]) == 1
     assert "fedaccess login" in capsys.readouterr().err
+
+
+def test_console_prints_a_working_sign_in_link(
+    logged_in: Path,
+    live_server: LiveServer,
+    settings: SettingsWrapper,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings.DEMO_MODE = True
+    settings.ROOT_URLCONF = "tests.federation_stand_in_urls"
+    settings.AWS_FEDERATION_URL = f"{live_server.url}/demo-federation/"
+
+    args = ["console", "--account", "111111111111", "--role", "cloud-eng", "--print"]
+    assert cli.main(args) == 0
+
+    link = capsys.readouterr().out.strip()
+    assert link.startswith(f"{live_server.url}/demo-federation/?Action=login")
+    with urllib.request.urlopen(link) as landing:  # noqa: S310 - the live test server
+        assert (
+            "You would now be in account <strong>111111111111</strong>" in landing.read().decode()
+        )
+    assert SessionIssuance.objects.get().kind == "console"
+    assert cli.main([*args[:-1], "--role", "admin", "--account", "222222222222", "--print"]) == 1
+    assert "needs an approved request" in capsys.readouterr().err
 
 
 def test_logout_revokes_the_token_and_forgets_it_and_its_cache(
