@@ -4,6 +4,7 @@
     fedaccess credentials --account A --role R       print credential_process JSON (cached)
     fedaccess config [--print]                       write (or print) the ~/.aws/config profiles
     fedaccess console --account A --role R [--print] open an AWS console sign-in link
+    fedaccess request --account A --role R --minutes N --why TEXT [--wait S]   ask for access
     fedaccess status                                 my roles, session lengths, grants' time left
     fedaccess logout                                 revoke the stored token and forget it
 
@@ -30,6 +31,7 @@ import os
 import stat
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import webbrowser
@@ -280,6 +282,31 @@ def console(account: str, role: str, duration: int | None) -> str:
     return link
 
 
+WAIT_POLL_SECONDS = 10
+
+
+def file_request(
+    account: str, role: str, minutes: int, why: str, ticket: str, *, wait: float | None
+) -> str:
+    """File an access request; with ``wait`` (seconds), poll until it is decided or that passes."""
+    url, token = _settings()
+    body = {"account": account, "role": role, "minutes": minutes, "justification": why}
+    if ticket:
+        body["ticket"] = ticket
+    filed = _call(url, token, "requests", body)
+    line = f"Request #{filed['id']} for {role} in {account}: {filed['state']}"
+    if wait is None:
+        return f"{line}. Approvers decide at {url}/approvals/; see it at {url}/requests/."
+    deadline = time.monotonic() + wait
+    while filed["state"] == "pending" and time.monotonic() < deadline:
+        time.sleep(min(WAIT_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+        filed = _call(url, token, f"requests/{filed['id']}")
+    line = f"Request #{filed['id']} for {role} in {account}: {filed['state']}"
+    if filed.get("grant_ends_at"):
+        line += f"; the grant ends at {filed['grant_ends_at']}"
+    return line
+
+
 def session_note(issued: dict[str, Any], asked: int | None, *, now: datetime) -> str:
     """How long the session really lasts: the grant's end or the role's limit may cut it."""
     expiration = datetime.fromisoformat(str(issued["Expiration"]).replace("Z", "+00:00"))
@@ -405,6 +432,15 @@ def _parser() -> argparse.ArgumentParser:
     p_console.add_argument(
         "--print", action="store_true", help="print the link instead of opening a browser"
     )
+    p_request = commands.add_parser("request", help="ask for time-bound access to a role")
+    p_request.add_argument("--account", required=True, help="12-digit AWS account id")
+    p_request.add_argument("--role", required=True, help="logical role name")
+    p_request.add_argument("--minutes", type=int, required=True, help="how long the grant lasts")
+    p_request.add_argument("--why", required=True, help="the justification approvers read")
+    p_request.add_argument("--ticket", default="", help="a ticket reference")
+    p_request.add_argument(
+        "--wait", type=float, metavar="SECONDS", help="wait up to SECONDS for the decision"
+    )
     p_creds = commands.add_parser("credentials", help="print credential_process JSON")
     p_creds.add_argument("--account", required=True, help="12-digit AWS account id")
     p_creds.add_argument("--role", required=True, help="logical role name")
@@ -428,6 +464,12 @@ def main(argv: list[str] | None = None) -> int:
             print(logout(), file=sys.stderr)
         elif args.command == "status":
             sys.stdout.write(status(now=datetime.now(UTC)))
+        elif args.command == "request":
+            print(
+                file_request(
+                    args.account, args.role, args.minutes, args.why, args.ticket, wait=args.wait
+                )
+            )
         elif args.command == "console":
             link = console(args.account, args.role, args.duration)
             if args.print or not webbrowser.open(link):

@@ -84,9 +84,10 @@ def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
 TokenView = Callable[[HttpRequest, ApiToken, datetime], HttpResponse]
 
 
-def token_required(view: TokenView) -> Callable[[HttpRequest], HttpResponse]:
+def token_required(view: TokenView) -> Callable[..., HttpResponse]:
     @wraps(view)
-    def wrapper(request: HttpRequest) -> HttpResponse:
+    def wrapper(request: HttpRequest, **_path: Any) -> HttpResponse:
+        # Path arguments stay on request.resolver_match; the view reads them there.
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             return refusal_json(TokenRefused("Send Authorization: Bearer <personal token>."))
@@ -237,11 +238,19 @@ def _errors(*statuses: int) -> dict[str, Any]:
             (400, "Malformed request"),
             (401, "Missing, unknown, expired or revoked token"),
             (403, "Not entitled now (or only eligible, or the identity cannot name a session)"),
-            (409, "The grant ends in less than 15 minutes"),
+            (404, "No such request of yours"),
+            (409, "The grant ends in less than 15 minutes; or a request for it is pending"),
             (502, "AWS refused the session"),
             (503, "No STS endpoint answered"),
         )
         if status in statuses
+    }
+
+
+def _request_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Request"}}},
     }
 
 
@@ -333,6 +342,42 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/requests": {
+                "post": {
+                    "operationId": "fileRequest",
+                    "summary": "Ask for time-bound access to a role I am eligible for",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/NewRequest"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": _request_response("The request, pending"),
+                        **_errors(400, 401, 403, 409),
+                    },
+                }
+            },
+            "/requests/{request_id}": {
+                "get": {
+                    "operationId": "showRequest",
+                    "summary": "One of my requests, with its state and any grant's end",
+                    "parameters": [
+                        {
+                            "name": "request_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "integer", "minimum": 1},
+                        }
+                    ],
+                    "responses": {
+                        "200": _request_response("The request"),
+                        **_errors(401, 404),
+                    },
+                }
+            },
             "/token/revoke": {
                 "post": {
                     "operationId": "revokeThisToken",
@@ -376,6 +421,36 @@ def openapi_document() -> dict[str, Any]:
                             "minimum": int(MIN_SESSION.total_seconds()),
                             "maximum": int(MAX_SESSION.total_seconds()),
                         },
+                    },
+                },
+                "NewRequest": {
+                    "type": "object",
+                    "required": ["account", "role", "minutes", "justification"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "account": {"type": "string", "pattern": ACCOUNT_ID_RE},
+                        "role": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 63,
+                            "pattern": SLUG_RE,
+                        },
+                        "minutes": {"type": "integer", "minimum": 1, "maximum": 720},
+                        "justification": {"type": "string", "minLength": 1, "maxLength": 2000},
+                        "ticket": {"type": "string", "maxLength": 200},
+                    },
+                },
+                "Request": {
+                    "type": "object",
+                    "required": ["id", "account", "role", "state", "minutes", "decide_by"],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "account": {"type": "string"},
+                        "role": {"type": "string"},
+                        "state": {"type": "string"},
+                        "minutes": {"type": "integer"},
+                        "decide_by": {"type": "string", "format": "date-time"},
+                        "grant_ends_at": {"type": ["string", "null"], "format": "date-time"},
                     },
                 },
                 "Credentials": {

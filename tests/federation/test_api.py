@@ -189,6 +189,31 @@ def test_a_token_revokes_itself_and_only_itself(world: World) -> None:
     assert AuditEvent.objects.filter(event_type="api_token.revoked").count() == 1
 
 
+def test_requests_are_filed_and_read_back_through_the_api(world: World) -> None:
+    token, client = _token(world), Client()
+    body = {"account": "222222222222", "role": "admin", "minutes": 60, "justification": "INC-1"}
+
+    filed = client.post("/api/v1/requests", body, content_type="application/json", **_bearer(token))
+
+    assert filed.status_code == 201 and filed.json()["state"] == "pending"
+    shown = client.get(f"/api/v1/requests/{filed.json()['id']}", **_bearer(token))
+    assert shown.status_code == 200 and shown.json() == filed.json()
+    again = client.post("/api/v1/requests", body, content_type="application/json", **_bearer(token))
+    assert again.status_code == 409 and again.json()["error"] == "duplicate_request"
+    other = create_api_token(
+        world.dora, name="d", lifetime=timedelta(days=1), now=timezone.now(), ip=None
+    ).plaintext
+    hidden = client.get(f"/api/v1/requests/{filed.json()['id']}", **_bearer(other))
+    assert hidden.status_code == 404
+    bad = client.post(
+        "/api/v1/requests",
+        {**body, "minutes": "60"},
+        content_type="application/json",
+        **_bearer(token),
+    )
+    assert bad.status_code == 400
+
+
 def test_nobody_revokes_someone_elses_token(world: World) -> None:
     _token(world)
     client = Client()
@@ -204,6 +229,8 @@ def test_openapi_document_describes_the_api(client: Client) -> None:
         "/entitlements",
         "/credentials",
         "/console",
+        "/requests",
+        "/requests/{request_id}",
         "/token/revoke",
     }
     post = document["paths"]["/credentials"]["post"]

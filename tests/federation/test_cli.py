@@ -19,6 +19,7 @@ from django.utils import timezone
 from pytest_django.fixtures import Settings as SettingsWrapper
 from pytest_django.live_server_helper import LiveServer
 
+from access_requests.models import AccessRequest
 from federation import cli
 from federation.issuance.tokens import create_api_token, revoke_api_token
 from federation.models import ApiToken, SessionIssuance
@@ -214,6 +215,30 @@ def test_console_prints_a_working_sign_in_link(
     assert SessionIssuance.objects.get().kind == "console"
     assert cli.main([*args[:-1], "--role", "admin", "--account", "222222222222", "--print"]) == 1
     assert "needs an approved request" in capsys.readouterr().err
+
+
+def test_request_files_one_and_waits_for_the_decision(
+    world: World, logged_in: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["request", "--account", "222222222222", "--role", "admin", "--minutes", "60"]
+    assert cli.main([*args, "--why", "INC-9 failover", "--ticket", "INC-9"]) == 0
+    assert "Request #" in capsys.readouterr().out
+    filed = AccessRequest.objects.get()
+    assert (filed.justification, filed.ticket, filed.duration_minutes) == (
+        "INC-9 failover",
+        "INC-9",
+        60,
+    )
+
+    assert cli.main([*args, "--why", "again"]) == 1  # one pending request per target
+    assert "409" in capsys.readouterr().err
+    assert cli.main([*args[:-1], "15", "--why", "short"]) == 1
+    assert "at least 30 minutes" in capsys.readouterr().err
+
+    filed.delete()
+    # --wait returns at once when the portal has decided; here nobody decides in 0 seconds.
+    assert cli.main([*args, "--why", "INC-10", "--wait", "0"]) == 0
+    assert "pending" in capsys.readouterr().out
 
 
 def test_logout_revokes_the_token_and_forgets_it_and_its_cache(
