@@ -8,6 +8,7 @@ from typing import Any
 from django import forms
 
 from access_requests.models import Approval
+from access_requests.services.workflow import MIN_GRANT_MINUTES
 from federation.entitlements.resolve import Entitlement
 
 
@@ -18,7 +19,15 @@ def target_value(entitlement: Entitlement) -> str:
 class RequestForm(forms.Form):
     target = forms.ChoiceField(label="Account and role")
     duration_minutes = forms.IntegerField(
-        label="Duration (minutes)", min_value=15, max_value=12 * 60, initial=60
+        label="Duration (minutes)",
+        min_value=MIN_GRANT_MINUTES,
+        max_value=12 * 60,
+        initial=60,
+        help_text=(
+            f"At least {MIN_GRANT_MINUTES} minutes. New AWS sessions can be started until 15 "
+            "minutes before the grant ends: AWS issues no session shorter than 15 minutes, and "
+            "no session outlives its grant."
+        ),
     )
     justification = forms.CharField(
         label="Justification", widget=forms.Textarea(attrs={"rows": 3}), max_length=2000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db.models import F, Prefetch, Q, QuerySet, Window
@@ -18,9 +19,19 @@ State = AccessRequest.State
 
 
 def list_requestable(user: User, *, now: datetime) -> list[Entitlement]:
-    """The (account, role) pairs ``user`` may request now: eligible, not standing, not granted."""
+    """The (account, role) pairs ``user`` may request now: eligible, not standing, not granted,
+    and not already waiting in a pending request of theirs (a second one would be refused)."""
     entitlements = resolve_entitlements(user.directory_groups, now=now, user_id=user.pk)
-    return [e for e in entitlements if e.access == EntitlementAccess.ELIGIBLE]
+    pending = set(
+        AccessRequest.objects.filter(requester=user, state=State.PENDING).values_list(
+            "account__account_id", "role__name"
+        )
+    )
+    return [
+        e
+        for e in entitlements
+        if e.access == EntitlementAccess.ELIGIBLE and (e.account_id, e.role) not in pending
+    ]
 
 
 def list_my_requests(user: User) -> QuerySet[AccessRequest]:
@@ -122,12 +133,43 @@ def list_unit_groups(requests: Iterable[AccessRequest]) -> dict[int, list[str]]:
     }
 
 
+@dataclass(frozen=True)
+class Navigation:
+    """Which workflow sections a person can use, and how much waits for them."""
+
+    requests: bool
+    approvals: bool
+    waiting: int
+
+
+def get_navigation(user: User, *, now: datetime) -> Navigation:
+    """Requests: for people eligible for something or with requests of their own. Approvals: for
+    admins and members of any approver group, with the count of requests waiting for them."""
+    accounts, rows = _approver_scope(user)
+    approves = is_admin(user) or bool(accounts or rows)
+    eligible = any(
+        e.access == EntitlementAccess.ELIGIBLE
+        for e in resolve_entitlements(user.directory_groups, now=now, user_id=user.pk)
+    )
+    return Navigation(
+        requests=eligible or AccessRequest.objects.filter(requester=user).exists(),
+        approvals=approves,
+        waiting=len(list_decidable(user, now=now)) if approves else 0,
+    )
+
+
 def _within_reach(viewer: User) -> Q:
     """The requests ``viewer`` approves for, as a filter: the same rule as ``may_see_request``
     (business unit, account or mapping row approver groups), judged in Python over the few
     units, accounts and rows so it holds on SQLite (the demo) as on PostgreSQL."""
     if is_admin(viewer):
         return Q()
+    accounts, rows = _approver_scope(viewer)
+    return Q(account_id__in=accounts) | Q(mapping_id__in=rows)
+
+
+def _approver_scope(viewer: User) -> tuple[list[int], list[int]]:
+    """The accounts and mapping rows whose approver groups ``viewer`` is in."""
     groups = {str(g) for g in viewer.directory_groups}
 
     def meets(approver_groups: object) -> bool:
@@ -143,7 +185,7 @@ def _within_reach(viewer: User) -> Q:
     rows = [
         m.pk for m in GroupMapping.objects.only("pk", "approver_groups") if meets(m.approver_groups)
     ]
-    return Q(account_id__in=accounts) | Q(mapping_id__in=rows)
+    return accounts, rows
 
 
 def list_owed_revocations(*, now: datetime, older_than: timedelta) -> list[int]:

@@ -167,3 +167,16 @@ def revoke(request: HttpRequest, grant_id: int) -> HttpResponse:
             request, f"Grant #{grant_id} revoked; its earlier sessions are being denied in AWS."
         )
     return redirect("approvals")
+
+
+def navigation(request: HttpRequest) -> dict[str, object]:
+    """Template context processor: the workflow sections this person can use (base.html)."""
+    user = getattr(request, "user", None)
+    if not isinstance(user, User):
+        return {}
+    nav = queries.get_navigation(user, now=timezone.now())
+    return {
+        "nav_requests": nav.requests,
+        "nav_approvals": nav.approvals,
+        "nav_waiting": nav.waiting,
+    }

@@ -2,12 +2,21 @@
 
     fedaccess login [--url URL] [--token-stdin]     store a personal API token
     fedaccess credentials --account A --role R       print credential_process JSON (cached)
-    fedaccess config                                 print ~/.aws/config profiles
+    fedaccess config [--print]                       write (or print) the ~/.aws/config profiles
+    fedaccess console --account A --role R [--print] open an AWS console sign-in link
+    fedaccess request --account A --role R --minutes N --why TEXT [--wait S]   ask for access
+    fedaccess status                                 my roles, session lengths, grants' time left
+    fedaccess logout                                 revoke the stored token and forget it
 
 The token lives in ``~/.config/fedaccess/config.json`` (``$FEDACCESS_CONFIG_DIR`` or
 ``$XDG_CONFIG_HOME/fedaccess`` when set), readable by its owner only; cached credentials sit
-beside it in ``cache/``, also 0600, and are reused until shortly before they expire.
-``FEDACCESS_URL`` and ``FEDACCESS_TOKEN`` override the stored values (automation).
+beside it in ``cache/``, also 0600, keyed by portal, token, account, role and duration, and are
+reused until shortly before they expire. ``FEDACCESS_URL`` and ``FEDACCESS_TOKEN`` override the
+stored values (automation).
+
+``fedaccess config`` keeps its profiles in one marked block of the AWS config file
+(``$AWS_CONFIG_FILE`` or ``~/.aws/config``), rewritten in place on every run; no line outside the
+block is ever changed.
 
 Standard library only: this runs on every AWS CLI call that needs credentials.
 """
@@ -19,24 +28,35 @@ import getpass
 import hashlib
 import json
 import os
+import stat
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
+import webbrowser
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-# botocore asks credential_process again once credentials have under 15 minutes left (its
-# advisory refresh window): cached ones are handed out only while they are clear of it.
-REFRESH_MARGIN = timedelta(minutes=15)
+# Cached credentials are handed out only while more than this is left. botocore asks
+# credential_process again before every call once under 10 minutes remain (its mandatory refresh
+# window), so older ones would only be asked for again at once. It is below STS's 15-minute
+# minimum session, so even the shortest session is reused for its first minutes.
+REFRESH_MARGIN = timedelta(minutes=10)
 TIMEOUT_SECONDS = 30
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 class CliError(Exception):
     pass
+
+
+class PortalRefused(CliError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"the portal answered {status}: {message}")
+        self.status = status
 
 
 def config_dir() -> Path:
@@ -109,7 +129,7 @@ def _call(url: str, token: str, path: str, body: dict[str, Any] | None = None) -
             message = f"{detail.get('message')} ({detail.get('error')})"
         except (ValueError, AttributeError):
             message = error.reason
-        raise CliError(f"the portal answered {error.code}: {message}") from None
+        raise PortalRefused(error.code, str(message)) from None
     except urllib.error.URLError as error:
         raise CliError(f"cannot reach the portal at {url}: {error.reason}") from None
 
@@ -124,13 +144,78 @@ def login(url: str | None, token_stdin: bool, stdin: TextIO) -> str:
     if not token:
         raise CliError("no token given")
     entitlements = _call(url, token, "entitlements")["entitlements"]
+    previous = _read_json(config_dir() / "config.json") or {}
     _write_private(config_dir() / "config.json", {"url": url, "token": token})
+    if previous.get("token") and previous.get("token") != token:
+        _forget_token(str(previous.get("url", "")), str(previous["token"]))
     return f"Logged in to {url}: {len(entitlements)} entitlement(s). Next: fedaccess config"
 
 
-def _cache_path(url: str, account: str, role: str) -> Path:
-    key = hashlib.sha256(f"{url}\x00{account}\x00{role}".encode()).hexdigest()[:24]
-    return config_dir() / "cache" / f"{key}.json"
+def logout() -> str:
+    """Revoke the stored token at the portal, then forget it and its cached credentials."""
+    stored = _read_json(config_dir() / "config.json") or {}
+    url, token = str(stored.get("url", "")), str(stored.get("token", ""))
+    if not token:
+        return "Not logged in: nothing to do."
+    url = _check_url(url)
+    try:
+        _call(url, token, "token/revoke", {})
+        done = "revoked at the portal"
+    except PortalRefused as refusal:
+        if refusal.status != 401:
+            raise
+        done = "already refused by the portal"
+    _forget_token(url, token)
+    _write_private(config_dir() / "config.json", {"url": url})
+    return f"Logged out of {url}: the token is {done} and forgotten here."
+
+
+def _left(until: datetime, now: datetime) -> str:
+    minutes = max(0, int((until - now).total_seconds() // 60))
+    hours, rest = divmod(minutes, 60)
+    return f"{hours} h {rest} min" if hours else f"{rest} min"
+
+
+def status(*, now: datetime) -> str:
+    """My entitlements: what each profile gives now, and how long grants have left."""
+    url, token = _settings()
+    entitlements = _call(url, token, "entitlements")["entitlements"]
+    if not entitlements:
+        return f"{url}: no access to any AWS account through your directory groups.\n"
+    rows = [("PROFILE", "ACCOUNT", "ACCESS", "SESSIONS")]
+    for e in entitlements:
+        session = _left(now + timedelta(seconds=int(e["max_session_seconds"])), now)
+        if not e["usable"]:
+            what = f"eligible only: request it at {url}/requests/"
+        elif e.get("grant_ends_at"):
+            ends = datetime.fromisoformat(str(e["grant_ends_at"]).replace("Z", "+00:00"))
+            what = f"up to {session}; grant ends in {_left(ends, now)} ({ends:%H:%M} UTC)"
+        else:
+            what = f"up to {session}"
+        rows.append((f"{e['account_alias']}.{e['role']}", e["account"], e["access"], what))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "".join(
+        f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}\n" for r in rows
+    )
+
+
+def _token_id(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:24]
+
+
+def _cache_dir(url: str, token: str) -> Path:
+    # One folder per (portal, token): a new or revoked token never sees another token's entries.
+    return (
+        config_dir()
+        / "cache"
+        / hashlib.sha256(f"{url}\x00{_token_id(token)}".encode()).hexdigest()[:24]
+    )
+
+
+def _cache_path(url: str, token: str, account: str, role: str, duration: int | None) -> Path:
+    # Everything that changes the portal's answer is in the key.
+    key = hashlib.sha256(f"{account}\x00{role}\x00{duration or ''}".encode()).hexdigest()[:24]
+    return _cache_dir(url, token) / f"{key}.json"
 
 
 def _fresh(cached: dict[str, Any] | None, now: datetime) -> bool:
@@ -143,11 +228,23 @@ def _fresh(cached: dict[str, Any] | None, now: datetime) -> bool:
     return expiration - now > REFRESH_MARGIN
 
 
+def _forget(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def _forget_token(url: str, token: str) -> None:
+    folder = _cache_dir(url, token)
+    if folder.is_dir():
+        for entry in folder.iterdir():
+            entry.unlink(missing_ok=True)
+        folder.rmdir()
+
+
 def credentials(
     account: str, role: str, duration: int | None, use_cache: bool, *, now: datetime
 ) -> dict[str, Any]:
     url, token = _settings()
-    path = _cache_path(url, account, role)
+    path = _cache_path(url, token, account, role, duration)
     if use_cache:
         cached = _read_json(path)
         if _fresh(cached, now):
@@ -156,7 +253,15 @@ def credentials(
     body: dict[str, Any] = {"account": account, "role": role}
     if duration is not None:
         body["duration_seconds"] = duration
-    issued = _call(url, token, "credentials", body)
+    try:
+        issued = _call(url, token, "credentials", body)
+    except PortalRefused as refusal:
+        # A refused token or grant: whatever was cached for it must not be handed out again.
+        if refusal.status == 401:
+            _forget_token(url, token)
+        elif refusal.status == 403:
+            _forget(path)
+        raise
     if not isinstance(issued, dict) or issued.get("Version") != 1:
         raise CliError("the portal returned something other than credentials")
     if use_cache:
@@ -164,21 +269,152 @@ def credentials(
     return issued
 
 
-def aws_config() -> str:
+def console(account: str, role: str, duration: int | None) -> str:
+    """A console sign-in link (never cached: it is single use, and a bearer login)."""
+    url, token = _settings()
+    body: dict[str, Any] = {"account": account, "role": role}
+    if duration is not None:
+        body["duration_seconds"] = duration
+    answer = _call(url, token, "console", body)
+    link = str(answer.get("SigninUrl", "")) if isinstance(answer, dict) else ""
+    if not link.startswith("https://") and not link.startswith(url):
+        raise CliError("the portal returned something other than a console link")
+    return link
+
+
+WAIT_POLL_SECONDS = 10
+
+
+def file_request(
+    account: str, role: str, minutes: int, why: str, ticket: str, *, wait: float | None
+) -> str:
+    """File an access request; with ``wait`` (seconds), poll until it is decided or that passes."""
+    url, token = _settings()
+    body = {"account": account, "role": role, "minutes": minutes, "justification": why}
+    if ticket:
+        body["ticket"] = ticket
+    filed = _call(url, token, "requests", body)
+    line = f"Request #{filed['id']} for {role} in {account}: {filed['state']}"
+    if wait is None:
+        return f"{line}. Approvers decide at {url}/approvals/; see it at {url}/requests/."
+    deadline = time.monotonic() + wait
+    while filed["state"] == "pending" and time.monotonic() < deadline:
+        time.sleep(min(WAIT_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+        filed = _call(url, token, f"requests/{filed['id']}")
+    line = f"Request #{filed['id']} for {role} in {account}: {filed['state']}"
+    if filed.get("grant_ends_at"):
+        line += f"; the grant ends at {filed['grant_ends_at']}"
+    return line
+
+
+def session_note(issued: dict[str, Any], asked: int | None, *, now: datetime) -> str:
+    """How long the session really lasts: the grant's end or the role's limit may cut it."""
+    expiration = datetime.fromisoformat(str(issued["Expiration"]).replace("Z", "+00:00"))
+    minutes = max(0, round((expiration - now).total_seconds() / 60))
+    note = f"session lasts {minutes} min, until {expiration:%Y-%m-%d %H:%M} UTC"
+    if asked is not None and minutes < asked // 60:
+        note += f" (asked for {asked // 60} min: capped by the role or the grant)"
+    return note
+
+
+BLOCK_BEGIN = "# >>> fedaccess managed block for {url}: `fedaccess config` rewrites it >>>"
+BLOCK_END = "# <<< fedaccess managed block for {url} <<<"
+
+
+def aws_config_path() -> Path:
+    explicit = os.environ.get("AWS_CONFIG_FILE")
+    return Path(explicit).expanduser() if explicit else Path.home() / ".aws" / "config"
+
+
+def _sections(lines: list[str]) -> set[str]:
+    return {
+        line.strip()[1:-1].strip()
+        for line in lines
+        if line.strip().startswith("[") and line.strip().endswith("]")
+    }
+
+
+def config_block(url: str, entitlements: list[dict[str, Any]], taken: set[str]) -> list[str]:
+    """The managed block: a working profile per usable role; eligible-only roles as comments,
+    since their credential_process would fail until a request is approved."""
+    lines = [BLOCK_BEGIN.format(url=url)]
+    eligible = []
+    for e in entitlements:
+        name = f"{e['account_alias']}.{e['role']}"
+        if not e["usable"]:
+            eligible.append(name)
+            continue
+        if f"profile {name}" in taken:
+            lines.append(f"# {name}: a profile of that name exists outside this block; left alone")
+            continue
+        lines += [
+            f"[profile {name}]",
+            f"credential_process = fedaccess credentials --account {e['account']} "
+            f"--role {e['role']}",
+            f"region = {e['region']}",
+            "",
+        ]
+    for name in eligible:
+        lines.append(f"# {name}: eligible only; request access at {url}/requests/ first")
+    if lines[-1] == "":
+        lines.pop()
+    lines.append(BLOCK_END.format(url=url))
+    return lines
+
+
+def _split_config(text: str, url: str) -> tuple[list[str], list[str]]:
+    """The file's lines before and after our block (the block itself dropped)."""
+    lines = text.splitlines()
+    begin, end = BLOCK_BEGIN.format(url=url), BLOCK_END.format(url=url)
+    if begin not in lines:
+        if end in lines:
+            raise CliError("the AWS config file has the end of a fedaccess block but no start")
+        return lines, []
+    start = lines.index(begin)
+    if end not in lines[start:]:
+        raise CliError(
+            "the fedaccess block in the AWS config file has no end marker: fix the file by hand"
+        )
+    stop = lines.index(end, start)
+    return lines[:start], lines[stop + 1 :]
+
+
+def aws_config(*, write: bool) -> str:
     url, token = _settings()
     entitlements = _call(url, token, "entitlements")["entitlements"]
-    lines = [f"# AWS profiles from {url} (generated by `fedaccess config`)"]
-    for e in entitlements:
-        lines.append("")
-        if not e["usable"]:
-            lines.append(f"# eligible only: request access at {url}/requests/ first")
-        lines.append(f"[profile {e['account_alias']}.{e['role']}]")
-        lines.append(
-            f"credential_process = fedaccess credentials --account {e['account']} "
-            f"--role {e['role']}"
-        )
-        lines.append(f"region = {e['region']}")
-    return "\n".join(lines) + "\n"
+    path = aws_config_path()
+    if not write:
+        return "\n".join(config_block(url, entitlements, set())) + "\n"
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        text = ""
+    before, after = _split_config(text, url)
+    block = config_block(url, entitlements, _sections(before + after))
+    if before and before[-1].strip():
+        block.insert(0, "")
+    new = "\n".join(before + block + after) + "\n"
+    _write_text_keeping_mode(path, new)
+    usable = sum(1 for e in entitlements if e["usable"])
+    return f"Wrote {usable} profile(s) to {path} (in the fedaccess block; nothing else changed)."
+
+
+def _write_text_keeping_mode(path: Path, text: str) -> None:
+    target = Path(os.path.realpath(path))  # a symlinked config stays a symlink
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        mode = 0o600
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".fedaccess-")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -187,12 +423,35 @@ def _parser() -> argparse.ArgumentParser:
     p_login = commands.add_parser("login", help="store a personal API token from the portal")
     p_login.add_argument("--url", help="the portal URL, e.g. https://aws-access.example.com")
     p_login.add_argument("--token-stdin", action="store_true", help="read the token from stdin")
+    commands.add_parser("logout", help="revoke the stored token and forget it")
+    commands.add_parser("status", help="my accounts and roles, and the time left on grants")
+    p_console = commands.add_parser("console", help="open (or --print) an AWS console link")
+    p_console.add_argument("--account", required=True, help="12-digit AWS account id")
+    p_console.add_argument("--role", required=True, help="logical role name")
+    p_console.add_argument("--duration", type=int, help="session length in seconds")
+    p_console.add_argument(
+        "--print", action="store_true", help="print the link instead of opening a browser"
+    )
+    p_request = commands.add_parser("request", help="ask for time-bound access to a role")
+    p_request.add_argument("--account", required=True, help="12-digit AWS account id")
+    p_request.add_argument("--role", required=True, help="logical role name")
+    p_request.add_argument("--minutes", type=int, required=True, help="how long the grant lasts")
+    p_request.add_argument("--why", required=True, help="the justification approvers read")
+    p_request.add_argument("--ticket", default="", help="a ticket reference")
+    p_request.add_argument(
+        "--wait", type=float, metavar="SECONDS", help="wait up to SECONDS for the decision"
+    )
     p_creds = commands.add_parser("credentials", help="print credential_process JSON")
     p_creds.add_argument("--account", required=True, help="12-digit AWS account id")
     p_creds.add_argument("--role", required=True, help="logical role name")
     p_creds.add_argument("--duration", type=int, help="requested session length in seconds")
     p_creds.add_argument("--no-cache", action="store_true", help="always ask the portal")
-    commands.add_parser("config", help="print ~/.aws/config profiles for my entitlements")
+    p_config = commands.add_parser(
+        "config", help="write my profiles into a managed block of ~/.aws/config"
+    )
+    p_config.add_argument(
+        "--print", action="store_true", help="print the block instead of writing the file"
+    )
     return parser
 
 
@@ -201,13 +460,32 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "login":
             print(login(args.url, args.token_stdin, sys.stdin), file=sys.stderr)
-        elif args.command == "credentials":
-            result = credentials(
-                args.account, args.role, args.duration, not args.no_cache, now=datetime.now(UTC)
+        elif args.command == "logout":
+            print(logout(), file=sys.stderr)
+        elif args.command == "status":
+            sys.stdout.write(status(now=datetime.now(UTC)))
+        elif args.command == "request":
+            print(
+                file_request(
+                    args.account, args.role, args.minutes, args.why, args.ticket, wait=args.wait
+                )
             )
+        elif args.command == "console":
+            link = console(args.account, args.role, args.duration)
+            if args.print or not webbrowser.open(link):
+                print(link)
+            else:
+                print(f"fedaccess: opened the AWS console as {args.role}", file=sys.stderr)
+        elif args.command == "credentials":
+            now = datetime.now(UTC)
+            result = credentials(args.account, args.role, args.duration, not args.no_cache, now=now)
             print(json.dumps(result))
+            # stderr: shown in a terminal, ignored by botocore's credential_process.
+            print(f"fedaccess: {session_note(result, args.duration, now=now)}", file=sys.stderr)
+        elif args.print:
+            sys.stdout.write(aws_config(write=False))
         else:
-            sys.stdout.write(aws_config())
+            print(aws_config(write=True), file=sys.stderr)
     except CliError as error:
         print(f"fedaccess: {error}", file=sys.stderr)
         return 1

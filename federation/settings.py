@@ -94,6 +94,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "federation.permissions.roles_context",
+                "access_requests.views.navigation",
             ],
         },
     },

@@ -106,6 +106,16 @@ def _eligible_mapping(
     return max(reaching, key=lambda row: (row.max_grant or timedelta(0), -row.pk))
 
 
+# Sessions never outlive their grant (SECURITY.md §4) and STS issues none under 15 minutes, so a
+# grant can start sessions only until 15 minutes before it ends. Issuing the 15-minute minimum
+# past the end and denying it in IAM at expiry was the alternative: it needs a deny statement per
+# expiring grant on the role's inline policy (10,240 characters for all of them), cuts the
+# person's standing sessions on that role too, and IAM takes minutes to apply it. So the shortest
+# grant is twice STS's minimum: at least 15 minutes in which sessions can be started.
+MIN_GRANT = 2 * MIN_SESSION
+MIN_GRANT_MINUTES = int(MIN_GRANT.total_seconds() // 60)
+
+
 def submit_request(
     requester: User,
     *,
@@ -118,7 +128,7 @@ def submit_request(
     ip: str | None = None,
 ) -> AccessRequest:
     """File a request for (account, role). Allowed only through an eligible mapping the requester
-    holds now, with a justification and ``15 min <= duration <= the mapping's max grant``.
+    holds now, with a justification and ``MIN_GRANT <= duration <= the mapping's max grant``.
 
     The request is flagged ``unapprovable`` when fewer people than the account's threshold can
     decide it. Approvers are notified after commit. Raises a ``RequestRefused`` (audited).
@@ -146,8 +156,14 @@ def submit_request(
     elif entitlement.max_grant is None or duration > entitlement.max_grant:
         cap = int((entitlement.max_grant or timedelta(0)).total_seconds() // 60)
         refusal = DurationOutOfBounds(f"The longest grant for this role is {cap} minutes.")
-    elif duration < MIN_SESSION:
-        refusal = DurationOutOfBounds("A grant lasts at least 15 minutes.")
+    elif duration < MIN_GRANT:
+        refusal = DurationOutOfBounds(
+            f"A grant lasts at least {MIN_GRANT_MINUTES} minutes: an AWS session lasts at least "
+            "15 minutes and never outlives its grant, so the last 15 minutes of a grant "
+            "cannot start a new session."
+        )
+    elif account is not None and _has_pending(requester, account, role):
+        refusal = DuplicateRequest(f"You already have a pending request for {role} here.")
     if refusal is not None:
         _refuse_submission(
             refusal,
@@ -201,8 +217,11 @@ def submit_request(
                 },
             )
             notify(access_request.pk, RequestEvent.SUBMITTED)
-    except IntegrityError as exc:
-        if "one_pending_request_per_target" not in str(exc):
+    except IntegrityError:
+        # A concurrent submission won the race to the one_pending_request_per_target constraint.
+        # Each database words that error its own way (SQLite does not name the constraint), so
+        # ask the rule again rather than read the message.
+        if not _has_pending(requester, account, role):
             raise
         _refuse_submission(
             DuplicateRequest(f"You already have a pending request for {role} here."),
@@ -235,6 +254,12 @@ def _refuse_submission(
         target=target,
     )
     raise refusal
+
+
+def _has_pending(requester: User, account: Account, role: str) -> bool:
+    return AccessRequest.objects.filter(
+        requester=requester, account=account, role__name=role, state=State.PENDING
+    ).exists()
 
 
 def _role_pk(name: str) -> int:

@@ -4,6 +4,7 @@ its CSV export, for admins and auditors)."""
 from __future__ import annotations
 
 import csv
+from datetime import datetime
 from itertools import groupby
 from typing import Any
 
@@ -15,14 +16,14 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from federation.audit.chain import request_ip
-from federation.entitlements.resolve import resolve_entitlements
+from federation.entitlements.resolve import Entitlement, resolve_entitlements
 from federation.entitlements.review import (
     ReviewRow,
     ReviewScopeRefused,
     export_access_review,
     review_access,
 )
-from federation.models import Account, BusinessUnit, User
+from federation.models import MIN_SESSION, Account, BusinessUnit, User
 from federation.permissions import can_read_audit, require
 from federation.refusals import refusal_page
 
@@ -34,17 +35,32 @@ def portal(request: HttpRequest) -> HttpResponse:
     assert isinstance(user, User)
     now = timezone.now()
     entitlements = resolve_entitlements(user.directory_groups, now=now, user_id=user.pk)
+    names = dict(BusinessUnit.objects.values_list("slug", "name"))
     sections = [
         {
             "business_unit": bu,
+            "business_unit_name": names.get(bu) or bu,
             "environments": [
-                {"environment": env, "entitlements": list(items)}
+                {"environment": env, "rows": [_row(e, now) for e in items]}
                 for env, items in groupby(bu_items, key=lambda e: e.environment)
             ],
         }
         for bu, bu_items in groupby(entitlements, key=lambda e: e.business_unit)
     ]
     return render(request, "federation/portal.html", {"sections": sections, "now": now})
+
+
+def _row(entitlement: Entitlement, now: datetime) -> dict[str, Any]:
+    """An entitlement with how long a session started now would really last."""
+    row: dict[str, Any] = {"e": entitlement, "too_late": False, "last_start": None}
+    session = entitlement.max_session
+    if entitlement.grant_ends_at is not None:
+        # No session outlives its grant and STS issues none under 15 minutes.
+        row["last_start"] = entitlement.grant_ends_at - MIN_SESSION
+        row["too_late"] = now > row["last_start"]
+        session = min(session, entitlement.grant_ends_at - now)
+    row["session"] = session
+    return row
 
 
 CSV_FIELDS = (

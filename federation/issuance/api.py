@@ -21,7 +21,7 @@ from federation.audit.chain import record_refusal, request_ip
 from federation.entitlements.resolve import resolve_entitlements
 from federation.input_guard import load_json
 from federation.issuance.service import InvalidIssuanceRequest, issue_session
-from federation.issuance.tokens import TokenRefused, authenticate_api_token
+from federation.issuance.tokens import TokenRefused, authenticate_api_token, revoke_api_token
 from federation.models import (
     ACCOUNT_ID_RE,
     MAX_SESSION,
@@ -84,9 +84,10 @@ def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
 TokenView = Callable[[HttpRequest, ApiToken, datetime], HttpResponse]
 
 
-def token_required(view: TokenView) -> Callable[[HttpRequest], HttpResponse]:
+def token_required(view: TokenView) -> Callable[..., HttpResponse]:
     @wraps(view)
-    def wrapper(request: HttpRequest) -> HttpResponse:
+    def wrapper(request: HttpRequest, **_path: Any) -> HttpResponse:
+        # Path arguments stay on request.resolver_match; the view reads them there.
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             return refusal_json(TokenRefused("Send Authorization: Bearer <personal token>."))
@@ -127,6 +128,21 @@ def entitlements(request: HttpRequest, token: ApiToken, now: datetime) -> HttpRe
     return response
 
 
+@api_method("POST")
+@token_required
+def console(request: HttpRequest, token: ApiToken, now: datetime) -> HttpResponse:
+    """``fedaccess console``: a console sign-in link (a bearer login: never cached or logged)."""
+    return _issue(request, token, now, kind=SessionIssuance.Kind.CONSOLE)
+
+
+@api_method("POST")
+@token_required
+def revoke_this_token(request: HttpRequest, token: ApiToken, now: datetime) -> HttpResponse:
+    """``fedaccess logout``: the presenting token revokes itself (audited like the page)."""
+    revoke_api_token(token.user, token_id=token.pk, now=now, ip=request_ip(request))
+    return JsonResponse({"revoked": token.prefix})
+
+
 def _credentials_request(body: bytes) -> tuple[str, str, int | None]:
     """account, role and duration_seconds from the body, as the OpenAPI document states them.
     Raises a 400 refusal (UnsafeInput or InvalidIssuanceRequest) for anything else."""
@@ -165,6 +181,10 @@ def _credentials_request(body: bytes) -> tuple[str, str, int | None]:
 @api_method("POST")
 @token_required
 def credentials(request: HttpRequest, token: ApiToken, now: datetime) -> HttpResponse:
+    return _issue(request, token, now, kind=SessionIssuance.Kind.CLI)
+
+
+def _issue(request: HttpRequest, token: ApiToken, now: datetime, *, kind: str) -> HttpResponse:
     try:
         account, role, duration = _credentials_request(request.body)
     except Refused as refusal:
@@ -183,7 +203,7 @@ def credentials(request: HttpRequest, token: ApiToken, now: datetime) -> HttpRes
             token.user,
             account_id=account,
             role=role,
-            kind=SessionIssuance.Kind.CLI,
+            kind=kind,
             requested=timedelta(seconds=duration) if duration is not None else None,
             now=now,
             ip=request_ip(request),
@@ -191,7 +211,11 @@ def credentials(request: HttpRequest, token: ApiToken, now: datetime) -> HttpRes
         )
     except Refused as problem:
         return refusal_json(problem)
-    response = JsonResponse(issued.credentials.credential_process())
+    if kind == SessionIssuance.Kind.CONSOLE:
+        expiration = issued.expires_at.isoformat().replace("+00:00", "Z")
+        response = JsonResponse({"SigninUrl": issued.console_url, "Expiration": expiration})
+    else:
+        response = JsonResponse(issued.credentials.credential_process())
     response["Cache-Control"] = "no-store"
     response["Pragma"] = "no-cache"
     return response
@@ -214,11 +238,19 @@ def _errors(*statuses: int) -> dict[str, Any]:
             (400, "Malformed request"),
             (401, "Missing, unknown, expired or revoked token"),
             (403, "Not entitled now (or only eligible, or the identity cannot name a session)"),
-            (409, "The grant ends in less than 15 minutes"),
+            (404, "No such request of yours"),
+            (409, "The grant ends in less than 15 minutes; or a request for it is pending"),
             (502, "AWS refused the session"),
             (503, "No STS endpoint answered"),
         )
         if status in statuses
+    }
+
+
+def _request_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Request"}}},
     }
 
 
@@ -277,6 +309,96 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/console": {
+                "post": {
+                    "operationId": "openConsole",
+                    "summary": "A one-time AWS console sign-in link for an account and role",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/CredentialsRequest"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "A bearer sign-in link: open it at once, share it "
+                            "never (Cache-Control: no-store).",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["SigninUrl", "Expiration"],
+                                        "properties": {
+                                            "SigninUrl": {"type": "string"},
+                                            "Expiration": {"type": "string", "format": "date-time"},
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        **_errors(400, 401, 403, 409, 502, 503),
+                    },
+                }
+            },
+            "/requests": {
+                "post": {
+                    "operationId": "fileRequest",
+                    "summary": "Ask for time-bound access to a role I am eligible for",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/NewRequest"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": _request_response("The request, pending"),
+                        **_errors(400, 401, 403, 409),
+                    },
+                }
+            },
+            "/requests/{request_id}": {
+                "get": {
+                    "operationId": "showRequest",
+                    "summary": "One of my requests, with its state and any grant's end",
+                    "parameters": [
+                        {
+                            "name": "request_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "integer", "minimum": 1},
+                        }
+                    ],
+                    "responses": {
+                        "200": _request_response("The request"),
+                        **_errors(401, 404),
+                    },
+                }
+            },
+            "/token/revoke": {
+                "post": {
+                    "operationId": "revokeThisToken",
+                    "summary": "Revoke the token this request presents (fedaccess logout)",
+                    "responses": {
+                        "200": {
+                            "description": "Revoked; the token is refused from now on",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["revoked"],
+                                        "properties": {"revoked": {"type": "string"}},
+                                    }
+                                }
+                            },
+                        },
+                        **_errors(401),
+                    },
+                }
+            },
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -299,6 +421,36 @@ def openapi_document() -> dict[str, Any]:
                             "minimum": int(MIN_SESSION.total_seconds()),
                             "maximum": int(MAX_SESSION.total_seconds()),
                         },
+                    },
+                },
+                "NewRequest": {
+                    "type": "object",
+                    "required": ["account", "role", "minutes", "justification"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "account": {"type": "string", "pattern": ACCOUNT_ID_RE},
+                        "role": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 63,
+                            "pattern": SLUG_RE,
+                        },
+                        "minutes": {"type": "integer", "minimum": 1, "maximum": 720},
+                        "justification": {"type": "string", "minLength": 1, "maxLength": 2000},
+                        "ticket": {"type": "string", "maxLength": 200},
+                    },
+                },
+                "Request": {
+                    "type": "object",
+                    "required": ["id", "account", "role", "state", "minutes", "decide_by"],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "account": {"type": "string"},
+                        "role": {"type": "string"},
+                        "state": {"type": "string"},
+                        "minutes": {"type": "integer"},
+                        "decide_by": {"type": "string", "format": "date-time"},
+                        "grant_ends_at": {"type": ["string", "null"], "format": "date-time"},
                     },
                 },
                 "Credentials": {

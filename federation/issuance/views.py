@@ -36,12 +36,18 @@ def _wants_json(request: HttpRequest) -> bool:
     return "application/json" in accept or request.POST.get("format") == "json"
 
 
-def _no_store(response: HttpResponse) -> HttpResponse:
+def _no_store(response: HttpResponse, *, referrer_policy: str = "no-referrer") -> HttpResponse:
     # Credentials and bearer sign-in links: never cached, never leaked through a Referer.
     response["Cache-Control"] = "no-store"
     response["Pragma"] = "no-cache"
-    response["Referrer-Policy"] = "no-referrer"
+    response["Referrer-Policy"] = referrer_policy
     return response
+
+
+# A page carrying forms cannot be `no-referrer`: browsers then send `Origin: null` with its
+# POSTs, and the CSRF origin check refuses them. `same-origin` sends no Referer to any other
+# site; the token itself is in the body, never in the URL, so nothing leaks to our own origin.
+_FORM_PAGE_POLICY = "same-origin"
 
 
 def _minutes(value: str | None) -> timedelta | None:
@@ -152,7 +158,7 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
         },
         status=status,
     )
-    return _no_store(response)
+    return _no_store(response, referrer_policy=_FORM_PAGE_POLICY)
 
 
 @login_required

@@ -49,7 +49,41 @@ def test_request_form_offers_only_eligible_targets_with_labels(
     assert sorted(options) == ["111111111111/admin", "222222222222/admin"]
     for field in ("id_target", "id_duration_minutes", "id_justification", "id_ticket"):
         assert f'<label for="{field}">' in body
-    assert "<script" not in body
+    assert re.findall(r"<script(?![^>]*\bsrc=)", body) == []  # no inline script (CSP)
+
+
+def test_request_form_stops_offering_a_target_with_a_pending_request(
+    client: Client, world: World
+) -> None:
+    client.force_login(world.requester)
+    assert file_via_page(client).status_code == 302
+
+    body = client.get("/requests/").content.decode()
+
+    assert re.findall(r'<option value="([^"]+)"', body) == ["222222222222/admin"]
+    again = file_via_page(client)
+    assert again.status_code == 400 and AccessRequest.objects.count() == 1  # not a choice now
+
+
+def test_request_form_asks_for_at_least_30_minutes_and_says_why(
+    client: Client, world: World
+) -> None:
+    client.force_login(world.requester)
+    body = client.get("/requests/").content.decode()
+    assert 'min="30"' in body and "until 15 minutes before the grant ends" in body
+
+    assert file_via_page(client, duration_minutes="15").status_code == 400
+    assert file_via_page(client, duration_minutes="29").status_code == 400
+    assert not AccessRequest.objects.exists()
+    with pytest.raises(workflow.DurationOutOfBounds, match="at least 30 minutes"):
+        workflow.submit_request(
+            world.requester,
+            account_id="111111111111",
+            role="admin",
+            justification="CHG-7",
+            duration=timedelta(minutes=20),
+            now=timezone.now(),
+        )
 
 
 def test_filing_a_request_lists_it_and_mails_the_approvers(
@@ -177,6 +211,85 @@ def test_approver_revokes_an_active_grant_from_the_page(client: Client, world: W
     assert "revoked" in response.content.decode()
     grant.refresh_from_db()
     assert grant.state == Grant.State.REVOKED
+
+
+def test_active_grant_rows_say_what_the_grant_was_for(client: Client, world: World) -> None:
+    now = timezone.now()
+    request = workflow.submit_request(
+        world.requester,
+        account_id="111111111111",
+        role="admin",
+        justification="rotate the <b>KMS</b> keys",
+        ticket="CHG-4711",
+        duration=timedelta(hours=2),
+        now=now,
+    )
+    workflow.decide_request(request, actor=world.approver, decision="approve", now=now)
+    client.force_login(world.second_approver)
+
+    body = client.get("/approvals/").content.decode()
+
+    row = body[body.index('data-grant="') : body.index("</tr>", body.index('data-grant="'))]
+    assert "rotate the &lt;b&gt;KMS&lt;/b&gt; keys" in row and "ticket CHG-4711" in row
+    assert "left)" in row
+
+
+def _nav(body: str) -> str:
+    return body[body.index('<nav aria-label="Main">') : body.index("</nav>")]
+
+
+def test_navigation_shows_only_the_sections_a_person_can_use(
+    client: Client, world: World, settings: Any
+) -> None:
+    settings.AUDITOR_GROUPS = ["fed-auditors"]
+    auditor = UserFactory(username="otto", directory_groups=["fed-auditors"])
+    client.force_login(auditor)
+    nav = _nav(client.get("/").content.decode())
+    assert 'href="/audit/"' in nav
+    assert 'href="/requests/"' not in nav and 'href="/approvals/"' not in nav
+
+    client.force_login(world.requester)  # eligible for admin, approves nothing
+    nav = _nav(client.get("/").content.decode())
+    assert 'href="/requests/"' in nav and 'href="/approvals/"' not in nav
+
+    client.force_login(world.approver)  # approves for pb, eligible for nothing
+    nav = _nav(client.get("/").content.decode())
+    assert 'href="/approvals/"' in nav and 'href="/requests/"' not in nav
+    assert "waiting" not in nav
+
+
+def test_approvers_see_how_many_requests_wait_for_them(client: Client, world: World) -> None:
+    client.force_login(world.requester)
+    assert file_via_page(client).status_code == 302
+    assert file_via_page(client, target="222222222222/admin").status_code == 302
+
+    client.force_login(world.approver)
+    body = client.get("/").content.decode()
+    assert '<span class="badge">2<span class="visually-hidden"> waiting</span>' in _nav(body)
+    assert "2 requests waiting for your decision" in body
+    client.post(f"/approvals/{AccessRequest.objects.first().pk}/decide/", {"decision": "approve"})
+    assert '<span class="badge">1<' in _nav(client.get("/approvals/").content.decode())
+    client.force_login(world.outsider)  # another unit's approver: nothing waits for them
+    assert "badge" not in _nav(client.get("/").content.decode())
+
+
+def test_deny_and_revoke_buttons_ask_before_they_act(client: Client, world: World) -> None:
+    now = timezone.now()
+    workflow.submit_request(
+        world.requester,
+        account_id="111111111111",
+        role="admin",
+        justification="x",
+        duration=timedelta(hours=1),
+        now=now,
+    )
+    client.force_login(world.approver)
+    body = client.get("/approvals/").content.decode()
+    assert '<script src="/static/js/confirm.js" defer></script>' in body
+    deny = re.search(r'<button[^>]*value="deny"[^>]*>', body)
+    assert deny and 'data-confirm="Deny request #' in deny.group(0)
+    approve = re.search(r'<button[^>]*value="approve"[^>]*>', body)
+    assert approve and "data-confirm" not in approve.group(0)
 
 
 def test_outsider_sees_nothing_to_decide_or_revoke(client: Client, world: World) -> None:

@@ -52,7 +52,8 @@ def local_aws(settings: SettingsWrapper, aws: MotoServer) -> MotoServer:
 def approve_as(new_context: Callable[[], BrowserContext], site: str, who: str) -> Page:
     page = new_context().new_page()
     sign_in(page, site, who)
-    page.get_by_role("link", name="Approvals").click()
+    expect(page.get_by_role("link", name="1 request waiting for your decision")).to_be_visible()
+    page.get_by_role("link", name="Approvals 1 waiting").click()
     card = page.locator("article.request-card")
     expect(card).to_contain_text("INC-88 card processor failover")
     expect(card).to_contain_text("aws-pb-admin, aws-pb-cloud-eng")  # the requester's groups
@@ -98,7 +99,19 @@ def test_request_two_approvals_use_and_revoke_in_the_browser(
     sign_in(root, site, "root")
     root.get_by_role("link", name="Approvals").click()
     grant = Grant.objects.get(request__state=AccessRequest.State.APPROVED)
+    row = root.locator(f"tr[data-grant='{grant.pk}']")
+    expect(row).to_contain_text("INC-88 card processor failover")  # what the grant was for
+    expect(row).to_contain_text("ticket INC-88")
     root.get_by_label(f"Reason for revoking grant {grant.pk}").fill("incident closed")
+    # Revoking asks first; saying no leaves the grant alone.
+    questions: list[str] = []
+    root.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.dismiss()))
+    root.get_by_role("button", name=f"Revoke #{grant.pk}").click()
+    expect(row).to_be_visible()
+    assert questions and "alice@corp.example loses admin in pb-prod" in questions[0]
+    grant.refresh_from_db()
+    assert grant.state == Grant.State.ACTIVE
+    root.once("dialog", lambda dialog: dialog.accept())
     root.get_by_role("button", name=f"Revoke #{grant.pk}").click()
     expect(root.get_by_role("status")).to_contain_text(f"Grant #{grant.pk} revoked")
     assert_accessible(root)

@@ -67,11 +67,12 @@ def test_employee_sees_own_business_unit_and_gets_console_and_cli(
     console_stand_in: str,
     new_context: Callable[[], BrowserContext],
 ) -> None:
-    page = new_context().new_page()
+    context = new_context()
+    page = context.new_page()
     sign_in(page, site, "alice")
 
     expect(page.get_by_role("heading", name="My AWS access")).to_be_visible()
-    expect(page.get_by_role("heading", name="Business unit: pb")).to_be_visible()
+    expect(page.get_by_role("heading", name="Personal Banking (pb)")).to_be_visible()
     expect(page.get_by_text("dw-dev")).to_have_count(0)
     expect(page.get_by_role("link", name="Request access")).to_be_visible()  # eligible admin
     assert_accessible(page)
@@ -89,6 +90,14 @@ def test_employee_sees_own_business_unit_and_gets_console_and_cli(
     ).to_be_visible()
     assert "AccessKeyId" in page.content()
     assert_accessible(page)
+    # The session token is one long word: the page wraps it instead of growing sideways.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=site)
+    page.get_by_role("button", name="Copy").nth(1).click()  # the PowerShell form
+    expect(page.get_by_role("button", name="Copied")).to_be_visible()
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied.startswith('$Env:AWS_ACCESS_KEY_ID="ASIA') and "AWS_SESSION_TOKEN" in copied
+    screenshot(page, "employee-cli-credentials")
 
 
 @pytest.fixture

@@ -54,6 +54,18 @@ def test_token_lifetime_is_bounded(world: World, days: str) -> None:
     assert not ApiToken.objects.exists()
 
 
+def test_token_pages_send_no_referrer_elsewhere_yet_keep_their_forms_origin(world: World) -> None:
+    # `no-referrer` on a page with forms makes Chromium post `Origin: null`, which the CSRF
+    # check refuses; `same-origin` keeps the Origin and still sends no Referer off-site.
+    client = Client()
+    client.force_login(world.alice)
+    listed = client.get("/tokens/")
+    created = client.post("/tokens/", {"name": "laptop", "days": "30"})
+    for response in (listed, created):
+        assert response["Referrer-Policy"] == "same-origin"
+        assert response["Cache-Control"] == "no-store"
+
+
 def test_token_page_needs_csrf(world: World) -> None:
     client = Client(enforce_csrf_checks=True)
     client.force_login(world.alice)
@@ -164,6 +176,44 @@ def test_revoked_token_stops_working(world: World) -> None:
     assert AuditEvent.objects.filter(event_type="api_token.revoked").count() == 1
 
 
+def test_a_token_revokes_itself_and_only_itself(world: World) -> None:
+    mine, other = _token(world), _token(world)
+    client = Client()
+    assert client.get("/api/v1/token/revoke", **_bearer(mine)).status_code == 405
+
+    response = client.post("/api/v1/token/revoke", **_bearer(mine))
+
+    assert response.status_code == 200 and mine.startswith(response.json()["revoked"])
+    assert client.get("/api/v1/entitlements", **_bearer(mine)).status_code == 401
+    assert client.get("/api/v1/entitlements", **_bearer(other)).status_code == 200
+    assert AuditEvent.objects.filter(event_type="api_token.revoked").count() == 1
+
+
+def test_requests_are_filed_and_read_back_through_the_api(world: World) -> None:
+    token, client = _token(world), Client()
+    body = {"account": "222222222222", "role": "admin", "minutes": 60, "justification": "INC-1"}
+
+    filed = client.post("/api/v1/requests", body, content_type="application/json", **_bearer(token))
+
+    assert filed.status_code == 201 and filed.json()["state"] == "pending"
+    shown = client.get(f"/api/v1/requests/{filed.json()['id']}", **_bearer(token))
+    assert shown.status_code == 200 and shown.json() == filed.json()
+    again = client.post("/api/v1/requests", body, content_type="application/json", **_bearer(token))
+    assert again.status_code == 409 and again.json()["error"] == "duplicate_request"
+    other = create_api_token(
+        world.dora, name="d", lifetime=timedelta(days=1), now=timezone.now(), ip=None
+    ).plaintext
+    hidden = client.get(f"/api/v1/requests/{filed.json()['id']}", **_bearer(other))
+    assert hidden.status_code == 404
+    bad = client.post(
+        "/api/v1/requests",
+        {**body, "minutes": "60"},
+        content_type="application/json",
+        **_bearer(token),
+    )
+    assert bad.status_code == 400
+
+
 def test_nobody_revokes_someone_elses_token(world: World) -> None:
     _token(world)
     client = Client()
@@ -175,7 +225,14 @@ def test_nobody_revokes_someone_elses_token(world: World) -> None:
 def test_openapi_document_describes_the_api(client: Client) -> None:
     document = client.get("/api/v1/openapi.json").json()
     assert document["openapi"].startswith("3.")
-    assert set(document["paths"]) == {"/entitlements", "/credentials"}
+    assert set(document["paths"]) == {
+        "/entitlements",
+        "/credentials",
+        "/console",
+        "/requests",
+        "/requests/{request_id}",
+        "/token/revoke",
+    }
     post = document["paths"]["/credentials"]["post"]
     assert {"200", "401", "403", "503"} <= set(post["responses"])
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"

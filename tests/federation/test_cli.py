@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import configparser
 import io
 import json
 import os
 import stat
 import sys
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
+import botocore.session
 import pytest
 from django.utils import timezone
+from pytest_django.fixtures import Settings as SettingsWrapper
 from pytest_django.live_server_helper import LiveServer
 
+from access_requests.models import AccessRequest
 from federation import cli
-from federation.issuance.tokens import create_api_token
-from federation.models import SessionIssuance
+from federation.issuance.tokens import create_api_token, revoke_api_token
+from federation.models import ApiToken, SessionIssuance
 from tests.aws import MotoServer, caller_arn
+from tests.factories import GrantFactory
 from tests.issuance import World
 
 pytestmark = pytest.mark.django_db
@@ -82,6 +88,16 @@ def test_login_refuses_plain_http_off_loopback(
     assert "https://" in capsys.readouterr().err
 
 
+def _cache_files(config: Path) -> list[Path]:
+    return sorted((config / "cache").rglob("*.json"))
+
+
+def _set_expiry(cache_file: Path, left: timedelta) -> None:
+    entry = json.loads(cache_file.read_text())
+    entry["Expiration"] = (datetime.now(UTC) + left).isoformat()
+    cache_file.write_text(json.dumps(entry))
+
+
 def test_credentials_print_credential_process_json_cached_until_near_expiry(
     logged_in: Path, broker: MotoServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -96,15 +112,70 @@ def test_credentials_print_credential_process_json_cached_until_near_expiry(
     assert json.loads(capsys.readouterr().out) == first
     assert SessionIssuance.objects.count() == 1  # served from the cache
 
-    [cache_file] = (logged_in / "cache").iterdir()
+    [cache_file] = _cache_files(logged_in)
     assert _mode(cache_file) == 0o600
-    near_expiry = datetime.now(UTC) + timedelta(minutes=14)
-    cache_file.write_text(json.dumps({**first, "Expiration": near_expiry.isoformat()}))
-
+    # A 15-minute session (STS's shortest) is reused while more than the margin is left...
+    _set_expiry(cache_file, timedelta(minutes=14))
+    assert cli.main(args) == 0
+    assert json.loads(capsys.readouterr().out)["AccessKeyId"] == first["AccessKeyId"]
+    # ...and never served inside botocore's mandatory-refresh window.
+    _set_expiry(cache_file, timedelta(minutes=9))
     assert cli.main(args) == 0
     refreshed = json.loads(capsys.readouterr().out)
     assert refreshed["AccessKeyId"] != first["AccessKeyId"]
     assert SessionIssuance.objects.count() == 2
+
+
+def test_cache_is_keyed_by_the_duration_asked_for(
+    logged_in: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["credentials", "--account", "111111111111", "--role", "cloud-eng"]
+    assert cli.main(args) == 0
+    default = json.loads(capsys.readouterr().out)
+
+    assert cli.main([*args, "--duration", "900"]) == 0
+    captured = capsys.readouterr()
+    short = json.loads(captured.out)
+    assert short["AccessKeyId"] != default["AccessKeyId"]
+    assert SessionIssuance.objects.order_by("-pk").first().duration == timedelta(minutes=15)
+    assert "session lasts 15 min" in captured.err
+    assert cli.main([*args, "--duration", "900"]) == 0  # the short session is reused too
+    assert json.loads(capsys.readouterr().out) == short
+    assert SessionIssuance.objects.count() == 2
+
+
+def test_a_refused_token_empties_its_cache(
+    world: World, logged_in: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["credentials", "--account", "111111111111", "--role", "cloud-eng"]
+    assert cli.main(args) == 0 and cli.main([*args, "--duration", "1800"]) == 0
+    capsys.readouterr()
+    token = ApiToken.objects.get()
+    revoke_api_token(world.alice, token_id=token.pk, now=timezone.now(), ip=None)
+    # The 30-minute session's entry (the sooner to expire) is due for renewal; the other is fresh.
+    short = min(_cache_files(logged_in), key=lambda f: json.loads(f.read_text())["Expiration"])
+    _set_expiry(short, timedelta(minutes=5))
+
+    assert cli.main([*args, "--duration", "1800"]) == 1
+    assert "401" in capsys.readouterr().err
+    # The still-fresh entry of the same token is gone with it: nothing cached is handed out.
+    assert _cache_files(logged_in) == []
+    assert cli.main(args) == 1 and cli.main([*args, "--duration", "1800"]) == 1
+
+
+def test_a_refused_role_drops_its_cache_entry(
+    world: World, logged_in: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["credentials", "--account", "111111111111", "--role", "cloud-eng"]
+    assert cli.main(args) == 0
+    [entry] = _cache_files(logged_in)
+    _set_expiry(entry, timedelta(minutes=5))
+    world.alice.directory_groups = ["aws-pb-admin"]
+    world.alice.save()
+
+    assert cli.main(args) == 1
+    assert "403" in capsys.readouterr().err
+    assert not entry.exists()
 
 
 def test_credentials_refusal_is_an_error_on_stderr_and_nothing_on_stdout(
@@ -122,31 +193,180 @@ def test_credentials_without_login_say_how_to_log_in(
     assert "fedaccess login" in capsys.readouterr().err
 
 
-def test_config_prints_a_profile_per_entitlement(
+def test_console_prints_a_working_sign_in_link(
+    logged_in: Path,
+    live_server: LiveServer,
+    settings: SettingsWrapper,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings.DEMO_MODE = True
+    settings.ROOT_URLCONF = "tests.federation_stand_in_urls"
+    settings.AWS_FEDERATION_URL = f"{live_server.url}/demo-federation/"
+
+    args = ["console", "--account", "111111111111", "--role", "cloud-eng", "--print"]
+    assert cli.main(args) == 0
+
+    link = capsys.readouterr().out.strip()
+    assert link.startswith(f"{live_server.url}/demo-federation/?Action=login")
+    with urllib.request.urlopen(link) as landing:  # noqa: S310 - the live test server
+        assert (
+            "You would now be in account <strong>111111111111</strong>" in landing.read().decode()
+        )
+    assert SessionIssuance.objects.get().kind == "console"
+    assert cli.main([*args[:-1], "--role", "admin", "--account", "222222222222", "--print"]) == 1
+    assert "needs an approved request" in capsys.readouterr().err
+
+
+def test_request_files_one_and_waits_for_the_decision(
+    world: World, logged_in: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["request", "--account", "222222222222", "--role", "admin", "--minutes", "60"]
+    assert cli.main([*args, "--why", "INC-9 failover", "--ticket", "INC-9"]) == 0
+    assert "Request #" in capsys.readouterr().out
+    filed = AccessRequest.objects.get()
+    assert (filed.justification, filed.ticket, filed.duration_minutes) == (
+        "INC-9 failover",
+        "INC-9",
+        60,
+    )
+
+    assert cli.main([*args, "--why", "again"]) == 1  # one pending request per target
+    assert "409" in capsys.readouterr().err
+    assert cli.main([*args[:-1], "15", "--why", "short"]) == 1
+    assert "at least 30 minutes" in capsys.readouterr().err
+
+    filed.delete()
+    # --wait returns at once when the portal has decided; here nobody decides in 0 seconds.
+    assert cli.main([*args, "--why", "INC-10", "--wait", "0"]) == 0
+    assert "pending" in capsys.readouterr().out
+
+
+def test_logout_revokes_the_token_and_forgets_it_and_its_cache(
     logged_in: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli.main(["config"]) == 0
+    assert cli.main(["credentials", "--account", "111111111111", "--role", "cloud-eng"]) == 0
+    assert _cache_files(logged_in)
+
+    assert cli.main(["logout"]) == 0
+
+    assert "revoked at the portal" in capsys.readouterr().err
+    assert ApiToken.objects.get().revoked_at is not None
+    assert "token" not in json.loads((logged_in / "config.json").read_text())
+    assert _cache_files(logged_in) == []
+    assert cli.main(["credentials", "--account", "111111111111", "--role", "cloud-eng"]) == 1
+    assert "fedaccess login" in capsys.readouterr().err
+
+
+def test_status_shows_session_lengths_and_the_time_left_on_grants(
+    world: World, logged_in: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = timezone.now()
+    GrantFactory(
+        request__requester=world.alice,
+        request__account=world.pb_prod,
+        request__role=world.admin,
+        starts_at=now,
+        ends_at=now + timedelta(hours=1, minutes=30, seconds=30),
+    )
+    assert cli.main(["status"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines()}
+    assert (
+        "standing" in lines["pb-dev.cloud-eng"] and "up to 2 h 0 min" in lines["pb-dev.cloud-eng"]
+    )
+    assert "grant ends in 1 h 30 min" in lines["pb-prod.admin"]
+
+
+UNRELATED = """[default]
+region = us-east-1
+
+[profile work]
+role_arn = arn:aws:iam::999999999999:role/x
+source_profile = default
+"""
+
+
+@pytest.fixture
+def aws_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "aws" / "config"
+    path.parent.mkdir()
+    path.write_text(UNRELATED)
+    path.chmod(0o640)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(path))
+    return path
+
+
+def test_config_prints_a_profile_per_usable_entitlement(
+    logged_in: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["config", "--print"]) == 0
     out = capsys.readouterr().out
     assert "[profile pb-dev.cloud-eng]" in out
     assert (
         "credential_process = fedaccess credentials --account 111111111111 --role cloud-eng" in out
     )
     assert "region = eu-west-1" in out
-    admin = out.index("[profile pb-prod.admin]")
-    assert "# eligible only" in out[admin - 120 : admin]
+    # An eligible-only role would fail until approved: named in a comment, not a profile.
+    assert "[profile pb-prod.admin]" not in out
+    assert "# pb-prod.admin: eligible only; request access at" in out
+
+
+def test_config_twice_keeps_one_block_and_every_line_outside_it(
+    logged_in: Path, aws_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["config"]) == 0
+    once = aws_config.read_text()
+    assert cli.main(["config"]) == 0
+    twice = aws_config.read_text()
+
+    assert twice == once and twice.startswith(UNRELATED)
+    assert stat.S_IMODE(aws_config.stat().st_mode) == 0o640
+    parser = configparser.ConfigParser()  # strict: a duplicate section would raise
+    parser.read_string(twice)
+    ours = ["pb-dev.cloud-eng", "pb-prod.cloud-eng"]
+    assert parser.sections() == ["default", "profile work", *[f"profile {p}" for p in ours]]
+    profiles = botocore.session.Session(profile="work").full_config["profiles"]
+    assert set(profiles) == {"default", "work", *ours}
+
+    # Lines added around the block later survive the next run byte for byte.
+    aws_config.write_text("# mine\n" + twice + "\n[profile later]\nregion = eu-west-2\n")
+    assert cli.main(["config"]) == 0
+    assert aws_config.read_text() == "# mine\n" + twice + "\n[profile later]\nregion = eu-west-2\n"
+
+
+def test_config_leaves_a_same_named_profile_outside_the_block_alone(
+    logged_in: Path, aws_config: Path
+) -> None:
+    # What appending the old output by hand left behind.
+    mine = "[profile pb-dev.cloud-eng]\nregion = ap-south-1\n"
+    aws_config.write_text(UNRELATED + "\n" + mine)
+    assert cli.main(["config"]) == 0
+    text = aws_config.read_text()
+    assert text.startswith(UNRELATED + "\n" + mine)
+    parser = configparser.ConfigParser()
+    parser.read_string(text)
+    assert parser["profile pb-dev.cloud-eng"]["region"] == "ap-south-1"
+    assert "exists outside this block; left alone" in text
+
+
+def test_config_refuses_a_block_without_its_end(
+    logged_in: Path, aws_config: Path, live_server: LiveServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = UNRELATED + cli.BLOCK_BEGIN.format(url=live_server.url) + "\n[profile x]\n"
+    aws_config.write_text(broken)
+    assert cli.main(["config"]) == 1
+    assert "no end marker" in capsys.readouterr().err
+    assert aws_config.read_text() == broken
 
 
 def test_aws_sdk_gets_working_credentials_through_credential_process(
     logged_in: Path,
     broker: MotoServer,
-    tmp_path: Path,
+    aws_config: Path,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert cli.main(["config"]) == 0
-    aws_config = tmp_path / "aws-config"
-    aws_config.write_text(capsys.readouterr().out)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(aws_config))
+    assert cli.main(["config"]) == 0
     # botocore runs `fedaccess` from PATH, as the AWS CLI would: the installed entry point.
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
 

@@ -116,6 +116,7 @@ def test_cli_action_from_the_browser_shows_a_page_that_is_not_cached(
     response = _post(client, "111111111111", "cloud-eng", "cli")
     assert response.status_code == 200  # type: ignore[attr-defined]
     assert "export AWS_SESSION_TOKEN=" in response.content.decode()  # type: ignore[attr-defined]
+    assert "lasts\n  2 h: valid until" in response.content.decode()  # type: ignore[attr-defined]
     assert response["Cache-Control"] == "no-store"  # type: ignore[index]
 
 
@@ -227,6 +228,46 @@ def test_portal_offers_actions_for_usable_roles_and_shows_grant_time_left(
     assert 'aria-label="Open the AWS console in pb-prod as admin"' in body
     assert "2\xa0hours left" in body or "2 hours left" in body
     assert 'action="/sessions/"' in body
+
+
+def test_portal_says_how_long_a_session_lasts_and_until_when_one_can_start(
+    world: World,
+) -> None:
+    now = timezone.now()
+    GrantFactory(
+        request__requester=world.alice,
+        request__account=world.pb_prod,
+        request__role=world.admin,
+        starts_at=now - timedelta(minutes=5),
+        ends_at=now + timedelta(minutes=40, seconds=30),
+    )
+    client = Client()
+    client.force_login(world.alice)
+    body = client.get("/").content.decode()
+
+    last_start = (now + timedelta(minutes=25, seconds=30)).strftime("%H:%M")
+    assert f"Session: 40 min; new sessions until {last_start} UTC" in body
+    assert "Session: 2 h<" in body  # cloud-eng's role limit, standing access
+
+
+def test_portal_offers_no_session_in_a_grants_last_15_minutes(world: World) -> None:
+    now = timezone.now()
+    GrantFactory(
+        request__requester=world.alice,
+        request__account=world.pb_prod,
+        request__role=world.admin,
+        starts_at=now - timedelta(minutes=20),
+        ends_at=now + timedelta(minutes=10),
+    )
+    client = Client()
+    client.force_login(world.alice)
+    body = client.get("/").content.decode()
+
+    assert 'aria-label="Open the AWS console in pb-prod as admin"' not in body
+    assert "Too late for a new session" in body
+    refused = _post(client, "222222222222", "admin", "cli")
+    assert refused.status_code == 409  # type: ignore[attr-defined]
+    assert "less than 15 minutes" in refused.content.decode()  # type: ignore[attr-defined]
 
 
 def test_no_credential_reaches_logs_or_audit_rows(

@@ -28,7 +28,8 @@ def test_portal_requires_sign_in(client: Client) -> None:
 
 
 def test_portal_lists_own_business_unit_grouped_by_environment(client: Client) -> None:
-    pb, dw = BusinessUnitFactory(slug="pb"), BusinessUnitFactory(slug="dw")
+    pb = BusinessUnitFactory(slug="pb", name="Personal Banking")
+    dw = BusinessUnitFactory(slug="dw", name="Data Warehouse")
     AccountFactory(alias="pb-dev", business_unit=pb, environment="dev")
     AccountFactory(alias="pb-prod", business_unit=pb, environment="prod")
     AccountFactory(alias="dw-dev", business_unit=dw, environment="dev")
@@ -48,9 +49,9 @@ def test_portal_lists_own_business_unit_grouped_by_environment(client: Client) -
 
     body = response.content.decode()
     assert response.status_code == 200
-    assert "Business unit: pb" in body
+    assert 'Personal Banking <span class="muted">(pb)</span></h2>' in body  # named, not a slug
     assert "pb-dev" in body and "pb-prod" in body
-    assert "dw-dev" not in body and "Business unit: dw" not in body
+    assert "dw-dev" not in body and "Data Warehouse" not in body
     assert body.index("<h3>dev</h3>") < body.index("<h3>prod</h3>")
     assert "eligible" in body
     assert response["Cache-Control"] == "no-store"
