@@ -1,8 +1,10 @@
 """The one place audit events are written: an append-only, hash-chained log (SECURITY.md §6).
 
 Each event's hash is SHA-256 over the previous hash and the event's canonical JSON (sorted keys,
-UTC times, its sequence number). Appends lock the single chain-head row, so concurrent writers
-queue instead of forking the chain.
+UTC times, its sequence number; audit/hashing.py). ``record_event`` inserts the event unsequenced
+in the caller's transaction, taking no shared lock; the sequencer (audit/sequencer.py) gives it
+its number and hash once it has committed. With ``AUDIT_SEQUENCING=inline`` (no broker: demo,
+tests) the writer sequences in its own transaction instead, holding the sequencer lock to commit.
 
 Any string can be audited, including what the service refuses to store elsewhere: PostgreSQL
 refuses NUL in text and JSON, and a lone UTF-16 surrogate has no UTF-8 form. Before hashing,
@@ -15,7 +17,6 @@ stored, so ``audit_verify`` checks escaped events like any other (docs/issuance.
 from __future__ import annotations
 
 import getpass
-import hashlib
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -23,13 +24,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest
 
+from federation.audit.hashing import GENESIS_HASH, canonical_record, chain_hash
+from federation.audit.sequencer import sequence_within_transaction
 from federation.models import AuditChainHead, AuditEvent, User
 from federation.refusals import Refused
 
-GENESIS_HASH = "0" * 64
+__all__ = [
+    "GENESIS_HASH",
+    "ChainStatus",
+    "canonical_record",
+    "chain_hash",
+    "record_event",
+    "record_refusal",
+    "verify_chain",
+]
 
 # Keys that must never reach the log, whatever a caller passes (credentials, assertions...).
 FORBIDDEN_KEYS = frozenset(
@@ -74,34 +86,6 @@ def _storable(value: Any) -> Any:
     return value
 
 
-def canonical_record(
-    *,
-    seq: int,
-    at: datetime,
-    event_type: str,
-    actor: str,
-    account_id: str,
-    target: str,
-    ip: str | None,
-    data: Mapping[str, Any],
-) -> bytes:
-    record = {
-        "seq": seq,
-        "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
-        "event_type": event_type,
-        "actor": actor,
-        "account_id": account_id,
-        "target": target,
-        "ip": ip,
-        "data": data,
-    }
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def chain_hash(prev_hash: str, record: bytes) -> str:
-    return hashlib.sha256(prev_hash.encode("ascii") + record).hexdigest()
-
-
 def _check_no_secrets(data: Any, path: str = "data") -> None:
     if isinstance(data, Mapping):
         for key, value in data.items():
@@ -123,10 +107,11 @@ def record_event(
     ip: str | None = None,
     now: datetime,
 ) -> AuditEvent:
-    """Append one event to the chain, inside the caller's transaction if there is one.
+    """Append one event to the log, inside the caller's transaction if there is one.
 
-    The event commits or rolls back with the change it describes. Raises ValueError if ``data``
-    carries a secret-bearing key.
+    The event commits or rolls back with the change it describes. It is returned unsequenced
+    (``seq`` None) unless ``AUDIT_SEQUENCING`` is ``inline``; the sequencer places it after commit.
+    Raises ValueError if ``data`` carries a secret-bearing key.
     """
     # Lone surrogates survive json.dumps only as \\u escapes (ensure_ascii), so the round trip
     # keeps them for _storable to escape.
@@ -146,35 +131,21 @@ def record_event(
     at = now.astimezone(UTC)
     # No savepoint: a failure here must fail the caller's whole change anyway, and the two
     # round trips of SAVEPOINT/RELEASE were a measurable part of every audited action.
+    event = AuditEvent(
+        at=at,
+        event_type=event_type,
+        actor=actor_label,
+        actor_user=actor_user,
+        account_id=account_id,
+        target=target,
+        ip=ip,
+        data=payload,
+    )
     with transaction.atomic(savepoint=False):
-        head = _locked_head()
-        seq = head.seq + 1
-        record = canonical_record(
-            seq=seq,
-            at=at,
-            event_type=event_type,
-            actor=actor_label,
-            account_id=account_id,
-            target=target,
-            ip=ip,
-            data=payload,
-        )
-        digest = chain_hash(head.hash, record)
-        event = AuditEvent(
-            seq=seq,
-            at=at,
-            event_type=event_type,
-            actor=actor_label,
-            actor_user=actor_user,
-            account_id=account_id,
-            target=target,
-            ip=ip,
-            data=payload,
-            prev_hash=head.hash,
-            hash=digest,
-        )
         event.save(force_insert=True)
-        AuditChainHead.objects.filter(pk=1).update(seq=seq, hash=digest)
+        if settings.AUDIT_SEQUENCING == "inline":
+            place = sequence_within_transaction()[event.pk]
+            event.seq, event.prev_hash, event.hash = place.seq, place.prev_hash, place.hash
     return event
 
 
@@ -210,14 +181,6 @@ def record_refusal(
     )
 
 
-def _locked_head() -> AuditChainHead:
-    head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
-    if head is None:
-        AuditChainHead.objects.get_or_create(pk=1, defaults={"seq": 0, "hash": GENESIS_HASH})
-        head = AuditChainHead.objects.select_for_update().get(pk=1)
-    return head
-
-
 @dataclass(frozen=True)
 class ChainStatus:
     ok: bool
@@ -234,7 +197,7 @@ def iter_events(batch: int = 2000, *, after: int = 0) -> Iterator[AuditEvent]:
         if not rows:
             return
         yield from rows
-        last = rows[-1].seq
+        last = rows[-1].seq or last  # seq__gt never matches NULL: every row here is placed
 
 
 def verify_chain(*, after: tuple[int, str] | None = None) -> ChainStatus:

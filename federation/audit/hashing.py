@@ -1,0 +1,43 @@
+"""What an audit event's hash covers: its canonical JSON, chained to the previous hash.
+
+Each event's hash is SHA-256 over the previous event's hash (ASCII hex) and the event's canonical
+JSON (sorted keys, no spaces, UTF-8, UTC time with microseconds, its sequence number).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+GENESIS_HASH = "0" * 64
+
+
+def canonical_record(
+    *,
+    seq: int,
+    at: datetime,
+    event_type: str,
+    actor: str,
+    account_id: str,
+    target: str,
+    ip: str | None,
+    data: Mapping[str, Any],
+) -> bytes:
+    record = {
+        "seq": seq,
+        "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
+        "event_type": event_type,
+        "actor": actor,
+        "account_id": account_id,
+        "target": target,
+        "ip": ip,
+        "data": data,
+    }
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def chain_hash(prev_hash: str, record: bytes) -> str:
+    return hashlib.sha256(prev_hash.encode("ascii") + record).hexdigest()
