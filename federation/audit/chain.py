@@ -19,8 +19,7 @@ from __future__ import annotations
 import getpass
 import json
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,7 +29,14 @@ from django.http import HttpRequest
 
 from federation.audit.hashing import GENESIS_HASH, canonical_record, chain_hash
 from federation.audit.sequencer import sequence_within_transaction
-from federation.models import AuditChainHead, AuditEvent, User
+from federation.audit.verify import (
+    ChainStatus,
+    forget_verification,
+    iter_events,
+    verify_chain,
+    verify_chain_incrementally,
+)
+from federation.models import AuditEvent, User
 from federation.refusals import Refused
 
 __all__ = [
@@ -38,9 +44,12 @@ __all__ = [
     "ChainStatus",
     "canonical_record",
     "chain_hash",
+    "forget_verification",
+    "iter_events",
     "record_event",
     "record_refusal",
     "verify_chain",
+    "verify_chain_incrementally",
 ]
 
 # Keys that must never reach the log, whatever a caller passes (credentials, assertions...).
@@ -141,11 +150,14 @@ def record_event(
         ip=ip,
         data=payload,
     )
+    if settings.AUDIT_SEQUENCING != "inline":
+        # One INSERT: it joins the caller's transaction, or commits alone in autocommit.
+        event.save(force_insert=True)
+        return event
     with transaction.atomic(savepoint=False):
         event.save(force_insert=True)
-        if settings.AUDIT_SEQUENCING == "inline":
-            place = sequence_within_transaction()[event.pk]
-            event.seq, event.prev_hash, event.hash = place.seq, place.prev_hash, place.hash
+        place = sequence_within_transaction()[event.pk]
+        event.seq, event.prev_hash, event.hash = place.seq, place.prev_hash, place.hash
     return event
 
 
@@ -181,83 +193,11 @@ def record_refusal(
     )
 
 
-@dataclass(frozen=True)
-class ChainStatus:
-    ok: bool
-    verified_up_to: int
-    first_bad_seq: int | None = None
-    problem: str = ""
-    head_hash: str = ""
-
-
-def iter_events(batch: int = 2000, *, after: int = 0) -> Iterator[AuditEvent]:
-    last = after
-    while True:
-        rows = list(AuditEvent.objects.filter(seq__gt=last).order_by("seq")[:batch])
-        if not rows:
-            return
-        yield from rows
-        last = rows[-1].seq or last  # seq__gt never matches NULL: every row here is placed
-
-
-def verify_chain(*, after: tuple[int, str] | None = None) -> ChainStatus:
-    """Recompute every hash from the genesis; report the first event that does not match.
-
-    Catches edited, deleted and reordered rows, and a head that disagrees with the last row.
-    ``after=(seq, hash)`` resumes from an already verified event (incremental checks); only the
-    full check from the genesis covers rows before it.
-    """
-    prev_hash, expected_seq = (GENESIS_HASH, 1) if after is None else (after[1], after[0] + 1)
-    for event in iter_events(after=expected_seq - 1):
-        if event.seq != expected_seq:
-            return ChainStatus(False, expected_seq - 1, expected_seq, "missing event(s)")
-        if event.prev_hash != prev_hash:
-            return ChainStatus(False, event.seq - 1, event.seq, "previous hash does not match")
-        record = canonical_record(
-            seq=event.seq,
-            at=event.at,
-            event_type=event.event_type,
-            actor=event.actor,
-            account_id=event.account_id,
-            target=event.target,
-            ip=event.ip,
-            data=event.data,
-        )
-        if chain_hash(prev_hash, record) != event.hash:
-            return ChainStatus(False, event.seq - 1, event.seq, "content does not match its hash")
-        prev_hash = event.hash
-        expected_seq += 1
-    head = AuditChainHead.objects.filter(pk=1).first()
-    last = expected_seq - 1
-    if head is not None and (head.seq != last or head.hash != prev_hash):
-        return ChainStatus(False, last, last + 1, "events after the last stored one are missing")
-    return ChainStatus(True, last, head_hash=prev_hash)
-
-
-_verified: tuple[int, str] | None = None
-
-
-def verify_chain_incrementally() -> ChainStatus:
-    """Verify only the events appended since this process last verified the chain (the audit
-    page's status line). The full check is ``manage.py audit_verify``, run on a schedule."""
-    global _verified
-    status = verify_chain(after=_verified)
-    if status.ok:
-        _verified = (status.verified_up_to, status.head_hash) if status.verified_up_to else None
-    return status
-
-
 def request_ip(request: HttpRequest) -> str | None:
     """The client address for audit. Only REMOTE_ADDR: forwarded headers are client-controlled
     unless a trusted proxy rewrites them, and the deployment's proxy sets REMOTE_ADDR."""
     value = request.META.get("REMOTE_ADDR")
     return str(value) if value else None
-
-
-def forget_verification() -> None:
-    """Drop this process's incremental checkpoint (tests; after restoring a database)."""
-    global _verified
-    _verified = None
 
 
 def cli_actor() -> str:
