@@ -176,6 +176,20 @@ CELERY_BEAT_SCHEDULE["sequence-audit-events"] = {
     "options": {"expires": 5.0},
 }
 
+# Signed checkpoints of the chain head (SPEC §3.1): PEM Ed25519 key or its path; file:// or s3://.
+AUDIT_SIGNING_KEY = os.environ.get("AUDIT_SIGNING_KEY", "")
+AUDIT_CHECKPOINT_URL = os.environ.get("AUDIT_CHECKPOINT_URL", "")
+# A checkpoint when the last is this old, or sooner once this many events were added since.
+AUDIT_CHECKPOINT_INTERVAL = timedelta(
+    seconds=float(os.environ.get("AUDIT_CHECKPOINT_INTERVAL_SECONDS", "3600"))
+)
+AUDIT_CHECKPOINT_EVERY_EVENTS = int(os.environ.get("AUDIT_CHECKPOINT_EVERY_EVENTS", "100000"))
+if AUDIT_CHECKPOINT_URL:
+    CELERY_BEAT_SCHEDULE["audit-checkpoint-when-due"] = {
+        "task": "federation.audit_checkpoint_when_due",
+        "schedule": float(os.environ.get("AUDIT_CHECKPOINT_CHECK_SECONDS", "300")),
+    }
+
 # --- Access requests (SPEC §4 Requests).
 ACCESS_REQUEST_DECIDE_WITHIN = timedelta(
     minutes=int(os.environ.get("ACCESS_REQUEST_DECIDE_WITHIN_MINUTES", str(24 * 60)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.utils import timezone
 
-from federation.audit import sequencer
+from federation.audit import checkpoint, sequencer
 from federation.idp import saml_metadata, saml_response
 
 
@@ -25,3 +25,10 @@ def sequence_audit_events() -> int:
     """Give committed audit events their place in the chain (returns 0 if another sequencer
     holds the lock; docs/audit.md)."""
     return sequencer.sequence_pending()
+
+
+@shared_task(name="federation.audit_checkpoint_when_due")  # type: ignore[untyped-decorator]
+def audit_checkpoint_when_due() -> str:
+    """Sign and publish the audit chain head when a checkpoint is due (docs/audit.md)."""
+    published = checkpoint.checkpoint_when_due(now=timezone.now())
+    return published.name if published else ""

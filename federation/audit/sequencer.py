@@ -140,17 +140,19 @@ def sequence_within_transaction() -> dict[int, Placement]:
     return placed
 
 
-def sequence_pending(*, batch_size: int | None = None) -> int:
+def sequence_pending(*, batch_size: int | None = None, wait: bool = False) -> int:
     """Sequence every event committed before this call, one transaction per batch.
 
     Returns how many events it placed; 0 when another sequencer holds the lock (that one
-    places them). Raises SequencingConflict (the batch rolled back) if the rows changed under it.
+    places them), unless ``wait``: then it waits for the lock, so that every event committed
+    before the call is placed when it returns (checkpoints). Raises SequencingConflict (the
+    batch rolled back) if the rows changed under it.
     """
     limit = batch_size or settings.AUDIT_SEQUENCER_BATCH
     total = 0
     while True:
         with transaction.atomic():
-            if not _take_lock(wait=False):
+            if not _take_lock(wait=wait):
                 return total
             placed = _sequence_batch(limit)
         total += len(placed)
