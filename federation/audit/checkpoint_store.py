@@ -3,7 +3,9 @@
 ``file:///dir``: one file per object, created exclusively (never overwritten). ``s3://bucket/
 prefix``: one object each; when the bucket has S3 Object Lock enabled, each object is written
 with a COMPLIANCE-mode retention of the bucket's default period (or 365 days when it sets none),
-so not even the bucket's owner can delete or overwrite it before that date.
+so not even the bucket's owner can delete or overwrite it before that date. A locked bucket is
+versioned, so a writer can still hide an object behind a newer version or a delete marker: the
+store therefore lists every version and reads each name's first (oldest, locked) version.
 """
 
 from __future__ import annotations
@@ -61,17 +63,26 @@ class S3Store:
         self.url, self.bucket = url, bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.client: Any = boto3.client("s3")
+        self._first_version: dict[str, str] = {}
 
     def names(self) -> list[str]:
-        paginator = self.client.get_paginator("list_objects_v2")
-        found: list[str] = []
+        paginator = self.client.get_paginator("list_object_versions")
+        first: dict[str, tuple[Any, str]] = {}
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
-            found.extend(item["Key"][len(self.prefix) :] for item in page.get("Contents", []))
-        return sorted(found)
+            for version in page.get("Versions", []):
+                name = version["Key"][len(self.prefix) :]
+                seen = first.get(name)
+                if seen is None or version["LastModified"] <= seen[0]:  # listed newest first
+                    first[name] = (version["LastModified"], version["VersionId"])
+        self._first_version = {name: version for name, (_, version) in first.items()}
+        return sorted(first)
 
     def read(self, name: str) -> bytes:
-        body = self.client.get_object(Bucket=self.bucket, Key=self.prefix + name)["Body"]
-        return bytes(body.read())
+        extra = {}
+        if name in self._first_version:
+            extra = {"VersionId": self._first_version[name]}
+        response = self.client.get_object(Bucket=self.bucket, Key=self.prefix + name, **extra)
+        return bytes(response["Body"].read())
 
     def write(self, name: str, body: bytes, *, now: datetime) -> None:
         extra: dict[str, Any] = {}
