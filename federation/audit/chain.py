@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.http import HttpRequest
 
 from federation.audit.hashing import GENESIS_HASH, canonical_record, chain_hash
@@ -152,13 +152,45 @@ def record_event(
     )
     if settings.AUDIT_SEQUENCING != "inline":
         # One INSERT: it joins the caller's transaction, or commits alone in autocommit.
-        event.save(force_insert=True)
+        _insert(event)
         return event
     with transaction.atomic(savepoint=False):
-        event.save(force_insert=True)
+        _insert(event)
         place = sequence_within_transaction()[event.pk]
         event.seq, event.prev_hash, event.hash = place.seq, place.prev_hash, place.hash
     return event
+
+
+# Every audited action pays for this statement: written once, not compiled by the ORM each time
+# (that compilation was half of an append's CPU time, bench/audit.py).
+_INSERT = (
+    "INSERT INTO federation_auditevent"
+    " (at, event_type, actor, actor_user_id, account_id, target, ip, data)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s::inet, %s::jsonb) RETURNING id, recorded_at"
+)
+
+
+def _insert(event: AuditEvent) -> None:
+    if connection.vendor != "postgresql":
+        event.save(force_insert=True)
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _INSERT,
+            [
+                event.at,
+                event.event_type,
+                event.actor,
+                event.actor_user_id,
+                event.account_id,
+                event.target,
+                event.ip,
+                json.dumps(event.data),
+            ],
+        )
+        row = cursor.fetchone()
+    event.pk, event.recorded_at = row
+    event._state.adding, event._state.db = False, connection.alias
 
 
 def record_refusal(

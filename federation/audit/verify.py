@@ -111,13 +111,16 @@ def verify_chain(*, after: tuple[int, str] | None = None, jobs: int = 1) -> Chai
     Catches edited, deleted and reordered rows, and a head that disagrees with the last row.
     ``after=(seq, hash)`` resumes from an already verified event (incremental checks); only the
     full check from the genesis covers rows before it. ``jobs`` > 1 checks ranges in parallel
-    processes (PostgreSQL only); the result is the same.
+    processes (PostgreSQL, outside a transaction); the result is the same.
     """
     start, prev_hash = (0, GENESIS_HASH) if after is None else after
     head = AuditChainHead.objects.filter(pk=1).first()
     stored = AuditEvent.objects.filter(seq__isnull=False).order_by("-seq").first()
     end = max(head.seq if head else 0, (stored.seq or 0) if stored else 0)
-    ranges = _split(start, end, jobs if connection.vendor == "postgresql" else 1)
+    # Other processes cannot see this transaction's rows, and closing its connection to fork
+    # would end it: inside a transaction (or on SQLite) the check runs in this process.
+    parallel = connection.vendor == "postgresql" and not connection.in_atomic_block
+    ranges = _split(start, end, jobs if parallel else 1)
     if len(ranges) == 1:
         checked = [_check_range(*ranges[0])]
     else:

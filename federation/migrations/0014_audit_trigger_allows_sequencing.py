@@ -7,17 +7,24 @@ later is covered too) must stay as it was. Any other UPDATE, and every DELETE, i
 
 from django.db import migrations
 
-PLACE = "'seq' - 'prev_hash' - 'hash' - 'sequenced_at'"
-
-ALLOW_SEQUENCING = f"""
+ALLOW_SEQUENCING = """
 CREATE OR REPLACE FUNCTION federation_audit_append_only() RETURNS trigger AS $$
+DECLARE
+    placed federation_auditevent;
 BEGIN
     IF TG_OP = 'UPDATE' THEN
+        -- The row as it was, with only its place filled in: every other column, including any
+        -- added later, must be exactly as before.
+        placed := OLD;
+        placed.seq := NEW.seq;
+        placed.prev_hash := NEW.prev_hash;
+        placed.hash := NEW.hash;
+        placed.sequenced_at := NEW.sequenced_at;
         IF OLD.seq IS NULL AND OLD.prev_hash IS NULL AND OLD.hash IS NULL
            AND OLD.sequenced_at IS NULL
            AND NEW.seq IS NOT NULL AND NEW.prev_hash IS NOT NULL AND NEW.hash IS NOT NULL
            AND NEW.sequenced_at IS NOT NULL
-           AND (to_jsonb(NEW) - {PLACE}) = (to_jsonb(OLD) - {PLACE}) THEN
+           AND NEW IS NOT DISTINCT FROM placed THEN
             RETURN NEW;
         END IF;
     END IF;
