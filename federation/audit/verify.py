@@ -12,6 +12,8 @@ import json
 import multiprocessing as mp
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
 
 from django.db import connection, connections
 
@@ -60,40 +62,52 @@ class _Range:
     problem: str = ""
 
 
+def _page(after: int, end: int) -> list[tuple[Any, ...]]:
+    """Up to PAGE placed events after ``after``, as plain values (time as its ISO string)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_ROWS, [after, end, PAGE])
+            return list(cursor.fetchall())
+    rows = AuditEvent.objects.filter(seq__gt=after, seq__lte=end).order_by("seq")[:PAGE]
+    return [
+        (e.seq, e.at.astimezone(UTC).isoformat(timespec="microseconds"), e.event_type, e.actor,
+         e.account_id, e.target, e.ip, e.data, e.prev_hash, e.hash)
+        for e in rows
+    ]  # fmt: skip
+
+
 def _check_range(start: int, end: int) -> _Range:
     """Recompute each event's hash from its stored predecessor hash, and the links inside."""
     expected, prev, first_prev = start + 1, None, None
-    with connection.cursor() as cursor:
-        while expected <= end:
-            cursor.execute(_ROWS, [expected - 1, end, PAGE])
-            rows = cursor.fetchall()
-            if not rows:
-                break
-            for seq, at, event_type, actor, account_id, target, ip, data, prev_hash, digest in rows:
-                bad = ""
-                if seq != expected:
-                    seq, bad = expected, "missing event(s)"
-                elif prev is not None and prev_hash != prev:
-                    bad = "previous hash does not match"
-                elif digest != chain_hash(
-                    prev_hash,
-                    canonical_record_text(
-                        seq=seq,
-                        at_iso=at,
-                        event_type=event_type,
-                        actor=actor,
-                        account_id=account_id,
-                        target=target,
-                        ip=ip,
-                        data=json.loads(data),
-                    ),
-                ):
-                    bad = "content does not match its hash"
-                if bad:
-                    return _Range(start, end, first_prev, expected - 1, prev or "", seq, bad)
-                if first_prev is None:
-                    first_prev = prev_hash
-                prev, expected = digest, expected + 1
+    while expected <= end:
+        rows = _page(expected - 1, end)
+        if not rows:
+            break
+        for seq, at, event_type, actor, account_id, target, ip, data, prev_hash, digest in rows:
+            bad = ""
+            if seq != expected:
+                seq, bad = expected, "missing event(s)"
+            elif prev is not None and prev_hash != prev:
+                bad = "previous hash does not match"
+            elif digest != chain_hash(
+                prev_hash,
+                canonical_record_text(
+                    seq=seq,
+                    at_iso=at,
+                    event_type=event_type,
+                    actor=actor,
+                    account_id=account_id,
+                    target=target,
+                    ip=ip,
+                    data=json.loads(data) if isinstance(data, str) else data,
+                ),
+            ):
+                bad = "content does not match its hash"
+            if bad:
+                return _Range(start, end, first_prev, expected - 1, prev or "", seq, bad)
+            if first_prev is None:
+                first_prev = prev_hash
+            prev, expected = digest, expected + 1
     return _Range(start, end, first_prev, expected - 1, prev or "")
 
 
