@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 GENESIS_HASH = "0" * 64
+# The event time as canonical_record writes it (UTC, microseconds), formatted by PostgreSQL.
+AT_ISO_SQL = "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
 
 
 def canonical_record(

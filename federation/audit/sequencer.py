@@ -19,15 +19,22 @@ transaction rolls back and the next run sequences the same events.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Min
 from django.db.models.functions import Now
 
-from federation.audit.hashing import GENESIS_HASH, canonical_record, chain_hash
+from federation.audit.hashing import (
+    AT_ISO_SQL,
+    GENESIS_HASH,
+    canonical_record_text,
+    chain_hash,
+)
 from federation.models import AuditChainHead, AuditEvent
 
 # pg advisory lock key: "fedaudit" read as eight ASCII bytes, kept under 2**63.
@@ -78,28 +85,22 @@ def _head() -> AuditChainHead:
 def _sequence_batch(limit: int) -> dict[int, Placement]:
     """Number and hash up to ``limit`` pending events (caller holds the lock, in a transaction)."""
     head = _head()
-    rows = list(
-        AuditEvent.objects.filter(seq__isnull=True)
-        .order_by("id")
-        .values_list("id", "at", "event_type", "actor", "account_id", "target", "ip", "data")[
-            :limit
-        ]
-    )
+    rows = _pending(limit)
     if not rows:
         return {}
     placed: dict[int, Placement] = {}
     seq, prev = head.seq, head.hash
-    for pk, at, event_type, actor, account_id, target, ip, data in rows:
+    for pk, at_iso, event_type, actor, account_id, target, ip, data in rows:
         seq += 1
-        record = canonical_record(
+        record = canonical_record_text(
             seq=seq,
-            at=at,
+            at_iso=at_iso,
             event_type=event_type,
             actor=actor,
             account_id=account_id,
             target=target,
             ip=ip,
-            data=data,
+            data=json.loads(data) if isinstance(data, str) else data,
         )
         digest = chain_hash(prev, record)
         placed[pk] = Placement(seq, prev, digest)
@@ -107,6 +108,27 @@ def _sequence_batch(limit: int) -> dict[int, Placement]:
     _write_places(placed)
     AuditChainHead.objects.filter(pk=1).update(seq=seq, hash=prev)
     return placed
+
+
+_PENDING = (
+    f"SELECT id, {AT_ISO_SQL}, event_type, actor, account_id, target, ip, data"  # noqa: S608 (constant)
+    " FROM federation_auditevent WHERE seq IS NULL ORDER BY id LIMIT %s"
+)
+
+
+def _pending(limit: int) -> list[tuple[Any, ...]]:
+    """The oldest ``limit`` pending events as plain values (the verifier's form: the time as its
+    ISO string, the JSON as text), so placing and verifying hash the very same bytes."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_PENDING, [limit])
+            return list(cursor.fetchall())
+    events = AuditEvent.objects.filter(seq__isnull=True).order_by("id")[:limit]
+    return [
+        (e.pk, e.at.astimezone(UTC).isoformat(timespec="microseconds"), e.event_type, e.actor,
+         e.account_id, e.target, e.ip, e.data)
+        for e in events
+    ]  # fmt: skip
 
 
 def _write_places(placed: dict[int, Placement]) -> None:

@@ -17,14 +17,12 @@ from typing import Any
 
 from django.db import connection, connections
 
-from federation.audit.hashing import GENESIS_HASH, canonical_record_text, chain_hash
+from federation.audit.hashing import AT_ISO_SQL, GENESIS_HASH, canonical_record_text, chain_hash
 from federation.models import AuditChainHead, AuditEvent
 
 PAGE = 20_000
-# The time as canonical_record writes it (UTC, microseconds), formatted by PostgreSQL.
 _ROWS = (
-    "SELECT seq, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'),"
-    " event_type, actor, account_id, target, ip, data, prev_hash, hash"
+    f"SELECT seq, {AT_ISO_SQL}, event_type, actor, account_id, target, ip, data, prev_hash, hash"  # noqa: S608
     " FROM federation_auditevent WHERE seq > %s AND seq <= %s ORDER BY seq LIMIT %s"
 )
 
