@@ -184,6 +184,38 @@ CELERY_BEAT_SCHEDULE["collect-expired-revocation-statements"] = {
     "schedule": 3600.0,
 }
 
+# --- Audit sequencing (docs/audit.md). "batched": writers insert unsequenced events and the
+# sequencer (beat task below, or `manage.py audit_sequencer`) numbers them; "inline": each writer
+# sequences in its own transaction (one lock per append), the default when no broker runs beat.
+AUDIT_SEQUENCING = os.environ.get("AUDIT_SEQUENCING", "batched" if CELERY_BROKER_URL else "inline")
+if AUDIT_SEQUENCING not in ("batched", "inline"):
+    raise ImproperlyConfigured("AUDIT_SEQUENCING must be 'batched' or 'inline'")
+AUDIT_SEQUENCER_BATCH = int(os.environ.get("AUDIT_SEQUENCER_BATCH", "5000"))
+# /readyz reports unavailable when the oldest pending event has waited longer than this.
+AUDIT_SEQUENCING_LAG_LIMIT = timedelta(
+    seconds=float(os.environ.get("AUDIT_SEQUENCING_LAG_LIMIT_SECONDS", "30"))
+)
+CELERY_BEAT_SCHEDULE["sequence-audit-events"] = {
+    "task": "federation.sequence_audit_events",
+    "schedule": float(os.environ.get("AUDIT_SEQUENCER_INTERVAL_SECONDS", "1")),
+    # A run missed while another holds the lock is worthless a second later.
+    "options": {"expires": 5.0},
+}
+
+# Signed checkpoints of the chain head (SPEC §3.1): PEM Ed25519 key or its path; file:// or s3://.
+AUDIT_SIGNING_KEY = os.environ.get("AUDIT_SIGNING_KEY", "")
+AUDIT_CHECKPOINT_URL = os.environ.get("AUDIT_CHECKPOINT_URL", "")
+# A checkpoint when the last is this old, or sooner once this many events were added since.
+AUDIT_CHECKPOINT_INTERVAL = timedelta(
+    seconds=float(os.environ.get("AUDIT_CHECKPOINT_INTERVAL_SECONDS", "3600"))
+)
+AUDIT_CHECKPOINT_EVERY_EVENTS = int(os.environ.get("AUDIT_CHECKPOINT_EVERY_EVENTS", "100000"))
+if AUDIT_CHECKPOINT_URL:
+    CELERY_BEAT_SCHEDULE["audit-checkpoint-when-due"] = {
+        "task": "federation.audit_checkpoint_when_due",
+        "schedule": float(os.environ.get("AUDIT_CHECKPOINT_CHECK_SECONDS", "300")),
+    }
+
 # --- Access requests (SPEC §4 Requests).
 ACCESS_REQUEST_DECIDE_WITHIN = timedelta(
     minutes=int(os.environ.get("ACCESS_REQUEST_DECIDE_WITHIN_MINUTES", str(24 * 60)))

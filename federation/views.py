@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from federation.audit.chain import record_event, request_ip
+from federation.audit.sequencer import backlog
 from federation.models import User
 
 logger = logging.getLogger(__name__)
@@ -39,9 +40,22 @@ def readyz(request: HttpRequest) -> HttpResponse:
         ok = ok and checks["broker"] == "ok"
     else:
         checks["broker"] = "eager (no broker configured)"
+    if checks["database"] == "ok":
+        checks["audit_sequencing"] = _sequencing_status()
+        ok = ok and checks["audit_sequencing"].startswith("ok")
     return JsonResponse(
         {"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503
     )
+
+
+def _sequencing_status() -> str:
+    """Behind when the oldest unsequenced audit event has waited past the bound: the sequencer
+    is down or cannot keep up, and checkpoints would leave events out (docs/audit.md)."""
+    pending = backlog()
+    lag = pending.lag(timezone.now()).total_seconds()
+    limit = settings.AUDIT_SEQUENCING_LAG_LIMIT.total_seconds()
+    state = "ok" if lag <= limit else "behind"
+    return f"{state} (lag {lag:.1f} s, limit {limit:.0f} s, {pending.pending} pending)"
 
 
 def _broker_status() -> str:

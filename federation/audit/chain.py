@@ -1,8 +1,10 @@
 """The one place audit events are written: an append-only, hash-chained log (SECURITY.md §6).
 
 Each event's hash is SHA-256 over the previous hash and the event's canonical JSON (sorted keys,
-UTC times, its sequence number). Appends lock the single chain-head row, so concurrent writers
-queue instead of forking the chain.
+UTC times, its sequence number; audit/hashing.py). ``record_event`` inserts the event unsequenced
+in the caller's transaction, taking no shared lock; the sequencer (audit/sequencer.py) gives it
+its number and hash once it has committed. With ``AUDIT_SEQUENCING=inline`` (no broker: demo,
+tests) the writer sequences in its own transaction instead, holding the sequencer lock to commit.
 
 Any string can be audited, including what the service refuses to store elsewhere: PostgreSQL
 refuses NUL in text and JSON, and a lone UTF-16 surrogate has no UTF-8 form. Before hashing,
@@ -15,21 +17,40 @@ stored, so ``audit_verify`` checks escaped events like any other (docs/issuance.
 from __future__ import annotations
 
 import getpass
-import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
 from django.http import HttpRequest
 
-from federation.models import AuditChainHead, AuditEvent, User
+from federation.audit.hashing import GENESIS_HASH, canonical_record, chain_hash
+from federation.audit.sequencer import sequence_within_transaction
+from federation.audit.verify import (
+    ChainStatus,
+    forget_verification,
+    iter_events,
+    verify_chain,
+    verify_chain_incrementally,
+)
+from federation.models import AuditEvent, User
 from federation.refusals import Refused
 
-GENESIS_HASH = "0" * 64
+__all__ = [
+    "GENESIS_HASH",
+    "ChainStatus",
+    "canonical_record",
+    "chain_hash",
+    "forget_verification",
+    "iter_events",
+    "record_event",
+    "record_refusal",
+    "verify_chain",
+    "verify_chain_incrementally",
+]
 
 # Keys that must never reach the log, whatever a caller passes (credentials, assertions...).
 FORBIDDEN_KEYS = frozenset(
@@ -74,34 +95,6 @@ def _storable(value: Any) -> Any:
     return value
 
 
-def canonical_record(
-    *,
-    seq: int,
-    at: datetime,
-    event_type: str,
-    actor: str,
-    account_id: str,
-    target: str,
-    ip: str | None,
-    data: Mapping[str, Any],
-) -> bytes:
-    record = {
-        "seq": seq,
-        "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
-        "event_type": event_type,
-        "actor": actor,
-        "account_id": account_id,
-        "target": target,
-        "ip": ip,
-        "data": data,
-    }
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def chain_hash(prev_hash: str, record: bytes) -> str:
-    return hashlib.sha256(prev_hash.encode("ascii") + record).hexdigest()
-
-
 def _check_no_secrets(data: Any, path: str = "data") -> None:
     if isinstance(data, Mapping):
         for key, value in data.items():
@@ -123,10 +116,11 @@ def record_event(
     ip: str | None = None,
     now: datetime,
 ) -> AuditEvent:
-    """Append one event to the chain, inside the caller's transaction if there is one.
+    """Append one event to the log, inside the caller's transaction if there is one.
 
-    The event commits or rolls back with the change it describes. Raises ValueError if ``data``
-    carries a secret-bearing key.
+    The event commits or rolls back with the change it describes. It is returned unsequenced
+    (``seq`` None) unless ``AUDIT_SEQUENCING`` is ``inline``; the sequencer places it after commit.
+    Raises ValueError if ``data`` carries a secret-bearing key.
     """
     # Lone surrogates survive json.dumps only as \\u escapes (ensure_ascii), so the round trip
     # keeps them for _storable to escape.
@@ -146,36 +140,57 @@ def record_event(
     at = now.astimezone(UTC)
     # No savepoint: a failure here must fail the caller's whole change anyway, and the two
     # round trips of SAVEPOINT/RELEASE were a measurable part of every audited action.
+    event = AuditEvent(
+        at=at,
+        event_type=event_type,
+        actor=actor_label,
+        actor_user=actor_user,
+        account_id=account_id,
+        target=target,
+        ip=ip,
+        data=payload,
+    )
+    if settings.AUDIT_SEQUENCING != "inline":
+        # One INSERT: it joins the caller's transaction, or commits alone in autocommit.
+        _insert(event)
+        return event
     with transaction.atomic(savepoint=False):
-        head = _locked_head()
-        seq = head.seq + 1
-        record = canonical_record(
-            seq=seq,
-            at=at,
-            event_type=event_type,
-            actor=actor_label,
-            account_id=account_id,
-            target=target,
-            ip=ip,
-            data=payload,
-        )
-        digest = chain_hash(head.hash, record)
-        event = AuditEvent(
-            seq=seq,
-            at=at,
-            event_type=event_type,
-            actor=actor_label,
-            actor_user=actor_user,
-            account_id=account_id,
-            target=target,
-            ip=ip,
-            data=payload,
-            prev_hash=head.hash,
-            hash=digest,
-        )
-        event.save(force_insert=True)
-        AuditChainHead.objects.filter(pk=1).update(seq=seq, hash=digest)
+        _insert(event)
+        place = sequence_within_transaction()[event.pk]
+        event.seq, event.prev_hash, event.hash = place.seq, place.prev_hash, place.hash
     return event
+
+
+# Every audited action pays for this statement: written once, not compiled by the ORM each time
+# (that compilation was half of an append's CPU time, bench/audit.py).
+_INSERT = (
+    "INSERT INTO federation_auditevent"
+    " (at, event_type, actor, actor_user_id, account_id, target, ip, data)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s::inet, %s::jsonb) RETURNING id, recorded_at"
+)
+
+
+def _insert(event: AuditEvent) -> None:
+    if connection.vendor != "postgresql":
+        event.save(force_insert=True)
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _INSERT,
+            [
+                event.at,
+                event.event_type,
+                event.actor,
+                event.actor_user_id,
+                event.account_id,
+                event.target,
+                event.ip,
+                json.dumps(event.data),
+            ],
+        )
+        row = cursor.fetchone()
+    event.pk, event.recorded_at = row
+    event._state.adding, event._state.db = False, connection.alias
 
 
 def record_refusal(
@@ -210,91 +225,11 @@ def record_refusal(
     )
 
 
-def _locked_head() -> AuditChainHead:
-    head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
-    if head is None:
-        AuditChainHead.objects.get_or_create(pk=1, defaults={"seq": 0, "hash": GENESIS_HASH})
-        head = AuditChainHead.objects.select_for_update().get(pk=1)
-    return head
-
-
-@dataclass(frozen=True)
-class ChainStatus:
-    ok: bool
-    verified_up_to: int
-    first_bad_seq: int | None = None
-    problem: str = ""
-    head_hash: str = ""
-
-
-def iter_events(batch: int = 2000, *, after: int = 0) -> Iterator[AuditEvent]:
-    last = after
-    while True:
-        rows = list(AuditEvent.objects.filter(seq__gt=last).order_by("seq")[:batch])
-        if not rows:
-            return
-        yield from rows
-        last = rows[-1].seq
-
-
-def verify_chain(*, after: tuple[int, str] | None = None) -> ChainStatus:
-    """Recompute every hash from the genesis; report the first event that does not match.
-
-    Catches edited, deleted and reordered rows, and a head that disagrees with the last row.
-    ``after=(seq, hash)`` resumes from an already verified event (incremental checks); only the
-    full check from the genesis covers rows before it.
-    """
-    prev_hash, expected_seq = (GENESIS_HASH, 1) if after is None else (after[1], after[0] + 1)
-    for event in iter_events(after=expected_seq - 1):
-        if event.seq != expected_seq:
-            return ChainStatus(False, expected_seq - 1, expected_seq, "missing event(s)")
-        if event.prev_hash != prev_hash:
-            return ChainStatus(False, event.seq - 1, event.seq, "previous hash does not match")
-        record = canonical_record(
-            seq=event.seq,
-            at=event.at,
-            event_type=event.event_type,
-            actor=event.actor,
-            account_id=event.account_id,
-            target=event.target,
-            ip=event.ip,
-            data=event.data,
-        )
-        if chain_hash(prev_hash, record) != event.hash:
-            return ChainStatus(False, event.seq - 1, event.seq, "content does not match its hash")
-        prev_hash = event.hash
-        expected_seq += 1
-    head = AuditChainHead.objects.filter(pk=1).first()
-    last = expected_seq - 1
-    if head is not None and (head.seq != last or head.hash != prev_hash):
-        return ChainStatus(False, last, last + 1, "events after the last stored one are missing")
-    return ChainStatus(True, last, head_hash=prev_hash)
-
-
-_verified: tuple[int, str] | None = None
-
-
-def verify_chain_incrementally() -> ChainStatus:
-    """Verify only the events appended since this process last verified the chain (the audit
-    page's status line). The full check is ``manage.py audit_verify``, run on a schedule."""
-    global _verified
-    status = verify_chain(after=_verified)
-    if status.ok:
-        _verified = (status.verified_up_to, status.head_hash) if status.verified_up_to else None
-    return status
-
-
 def request_ip(request: HttpRequest) -> str | None:
     """The client address for audit. Only REMOTE_ADDR: forwarded headers are client-controlled
     unless a trusted proxy rewrites them, and the deployment's proxy sets REMOTE_ADDR."""
     value = request.META.get("REMOTE_ADDR")
     return str(value) if value else None
-
-
-def forget_verification() -> None:
-    """Drop this process's incremental checkpoint (tests; after restoring a database)."""
-    global _verified
-    _verified = None
 
 
 def cli_actor() -> str:

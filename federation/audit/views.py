@@ -70,6 +70,8 @@ class AuditFilterForm(forms.Form):
 def audit_log(request: HttpRequest) -> HttpResponse:
     form = AuditFilterForm(request.GET or None)
     events: list[AuditEvent] = []
+    pending: list[AuditEvent] = []
+    pending_count = 0
     next_before = None
     if form.is_bound and not form.is_valid():
         status = 400
@@ -78,9 +80,13 @@ def audit_log(request: HttpRequest) -> HttpResponse:
         if not form.is_bound:
             form = AuditFilterForm({})
             form.is_valid()
-        page = form.filtered()
+        page = form.filtered().filter(seq__isnull=False)
         if form.cleaned_data.get("before"):
             page = page.filter(seq__lt=form.cleaned_data["before"])
+        # Committed events the sequencer has not placed yet: shown apart, with no number or hash.
+        waiting = form.filtered().filter(seq__isnull=True).order_by("-id")
+        pending = list(waiting[:PAGE_SIZE])
+        pending_count = waiting.count() if len(pending) == PAGE_SIZE else len(pending)
         events = list(page[: PAGE_SIZE + 1])
         if len(events) > PAGE_SIZE:
             events = events[:PAGE_SIZE]
@@ -94,6 +100,8 @@ def audit_log(request: HttpRequest) -> HttpResponse:
             "form": form,
             "events": [(e, json.dumps(e.data, indent=2, sort_keys=True)) for e in events],
             "chain": verify_chain_incrementally(),
+            "pending": [(e, json.dumps(e.data, indent=2, sort_keys=True)) for e in pending],
+            "pending_count": pending_count,
             "next_before": next_before,
             "query": query.urlencode(),
         },
@@ -142,7 +150,8 @@ def audit_export(request: HttpRequest) -> HttpResponseBase:
         now=timezone.now(),
     )
     response = StreamingHttpResponse(
-        _jsonl(form.filtered().order_by("seq")), content_type="application/x-ndjson"
+        _jsonl(form.filtered().filter(seq__isnull=False).order_by("seq")),
+        content_type="application/x-ndjson",
     )
     response["Content-Disposition"] = 'attachment; filename="audit.jsonl"'
     return response
