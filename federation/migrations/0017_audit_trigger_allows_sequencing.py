@@ -55,6 +55,6 @@ def refuse_all(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("federation", "0013_audit_unsequenced_events")]
+    dependencies = [("federation", "0016_audit_unsequenced_events")]
 
     operations = [migrations.RunPython(allow_sequencing, refuse_all)]

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('federation', '0012_saml_request_browser_binding'),
+        ('federation', '0015_role_drift_findings'),
     ]
 
     operations = [
