@@ -56,8 +56,12 @@ def refusal_page(
     back_url: str = "/",
     back_label: str = "Back to my access",
     context: Mapping[str, Any] | None = None,
+    recorded: bool = True,
 ) -> HttpResponse:
-    """The HTML translator: a page that says what went wrong, with the refusal's status."""
+    """The HTML translator: a page that says what went wrong, with the refusal's status.
+
+    ``recorded`` says whether the caller audited the refusal; the page tells the person so
+    only when it is true."""
     return render(
         request,
         "federation/refused.html",
@@ -67,6 +71,7 @@ def refusal_page(
             "code": refusal.code,
             "back_url": back_url,
             "back_label": back_label,
+            "recorded": recorded,
             **(context or {}),
         },
         status=refusal.status,

@@ -112,6 +112,7 @@ def access_review(request: HttpRequest) -> HttpResponse:
             refusal,
             back_url=reverse("access-review"),
             back_label="Back to the access review",
+            recorded=False,
         )
     if export:
         return _csv_response(rows)

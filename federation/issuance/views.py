@@ -169,5 +169,7 @@ def revoke_token(request: HttpRequest, token_id: int) -> HttpResponse:
     try:
         revoke_api_token(user, token_id=token_id, now=timezone.now(), ip=request_ip(request))
     except TokenRefused as refusal:
-        return refusal_page(request, refusal, back_url="/tokens/", back_label="Back to my tokens")
+        return refusal_page(
+            request, refusal, back_url="/tokens/", back_label="Back to my tokens", recorded=False
+        )
     return redirect("api-tokens")

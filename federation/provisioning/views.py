@@ -40,7 +40,7 @@ def repair_plan(request: HttpRequest, account_id: str) -> HttpResponse:
     try:
         plan = plan_roles([account_id])
     except Refused as refusal:
-        return refusal_page(request, refusal)
+        return refusal_page(request, refusal, recorded=False)
     return render(
         request,
         "federation/provisioning/plan.html",

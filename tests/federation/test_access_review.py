@@ -109,6 +109,8 @@ def test_review_page_and_csv_export_for_auditors_only(
     assert unknown.status_code == 400
     assert "Unknown account." in unknown.content.decode()
     assert "unknown_review_scope" in unknown.content.decode()
+    # Nothing was audited for a mistyped scope, so the page must not claim it was.
+    assert "has been recorded" not in unknown.content.decode()
     unknown_export = client.get("/review/", {"account": "999999999999", "format": "csv"})
     assert unknown_export.status_code == 400
     # A refused export took nothing away, so nothing more is audited.

@@ -31,6 +31,7 @@ def test_only_auditors_and_admins_read_the_log_and_refusals_are_audited(client: 
     client.force_login(UserFactory(directory_groups=["employees"], email="eve@corp.example"))
     response = client.get("/audit/")
     assert response.status_code == 403
+    assert "This attempt has been recorded." in response.content.decode()
     denied = AuditEvent.objects.get(event_type="access.denied")
     assert (denied.actor, denied.target) == ("eve@corp.example", "/audit/")
     assert client.get("/audit/export.jsonl").status_code == 403
