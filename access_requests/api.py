@@ -15,9 +15,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from access_requests import queries, refusals
 from access_requests.models import AccessRequest
 from access_requests.services import workflow
-from federation.audit.chain import record_refusal, request_ip
+from federation.audit.chain import request_ip
 from federation.input_guard import load_json
-from federation.issuance.api import NoSuchEndpoint, api_method, token_required
+from federation.issuance.api import NoSuchEndpoint, api_method, refuse_malformed, token_required
 from federation.models import ACCOUNT_ID_RE, SLUG_RE, ApiToken
 from federation.refusals import Refused, refusal_json
 
@@ -84,15 +84,7 @@ def file_request(request: HttpRequest, token: ApiToken, now: datetime) -> HttpRe
     try:
         fields = _body(request.body)
     except Refused as refusal:
-        record_refusal(
-            "api.request_refused",
-            refusal,
-            actor=token.user,
-            target=request.path,
-            ip=request_ip(request),
-            now=now,
-        )
-        return refusal_json(refusal)
+        return refuse_malformed(request, token, refusal, now=now)
     try:
         created = workflow.submit_request(token.user, now=now, ip=request_ip(request), **fields)
     except refusals.RequestRefused as refusal:

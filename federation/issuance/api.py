@@ -143,6 +143,21 @@ def revoke_this_token(request: HttpRequest, token: ApiToken, now: datetime) -> H
     return JsonResponse({"revoked": token.prefix})
 
 
+def refuse_malformed(
+    request: HttpRequest, token: ApiToken, refusal: Refused, *, now: datetime
+) -> HttpResponse:
+    """Audit a malformed API request (they are what probing looks like) and answer it as JSON."""
+    record_refusal(
+        "api.request_refused",
+        refusal,
+        actor=token.user,
+        target=request.path,
+        ip=request_ip(request),
+        now=now,
+    )
+    return refusal_json(refusal)
+
+
 def _credentials_request(body: bytes) -> tuple[str, str, int | None]:
     """account, role and duration_seconds from the body, as the OpenAPI document states them.
     Raises a 400 refusal (UnsafeInput or InvalidIssuanceRequest) for anything else."""
@@ -188,16 +203,7 @@ def _issue(request: HttpRequest, token: ApiToken, now: datetime, *, kind: str) -
     try:
         account, role, duration = _credentials_request(request.body)
     except Refused as refusal:
-        # Malformed requests are audited too: they are what probing looks like.
-        record_refusal(
-            "api.request_refused",
-            refusal,
-            actor=token.user,
-            target=request.path,
-            ip=request_ip(request),
-            now=now,
-        )
-        return refusal_json(refusal)
+        return refuse_malformed(request, token, refusal, now=now)
     try:
         issued = issue_session(
             token.user,
