@@ -1,0 +1,290 @@
+"""The OpenAPI document of /api/v1/ (served at /api/v1/openapi.json): every constraint the
+server enforces is stated here, and schemathesis checks the server against it in the suite."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+from federation.models import ACCOUNT_ID_RE, MAX_SESSION, MIN_SESSION, SLUG_RE, EntitlementAccess
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error", "message"],
+    "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {
+        str(status): {
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        for status, description in (
+            (400, "Malformed request"),
+            (401, "Missing, unknown, expired or revoked token"),
+            (403, "Not entitled now (or only eligible, or the identity cannot name a session)"),
+            (404, "No such request of yours"),
+            (409, "The grant ends in less than 15 minutes; or a request for it is pending"),
+            (502, "AWS refused the session"),
+            (503, "No STS endpoint answered"),
+        )
+        if status in statuses
+    }
+
+
+def _request_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Request"}}},
+    }
+
+
+def openapi_document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "fedaccess API",
+            "version": "1",
+            "description": "AWS role sessions for the signed-in directory identity. "
+            "Authenticate with a personal token from the portal's API tokens page.",
+        },
+        "servers": [{"url": f"{settings.BASE_URL}/api/v1"}],
+        "security": [{"bearer": []}],
+        "paths": {
+            "/entitlements": {
+                "get": {
+                    "operationId": "listEntitlements",
+                    "summary": "The accounts and roles I may use or request now",
+                    "responses": {
+                        "200": {
+                            "description": "Entitlements",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Entitlements"}
+                                }
+                            },
+                        },
+                        **_errors(401),
+                    },
+                }
+            },
+            "/credentials": {
+                "post": {
+                    "operationId": "issueCredentials",
+                    "summary": "Issue an AWS role session (credential_process shape)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/CredentialsRequest"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "Temporary credentials; never cache them in shared "
+                            "caches (Cache-Control: no-store).",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Credentials"}
+                                }
+                            },
+                        },
+                        **_errors(400, 401, 403, 409, 502, 503),
+                    },
+                }
+            },
+            "/console": {
+                "post": {
+                    "operationId": "openConsole",
+                    "summary": "A one-time AWS console sign-in link for an account and role",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/CredentialsRequest"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "A bearer sign-in link: open it at once, share it "
+                            "never (Cache-Control: no-store).",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["SigninUrl", "Expiration"],
+                                        "properties": {
+                                            "SigninUrl": {"type": "string"},
+                                            "Expiration": {"type": "string", "format": "date-time"},
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        **_errors(400, 401, 403, 409, 502, 503),
+                    },
+                }
+            },
+            "/requests": {
+                "post": {
+                    "operationId": "fileRequest",
+                    "summary": "Ask for time-bound access to a role I am eligible for",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/NewRequest"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": _request_response("The request, pending"),
+                        **_errors(400, 401, 403, 409),
+                    },
+                }
+            },
+            "/requests/{request_id}": {
+                "get": {
+                    "operationId": "showRequest",
+                    "summary": "One of my requests, with its state and any grant's end",
+                    "parameters": [
+                        {
+                            "name": "request_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "integer", "minimum": 1},
+                        }
+                    ],
+                    "responses": {
+                        "200": _request_response("The request"),
+                        **_errors(401, 404),
+                    },
+                }
+            },
+            "/token/revoke": {
+                "post": {
+                    "operationId": "revokeThisToken",
+                    "summary": "Revoke the token this request presents (fedaccess logout)",
+                    "responses": {
+                        "200": {
+                            "description": "Revoked; the token is refused from now on",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["revoked"],
+                                        "properties": {"revoked": {"type": "string"}},
+                                    }
+                                }
+                            },
+                        },
+                        **_errors(401),
+                    },
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": _ERROR_SCHEMA,
+                "CredentialsRequest": {
+                    "type": "object",
+                    "required": ["account", "role"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "account": {"type": "string", "pattern": ACCOUNT_ID_RE},
+                        "role": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 63,
+                            "pattern": SLUG_RE,
+                        },
+                        "duration_seconds": {
+                            "type": "integer",
+                            "minimum": int(MIN_SESSION.total_seconds()),
+                            "maximum": int(MAX_SESSION.total_seconds()),
+                        },
+                    },
+                },
+                "NewRequest": {
+                    "type": "object",
+                    "required": ["account", "role", "minutes", "justification"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "account": {"type": "string", "pattern": ACCOUNT_ID_RE},
+                        "role": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 63,
+                            "pattern": SLUG_RE,
+                        },
+                        "minutes": {"type": "integer", "minimum": 1, "maximum": 720},
+                        "justification": {"type": "string", "minLength": 1, "maxLength": 2000},
+                        "ticket": {"type": "string", "maxLength": 200},
+                    },
+                },
+                "Request": {
+                    "type": "object",
+                    "required": ["id", "account", "role", "state", "minutes", "decide_by"],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "account": {"type": "string"},
+                        "role": {"type": "string"},
+                        "state": {"type": "string"},
+                        "minutes": {"type": "integer"},
+                        "decide_by": {"type": "string", "format": "date-time"},
+                        "grant_ends_at": {"type": ["string", "null"], "format": "date-time"},
+                    },
+                },
+                "Credentials": {
+                    "type": "object",
+                    "required": [
+                        "Version",
+                        "AccessKeyId",
+                        "SecretAccessKey",
+                        "SessionToken",
+                        "Expiration",
+                    ],
+                    "properties": {
+                        "Version": {"const": 1},
+                        "AccessKeyId": {"type": "string"},
+                        "SecretAccessKey": {"type": "string"},
+                        "SessionToken": {"type": "string"},
+                        "Expiration": {"type": "string", "format": "date-time"},
+                    },
+                },
+                "Entitlements": {
+                    "type": "object",
+                    "required": ["entitlements"],
+                    "properties": {
+                        "entitlements": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "account": {"type": "string"},
+                                    "account_alias": {"type": "string"},
+                                    "business_unit": {"type": "string"},
+                                    "environment": {"enum": ["dev", "test", "prod"]},
+                                    "region": {"type": "string"},
+                                    "role": {"type": "string"},
+                                    "access": {"enum": EntitlementAccess.values},
+                                    "usable": {"type": "boolean"},
+                                    "max_session_seconds": {"type": "integer"},
+                                    "grant_ends_at": {
+                                        "type": ["string", "null"],
+                                        "format": "date-time",
+                                    },
+                                },
+                            },
+                        }
+                    },
+                },
+            },
+        },
+    }
