@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from access_requests.models import AccessRequest
+from access_requests.services import workflow
 from federation.entitlements.resolve import Entitlement, find_entitlement
 from federation.models import Access, Account, GroupMapping, LogicalRole, User
 from tests.access_requests.live import (
@@ -78,6 +80,31 @@ def build_world() -> World:
 @pytest.fixture
 def world(db: None) -> World:
     return build_world()
+
+
+def approved_request(
+    world: World,
+    now: datetime,
+    *,
+    account_id: str = "111111111111",
+    justification: str = "x",
+    ticket: str = "",
+    duration: timedelta = timedelta(hours=1),
+) -> AccessRequest:
+    """The requester's request for admin in ``account_id``, approved once by the approver
+    (a grant in dev, which needs one approval; one vote of two in prod)."""
+    request = workflow.submit_request(
+        world.requester,
+        account_id=account_id,
+        role="admin",
+        justification=justification,
+        ticket=ticket,
+        duration=duration,
+        now=now,
+    )
+    workflow.decide_request(request, actor=world.approver, decision="approve", now=now)
+    request.refresh_from_db()
+    return request
 
 
 def usable_entitlement(user: User, account: str, *, at: datetime) -> Entitlement | None:

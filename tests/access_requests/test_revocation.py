@@ -19,7 +19,7 @@ from access_requests.services import grants, workflow
 from federation.aws import iam
 from federation.aws.names import session_name_for
 from federation.models import AuditEvent, User
-from tests.access_requests.conftest import World, usable_access
+from tests.access_requests.conftest import World, approved_request, usable_access
 from tests.aws import MotoServer
 from tests.factories import UserFactory
 
@@ -44,15 +44,7 @@ def policy_statements(role: str = "admin") -> list[dict[str, Any]]:
 
 
 def granted(world: World, now: datetime) -> Grant:
-    request = workflow.submit_request(
-        world.requester,
-        account_id="111111111111",
-        role="admin",
-        justification="incident",
-        duration=timedelta(hours=2),
-        now=now,
-    )
-    workflow.decide_request(request, actor=world.approver, decision="approve", now=now)
+    request = approved_request(world, now, justification="incident", duration=timedelta(hours=2))
     return Grant.objects.get(request=request)
 
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from access_requests.models import AccessRequest, Grant
 from access_requests.services import workflow
-from tests.access_requests.conftest import World
+from tests.access_requests.conftest import World, approved_request
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -192,15 +192,7 @@ def test_second_click_on_a_decided_request_gets_a_clear_message(
 
 def test_approver_revokes_an_active_grant_from_the_page(client: Client, world: World) -> None:
     now = timezone.now()
-    request = workflow.submit_request(
-        world.requester,
-        account_id="111111111111",
-        role="admin",
-        justification="x",
-        duration=timedelta(hours=1),
-        now=now,
-    )
-    workflow.decide_request(request, actor=world.approver, decision="approve", now=now)
+    approved_request(world, now)
     grant = Grant.objects.get()
     client.force_login(world.second_approver)
     assert f'data-grant="{grant.pk}"' in client.get("/approvals/").content.decode()
@@ -215,16 +207,13 @@ def test_approver_revokes_an_active_grant_from_the_page(client: Client, world: W
 
 def test_active_grant_rows_say_what_the_grant_was_for(client: Client, world: World) -> None:
     now = timezone.now()
-    request = workflow.submit_request(
-        world.requester,
-        account_id="111111111111",
-        role="admin",
+    approved_request(
+        world,
+        now,
         justification="rotate the <b>KMS</b> keys",
         ticket="CHG-4711",
         duration=timedelta(hours=2),
-        now=now,
     )
-    workflow.decide_request(request, actor=world.approver, decision="approve", now=now)
     client.force_login(world.second_approver)
 
     body = client.get("/approvals/").content.decode()

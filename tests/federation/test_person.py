@@ -23,7 +23,7 @@ from federation.idp.identity import VerifiedIdentity
 from federation.idp.signin import complete_sign_in
 from federation.mappings import apply_document, parse_document
 from federation.models import AuditEvent, IdentityProvider, MappingDraft, Person, User
-from tests.access_requests.conftest import build_world
+from tests.access_requests.conftest import approved_request, build_world
 from tests.factories import IdentityProviderFactory, UserFactory
 from tests.mapping_samples import PB_CLOUD_ENG_DEV, mapping_yaml
 from tests.saml_idp import SamlFlow, make_flow
@@ -120,15 +120,7 @@ def test_a_deactivated_identity_attracts_nobody_and_ambiguity_links_nobody() -> 
 def test_the_link_shares_no_access_between_identities() -> None:
     world = build_world()
     now = timezone.now()
-    request = workflow.submit_request(
-        world.requester,
-        account_id="111111111111",
-        role="admin",
-        justification="x",
-        duration=timedelta(hours=1),
-        now=now,
-    )
-    workflow.decide_request(request, actor=world.approver, decision="approve", now=now)
+    approved_request(world, now)
     assert Grant.objects.filter(user=world.requester).exists()
     twin = sign_in(IdentityProviderFactory(slug="entra"), "oid-rita", email=world.requester.email)
     assert twin.person_id == world.requester.person_id or twin.is_same_person(world.requester)
@@ -258,15 +250,7 @@ def test_second_identity_cannot_apply_the_first_identitys_sensitive_draft(
 def test_one_person_is_one_prod_approver_whatever_identity_votes() -> None:
     world = build_world()
     now = timezone.now()
-    request = workflow.submit_request(
-        world.requester,
-        account_id="222222222222",
-        role="admin",
-        justification="x",
-        duration=timedelta(hours=1),
-        now=now,
-    )
-    workflow.decide_request(request, actor=world.approver, decision="approve", now=now)
+    request = approved_request(world, now, account_id="222222222222")
     twin = sign_in(
         IdentityProviderFactory(slug="entra"),
         "oid-anna",
