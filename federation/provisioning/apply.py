@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from federation.audit.chain import record_event
-from federation.aws import iam
+from federation.aws import iam, iam_roles
 from federation.models import Rollout, RolloutStep
 from federation.provisioning.desired import DESCRIPTION, MANAGED_TAG, VERSION_TAG, DesiredRole
 from federation.provisioning.plan import AccountPlan, RoleChange, compare, plan_roles, wave_key
@@ -49,7 +49,7 @@ class AccountOutcome:
     error: str = ""
 
 
-def snapshot(role: iam.IamRole | None) -> dict[str, Any] | None:
+def snapshot(role: iam_roles.IamRole | None) -> dict[str, Any] | None:
     if role is None:
         return None
     return {
@@ -68,7 +68,7 @@ def change_summary(change: RoleChange) -> dict[str, Any]:
 def _converge(account_id: str, change: RoleChange, version: str) -> None:
     want, have = change.desired, change.actual
     if change.action == "create" and want is not None:
-        iam.create_role(
+        iam_roles.create_role(
             account_id,
             name=want.name,
             path=want.path,
@@ -78,24 +78,24 @@ def _converge(account_id: str, change: RoleChange, version: str) -> None:
             description=DESCRIPTION,
         )
         for arn in want.policies:
-            iam.attach_policy(account_id, want.name, arn)
+            iam_roles.attach_policy(account_id, want.name, arn)
         return
     # Never touch a role without our tag: checked on the state read just before writing.
     if have is None or MANAGED_TAG not in have.tags:
         raise iam.IamCallFailed(f"role {change.name!r} in {account_id} is not ours; not touched")
     if change.action == "delete":
-        iam.delete_role(account_id, have)
+        iam_roles.delete_role(account_id, have)
         return
     assert want is not None
     if change.trust_diff:
-        iam.update_trust_policy(account_id, have.name, want.trust_policy)
+        iam_roles.update_trust_policy(account_id, have.name, want.trust_policy)
     if change.session:
-        iam.update_max_session(account_id, have.name, want.max_session_seconds)
+        iam_roles.update_max_session(account_id, have.name, want.max_session_seconds)
     for arn in change.detach:
-        iam.detach_policy(account_id, have.name, arn)
+        iam_roles.detach_policy(account_id, have.name, arn)
     for arn in change.attach:
-        iam.attach_policy(account_id, have.name, arn)
-    iam.tag_role(account_id, have.name, {**want.tags, VERSION_TAG: version})
+        iam_roles.attach_policy(account_id, have.name, arn)
+    iam_roles.tag_role(account_id, have.name, {**want.tags, VERSION_TAG: version})
 
 
 def apply_account(account_id: str, desired: Sequence[DesiredRole], version: int) -> AccountOutcome:
@@ -104,12 +104,12 @@ def apply_account(account_id: str, desired: Sequence[DesiredRole], version: int)
     before: dict[str, Any] = {}
     changes: list[RoleChange] = []
     try:
-        actual = iam.read_account_roles(account_id)
+        actual = iam_roles.read_account_roles(account_id)
         changes = [c for c in compare(desired, actual) if c.action != "conflict"]
         before = {c.name: snapshot(c.actual) for c in changes}
         for change in changes:
             _converge(account_id, change, str(version))
-        reread = {role.name: role for role in iam.read_account_roles(account_id)}
+        reread = {role.name: role for role in iam_roles.read_account_roles(account_id)}
     except iam.IamCallFailed as exc:
         return AccountOutcome(account_id, tuple(map(change_summary, changes)), before, {}, str(exc))
     after = {name: snapshot(reread.get(name)) for name in before}

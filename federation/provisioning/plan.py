@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 
-from federation.aws import iam
+from federation.aws import iam, iam_roles
 from federation.mappings.document import AccountRow, MappingDocument
 from federation.mappings.state import get_current_document
 from federation.models import ENV_ORDER
@@ -38,7 +38,7 @@ class RoleChange:
     account_id: str
     name: str
     desired: DesiredRole | None = None
-    actual: iam.IamRole | None = None
+    actual: iam_roles.IamRole | None = None
     trust_diff: tuple[str, ...] = ()
     attach: tuple[str, ...] = ()
     detach: tuple[str, ...] = ()
@@ -95,7 +95,9 @@ def _lines(document: dict[str, Any]) -> list[str]:
     return json.dumps(trust.normalise(document), indent=2, sort_keys=True).splitlines()
 
 
-def compare(desired: Sequence[DesiredRole], actual: Sequence[iam.IamRole]) -> list[RoleChange]:
+def compare(
+    desired: Sequence[DesiredRole], actual: Sequence[iam_roles.IamRole]
+) -> list[RoleChange]:
     """The changes that bring ``actual`` (one account's roles) to ``desired``."""
     by_name = {role.name.lower(): role for role in actual}
     wanted = {role.name.lower() for role in desired}
@@ -170,7 +172,7 @@ def compare(desired: Sequence[DesiredRole], actual: Sequence[iam.IamRole]) -> li
 def plan_account(account: AccountRow, desired: Sequence[DesiredRole]) -> AccountPlan:
     """Read one account and compare; an unreadable account is an ``error``, never raised."""
     try:
-        actual = iam.read_account_roles(account.account_id)
+        actual = iam_roles.read_account_roles(account.account_id)
     except iam.IamCallFailed as exc:
         return AccountPlan(account, tuple(desired), error=str(exc))
     return AccountPlan(account, tuple(desired), tuple(compare(desired, actual)))

@@ -16,7 +16,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from pytest_django.fixtures import Settings as SettingsWrapper
 
-from federation.aws import iam, sts
+from federation.aws import iam, iam_roles, sts
 from federation.mappings import apply_document, parse_document
 from federation.mappings.state import get_current_document
 from federation.provisioning import trust
@@ -297,4 +297,4 @@ def test_reading_an_account_costs_pages_not_calls_per_role(world: World) -> None
     assert sorted(s["RoleArn"] for s in sessions) == sorted(
         f"arn:aws:iam::{a}:role/{MANAGEMENT}" for a in ACCOUNTS
     )
-    assert {s["RoleSessionName"] for s in sessions} == {iam.PROVISIONING_SESSION_NAME}
+    assert {s["RoleSessionName"] for s in sessions} == {iam_roles.PROVISIONING_SESSION_NAME}
