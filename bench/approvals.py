@@ -102,6 +102,7 @@ def decide_unlocked(request_id: int, *, actor: Any, decision: str, now: datetime
     from django.db import transaction
 
     from access_requests.models import AccessRequest
+    from access_requests.services import decision as rules
     from access_requests.services import workflow
     from federation.audit.chain import record_refusal
 
@@ -109,8 +110,8 @@ def decide_unlocked(request_id: int, *, actor: Any, decision: str, now: datetime
         access_request = AccessRequest.objects.select_related(
             "requester", "account__business_unit", "role", "mapping"
         ).get(pk=request_id)
-        entitlement = workflow._requester_entitlement(access_request, now=now)
-        refusal = workflow._decision_refusal(
+        entitlement = rules.requester_entitlement(access_request, now=now)
+        refusal = rules.decision_refusal(
             access_request, actor=actor, decision=decision, entitlement=entitlement, now=now
         )
         if refusal is None:

@@ -25,7 +25,6 @@ from django.db import IntegrityError, transaction
 
 from access_requests.approvers import (
     approver_groups_for,
-    is_approver,
     list_approvers,
     may_see_request,
     reloaded,
@@ -35,23 +34,19 @@ from access_requests.approvers import (
 from access_requests.models import AccessRequest, Approval, Grant
 from access_requests.notifications import RequestEvent
 from access_requests.refusals import (
-    AlreadyDecided,
     AlreadyGranted,
     DuplicateRequest,
     DurationOutOfBounds,
     JustificationRequired,
-    NotAnApprover,
     NotEligible,
     NotTheRequester,
-    RequesterNotEligible,
     RequestNotPending,
     RequestRefused,
-    SelfApprovalRefused,
 )
+from access_requests.services.decision import decision_refusal, requester_entitlement
 from access_requests.services.effects import notify
 from access_requests.services.locked import change_locked, not_found
 from federation.audit.chain import record_event, record_refusal
-from federation.aws.names import IdentityNotExpressible
 from federation.entitlements.resolve import Entitlement, find_entitlement
 from federation.entitlements.scope import accounts_reached
 from federation.models import (
@@ -66,7 +61,6 @@ from federation.models import (
 
 State = AccessRequest.State
 Decision = Approval.Decision
-
 
 # --- Submit ---------------------------------------------------------------------------------
 
@@ -298,9 +292,9 @@ def decide_request(
         if not may_see_request(current, locked):
             return not_found("request")
         entitlement = (
-            _requester_entitlement(locked, now=now) if decision == Decision.APPROVE else None
+            requester_entitlement(locked, now=now) if decision == Decision.APPROVE else None
         )
-        refusal = _decision_refusal(
+        refusal = decision_refusal(
             locked, actor=current, decision=decision, entitlement=entitlement, now=now
         )
         return entitlement if refusal is None else refusal
@@ -329,63 +323,6 @@ def decide_request(
         ip=ip,
         refused_data={"request_id": request_id, "decision": decision},
     )
-
-
-def _requester_entitlement(access_request: AccessRequest, *, now: datetime) -> Entitlement | None:
-    # The requester row came with the locked request in one query: its groups are current.
-    requester = access_request.requester
-    return find_entitlement(
-        requester.directory_groups,
-        access_request.account.account_id,
-        access_request.role.name,
-        now=now,
-        user_id=requester.pk,
-    )
-
-
-def _decision_refusal(
-    access_request: AccessRequest,
-    *,
-    actor: User,
-    decision: str,
-    entitlement: Entitlement | None,
-    now: datetime,
-) -> RequestRefused | None:
-    if access_request.state != State.PENDING:
-        return RequestNotPending(
-            f"Request #{access_request.pk} is already {access_request.state}; "
-            "it can no longer be decided."
-        )
-    if now >= access_request.decide_by:
-        return RequestNotPending(
-            f"Request #{access_request.pk} was not decided in time and has expired."
-        )
-    if same_person(actor, access_request.requester):
-        return SelfApprovalRefused("You cannot decide your own request.")
-    if not is_approver(actor, access_request):
-        return NotAnApprover(
-            f"You are not (or no longer) an approver for {access_request.account.alias}."
-        )
-    # One vote per person: a second identity of an approver does not count as another approver.
-    voters = access_request.approvals.select_related("approver")
-    if any(vote.approver.is_same_person(actor) for vote in voters):
-        return AlreadyDecided(f"You have already decided request #{access_request.pk}.")
-    if decision == Decision.APPROVE:
-        requester = access_request.requester
-        if entitlement is None or entitlement.access != EntitlementAccess.ELIGIBLE:
-            return RequesterNotEligible(
-                f"{requester.label} is no longer eligible for {access_request.role.name} in "
-                f"{access_request.account.alias}; the request can only be denied."
-            )
-        try:
-            source_identity_for(requester)
-        except IdentityNotExpressible:
-            # No session could carry it, and a revocation could not name it: refuse up front.
-            return RequesterNotEligible(
-                f"{requester.label} has no identity usable as an AWS SourceIdentity; "
-                "the request can only be denied."
-            )
-    return None
 
 
 def _apply_decision(
@@ -430,7 +367,7 @@ def _apply_decision(
         notify(access_request.pk, RequestEvent.APPROVAL_RECORDED)
         return
     if entitlement is None:
-        # _decision_refusal refuses an approval without one; reaching here is a bug.
+        # decision_refusal refuses an approval without one; reaching here is a bug.
         raise RuntimeError(f"request #{access_request.pk}: approval without an entitlement")
     transition_request(access_request, State.APPROVED, actor=actor, now=now, ip=ip, comment=comment)
     requester = access_request.requester
