@@ -339,7 +339,7 @@ CACHES["ratelimit"] = (
     {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": RATE_LIMIT_CACHE_URL,
-        "KEY_PREFIX": "fedaccess",
+        "KEY_PREFIX": os.environ.get("RATE_LIMIT_CACHE_PREFIX", "fedaccess"),
         "OPTIONS": {"socket_connect_timeout": _cache_timeout, "socket_timeout": _cache_timeout},
     }
     if RATE_LIMIT_CACHE_URL
