@@ -42,7 +42,7 @@ def test_forwarded_client_takes_the_address_the_trusted_proxies_saw(
 def test_forwarded_for_is_ignored_unless_a_proxy_is_declared(
     saml_flow: SamlFlow, shared_limits: Callable[..., None], settings: SettingsWrapper
 ) -> None:
-    shared_limits(signin="1/m")
+    shared_limits(signin="1/d")
     client = Client(REMOTE_ADDR="10.0.0.2")
     assert client.get("/saml/corp/login/", HTTP_X_FORWARDED_FOR="6.6.6.1").status_code == 302
     # A client inventing addresses gets no fresh budget, and the audit names the real peer.
