@@ -35,8 +35,9 @@ lint: venv
 typecheck: venv
 	DEBUG=1 $(VENV)/bin/mypy
 
-pytest: venv services
+pytest: venv
 	@scripts/ensure-system-packages
+	@DATABASE_URL=$(TEST_DATABASE_URL) scripts/ensure-services
 	$(PY) scripts/check-libxml2
 	npm ci --no-audit --no-fund --prefix tests/oidc_provider
 	npm ci --no-audit --no-fund --prefix tests/browser
