@@ -15,6 +15,7 @@ from django.test import Client
 from django.utils import timezone
 from pytest_django.fixtures import Settings as SettingsWrapper
 
+from federation.edge.checks import rate_limits_are_shared
 from federation.issuance.tokens import create_api_token
 from federation.models import AuditEvent, User
 from tests.aws import MotoServer, free_port
@@ -222,3 +223,14 @@ def test_unreachable_cache_can_fail_closed_with_a_503(
     assert page.status_code == 503 and "Retry-After" in page
     # Routes without limits are not affected at all.
     assert Client().get("/healthz").status_code == 200
+
+
+def test_deploy_check_warns_when_limits_are_counted_per_process(settings: SettingsWrapper) -> None:
+    settings.RATE_LIMITS_ENABLED = True
+    settings.RATE_LIMIT_CACHE_URL = ""
+    assert [message.id for message in rate_limits_are_shared()] == ["fedaccess.W001"]
+    settings.RATE_LIMIT_CACHE_URL = "redis://127.0.0.1:6379/0"
+    assert rate_limits_are_shared() == []
+    settings.RATE_LIMIT_CACHE_URL = ""
+    settings.RATE_LIMITS_ENABLED = False
+    assert rate_limits_are_shared() == []
