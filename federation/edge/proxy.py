@@ -27,6 +27,12 @@ def forwarded_client(forwarded_for: str, trusted_proxies: int) -> str | None:
     if len(hops) < trusted_proxies:
         return None
     candidate = hops[-trusted_proxies]
+    # Some proxies (Azure's) append the client's port: "192.0.2.7:51234", "[2001:db8::1]:51234".
+    if candidate.startswith("["):
+        inner, closed, _port = candidate[1:].partition("]")
+        candidate = inner if closed else ""
+    elif candidate.count(":") == 1:
+        candidate = candidate.partition(":")[0]
     try:
         return str(ipaddress.ip_address(candidate))
     except ValueError:

@@ -26,6 +26,9 @@ ROOT = Path(__file__).resolve().parents[2]
         ("6.6.6.6, 203.0.113.5", 1, "203.0.113.5"),  # the left entry is the client's own claim
         ("6.6.6.6, 203.0.113.5, 10.0.0.2", 2, "203.0.113.5"),
         ("2001:db8::1", 1, "2001:db8::1"),
+        ("203.0.113.5:51234", 1, "203.0.113.5"),  # proxies that append the client's port
+        ("[2001:db8::1]:51234", 1, "2001:db8::1"),
+        ("[2001:db8::1", 1, None),
         ("203.0.113.5", 2, None),  # shorter than the declared chain: not believed
         ("not-an-address", 1, None),
         ("", 1, None),
