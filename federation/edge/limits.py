@@ -14,6 +14,7 @@ from enum import StrEnum
 
 from django.conf import settings
 from django.http import HttpRequest
+from django.utils import timezone
 
 from federation.audit.chain import request_ip
 from federation.issuance.tokens import TOKEN_PREFIX, digest_of
@@ -110,13 +111,15 @@ def _bearer(request: HttpRequest) -> str:
 
 
 def _api_person(request: HttpRequest) -> User | None:
-    """The person behind the request's API token, if it names one (usable or not: the view
-    decides that; spending the budget of a revoked token's owner costs nobody anything)."""
+    """The person behind the request's API token, if the token is usable now: someone holding
+    a revoked or expired token must not spend its owner's budget and lock them out."""
     token = _bearer(request)
     if not token:
         return None
     row = ApiToken.objects.select_related("user").filter(digest=digest_of(token)).first()
-    return row.user if row is not None else None
+    if row is None or not row.is_usable_at(timezone.now()) or not row.user.is_active:
+        return None
+    return row.user
 
 
 def person_key(user: User) -> str:

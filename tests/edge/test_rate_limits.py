@@ -17,7 +17,7 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 
 from federation.edge.checks import rate_limits_are_shared
 from federation.issuance.tokens import create_api_token
-from federation.models import AuditEvent, User
+from federation.models import ApiToken, AuditEvent, User
 from tests.aws import MotoServer, free_port
 from tests.edge.conftest import redis_cache
 from tests.issuance import World
@@ -144,6 +144,15 @@ def test_issuance_budget_is_per_person_across_portal_and_api(
         "/api/v1/credentials", body, content_type="application/json", **_bearer(_token(world.alice))
     )
     _limited(api, json_body=True)
+    # A revoked token of hers spends nothing of her budget (nobody can lock her out with one).
+    revoked = create_api_token(
+        world.alice, name="old", lifetime=timedelta(days=1), now=timezone.now(), ip=None
+    )
+    ApiToken.objects.filter(pk=revoked.token.pk).update(revoked_at=timezone.now())
+    with_revoked = Client().post(
+        "/api/v1/credentials", body, content_type="application/json", **_bearer(revoked.plaintext)
+    )
+    assert with_revoked.status_code == 401
     # The portal itself still answers her, and another person may issue.
     assert alice.get("/").status_code == 200
     dora = Client()
