@@ -17,6 +17,9 @@ _ERROR_SCHEMA = {
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
+    # Every API call spends rate-limit budgets (federation/edge/), and with
+    # RATE_LIMIT_FAILURE=closed answers 503 while they cannot be checked.
+    statuses = (*statuses, 429, 503)
     return {
         str(status): {
             "description": description,
@@ -28,8 +31,9 @@ def _errors(*statuses: int) -> dict[str, Any]:
             (403, "Not entitled now (or only eligible, or the identity cannot name a session)"),
             (404, "No such request of yours"),
             (409, "The grant ends in less than 15 minutes; or a request for it is pending"),
+            (429, "Too many calls: try again after Retry-After seconds"),
             (502, "AWS refused the session"),
-            (503, "No STS endpoint answered"),
+            (503, "No STS endpoint answered, or the rate limits cannot be checked"),
         )
         if status in statuses
     }
