@@ -37,6 +37,7 @@ from federation.audit.verify import (
     verify_chain_incrementally,
 )
 from federation.models import AuditEvent, User
+from federation.observability import metrics
 from federation.refusals import Refused
 
 __all__ = [
@@ -209,7 +210,7 @@ def record_refusal(
     Writes ``{**data, **refusal.detail, "reason": code, "message": message}``: the standard keys
     come last, so no caller data or refusal detail can overwrite the audited code.
     """
-    return record_event(
+    event = record_event(
         event_type,
         actor=actor,
         account_id=account_id,
@@ -223,6 +224,8 @@ def record_refusal(
             "message": refusal.message,
         },
     )
+    metrics.record_refusal(event=event_type, reason=refusal.code)
+    return event
 
 
 def request_ip(request: HttpRequest) -> str | None:
