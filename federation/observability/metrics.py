@@ -26,9 +26,12 @@ from collections.abc import Callable
 from typing import ParamSpec
 
 from django.db import transaction
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
 logger = logging.getLogger(__name__)
+
+# No "_created" twin of every series: scrapers do not need it, and it doubles the exposition.
+disable_created_metrics()
 
 P = ParamSpec("P")
 
@@ -136,9 +139,13 @@ def _never_raises(record: Callable[P, None]) -> Callable[P, None]:
 
 
 def _on_commit(count: Callable[[], None]) -> None:
-    """Count when the caller's transaction commits (at once outside one). ``count`` is guarded
-    by the caller; robust=True is the second net, so a commit is never followed by an error."""
-    transaction.on_commit(count, robust=True)
+    """Count when the caller's transaction commits, at once outside one (without touching the
+    database: on_commit would open a connection to ask). ``count`` is guarded by the caller;
+    robust=True is the second net, so a commit is never followed by an error."""
+    if transaction.get_connection().in_atomic_block:
+        transaction.on_commit(count, robust=True)
+    else:
+        count()
 
 
 @_never_raises

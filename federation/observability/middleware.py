@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.core.signals import request_finished
 from django.http import HttpRequest, HttpResponse
 
 from federation.models import User
@@ -43,27 +44,21 @@ class RequestContextMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         rid = request_id_for(request)
-        tokens = (
-            context.request_id.set(rid),
-            context.user_label.set(None),
-            context.route.set(None),
+        # Set, not reset here: Django logs a 4xx/5xx (django.request) after the middleware
+        # returns, and that line must carry the id too. request_finished clears them.
+        context.request_id.set(rid)
+        context.user_label.set(None)
+        context.route.set(None)
+        response = self.get_response(request)
+        response[RESPONSE_HEADER] = rid
+        match = getattr(request, "resolver_match", None)
+        metrics.record_http_response(
+            route=match.route if match is not None else None,
+            method=request.method or "",
+            status=response.status_code,
+            seconds=time.perf_counter() - started,
         )
-        try:
-            response = self.get_response(request)
-            response[RESPONSE_HEADER] = rid
-            match = getattr(request, "resolver_match", None)
-            metrics.record_http_response(
-                route=match.route if match is not None else None,
-                method=request.method or "",
-                status=response.status_code,
-                seconds=time.perf_counter() - started,
-            )
-            return response
-        finally:
-            for var, token in zip(
-                (context.request_id, context.user_label, context.route), tokens, strict=True
-            ):
-                var.reset(token)
+        return response
 
     def process_view(
         self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: Any
@@ -75,3 +70,13 @@ class RequestContextMiddleware:
         user = getattr(request, "user", None)
         if isinstance(user, User) and user.is_authenticated:
             context.set_user(user.label)
+
+
+def clear_context(**_: Any) -> None:
+    """The request is over (its response closed): its id leaves the thread's log lines."""
+    context.request_id.set(None)
+    context.user_label.set(None)
+    context.route.set(None)
+
+
+request_finished.connect(clear_context, dispatch_uid="fedaccess.observability.clear_context")

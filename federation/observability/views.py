@@ -17,13 +17,16 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_safe
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from federation.observability.collectors import DatabaseGauges
 
 logger = logging.getLogger(__name__)
+
+# The classic text format that generate_latest writes, which every Prometheus version reads.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class _Scrape:
@@ -87,6 +90,6 @@ def metrics(request: HttpRequest) -> HttpResponse:
         logger.warning("metrics: refused (%s) for %s", refused, request.META.get("REMOTE_ADDR"))
         return _refusal(refused)
     body = generate_latest(_Scrape(DatabaseGauges(timezone.now())))
-    response = HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
+    response = HttpResponse(body, content_type=CONTENT_TYPE)
     response["Cache-Control"] = "no-store"
     return response
