@@ -31,7 +31,7 @@ from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 logger = logging.getLogger(__name__)
 
 # No "_created" twin of every series: scrapers do not need it, and it doubles the exposition.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 P = ParamSpec("P")
 
