@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.core.signals import request_finished
 from django.http import HttpRequest, HttpResponse
+from django.utils.functional import SimpleLazyObject, empty
 
 from federation.models import User
 from federation.observability import context, metrics
@@ -51,6 +52,9 @@ class RequestContextMiddleware:
         context.route.set(None)
         response = self.get_response(request)
         response[RESPONSE_HEADER] = rid
+        if context.user_label.get() is None:
+            # No view ran (an unknown path): Django's "Not Found" line still names the person.
+            _name_known_user(request)
         match = getattr(request, "resolver_match", None)
         metrics.record_http_response(
             route=match.route if match is not None else None,
@@ -67,9 +71,17 @@ class RequestContextMiddleware:
         match = request.resolver_match
         if match is not None:
             context.route.set(match.route)
-        user = getattr(request, "user", None)
-        if isinstance(user, User) and user.is_authenticated:
-            context.set_user(user.label)
+        _name_known_user(request)
+
+
+def _name_known_user(request: HttpRequest) -> None:
+    """Put the session's person on the log lines if the request already loaded them: never a
+    query of its own (on a dead database that would turn any response into an error)."""
+    user = request.__dict__.get("user")
+    if isinstance(user, SimpleLazyObject) and user._wrapped is empty:
+        return
+    if isinstance(user, User) and user.is_authenticated:
+        context.set_user(user.label)
 
 
 def clear_context(**_: Any) -> None:
