@@ -145,7 +145,7 @@ def gunicorn_logconfig(log_format: str | None = None) -> dict[str, Any]:
         "class": "logging.StreamHandler",
         "formatter": log_format,
         "filters": filters,
-        "stream": "ext://sys.stdout",
+        "stream": "ext://sys.stderr",
     }
     return {
         "version": 1,

@@ -245,7 +245,7 @@ def test_gunicorn_logconfig_is_a_working_logging_configuration(tmp_path: Path) -
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    access, error = (json.loads(line) for line in done.stdout.splitlines())
+    access, error = (json.loads(line) for line in done.stderr.splitlines())
     assert access["request_id"] == "rid-1" and access["query"] == "code=<redacted>"
     assert access["message"] == '127.0.0.1 "GET /x?code=<redacted> HTTP/1.1" 200'
     assert error["logger"] == "gunicorn.error" and error["message"].startswith("Booting")
@@ -256,7 +256,7 @@ def test_gunicorn_logconfig_is_a_working_logging_configuration(tmp_path: Path) -
     )
     assert done.returncode == 0, done.stderr
     assert 'INFO gunicorn.access [-] 127.0.0.1 "GET /x?code=<redacted> HTTP/1.1" 200' in (
-        done.stdout
+        done.stderr
     )
     with pytest.raises(ValueError, match="LOG_FORMAT must be one of json, plain"):
         gunicorn_logconfig("xml")
