@@ -325,7 +325,7 @@ else:
 # Request bodies: SAML responses are small; a cap bounds parser work on hostile input.
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DATA_UPLOAD_MAX_MEMORY_SIZE", str(512 * 1024)))
 
-# --- Observability (docs/metrics.md, README "Logs and metrics").
+# --- Observability (docs/metrics.md): log format, request id, /metrics.
 # One JSON object per line in production; plain text for the demo and DEBUG.
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "").strip().lower() or (
     "plain" if DEBUG or DEMO_MODE else "json"
