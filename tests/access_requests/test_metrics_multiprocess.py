@@ -7,6 +7,7 @@ counted action."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -156,6 +157,10 @@ def test_two_processes_and_a_celery_worker_are_summed_on_scrape(
     # The worker counted its own work in its own file too (the request it saw filed elsewhere
     # was counted by this process, in memory: not in the directory).
     assert len(list(metrics_dir.glob("counter_*.db"))) >= 3
+    # The worker's own lines are JSON and name the task they were written in.
+    lines = [json.loads(line) for line in metrics_worker.output().splitlines() if line[:1] == "{"]
+    webhook = "access_requests.tasks.post_request_webhook["
+    assert any(str(line.get("task", "")).startswith(webhook) for line in lines)
     # The database gauges come with it.
     assert got.value("fedaccess_access_requests_pending") == 1
 
