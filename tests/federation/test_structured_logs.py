@@ -20,10 +20,13 @@ from django.test import Client
 from django.utils import timezone
 from pytest_django.fixtures import Settings as SettingsWrapper
 
+from federation.audit.chain import record_event
 from federation.issuance.tokens import create_api_token
+from federation.models import AuditEvent
 from federation.observability import context
 from federation.observability.logging import JsonFormatter, PlainFormatter, gunicorn_logconfig
 from tests.factories import UserFactory
+from tests.saml_idp import SamlFlow
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "fedat_AbCdEf12_" + "s3cr3t-token-value-x" * 2
@@ -288,3 +291,14 @@ def test_bad_observability_settings_stop_the_start_with_a_clear_error(
     )
     assert done.returncode != 0
     assert message in done.stderr
+
+
+@pytest.mark.django_db
+def test_audit_events_name_the_request_they_were_written_in(saml_flow: SamlFlow) -> None:
+    answer = saml_flow.sign_in()
+    assert answer.status_code == 302
+    event = AuditEvent.objects.get(event_type="signin.success")
+    assert event.data["http_request_id"] == answer["X-Request-ID"]
+    # Outside a request (a task, a command) there is none to name.
+    outside = record_event("test.outside", actor="system", now=timezone.now())
+    assert "http_request_id" not in outside.data
