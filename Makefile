@@ -57,6 +57,7 @@ bench: venv services
 	DATABASE_URL=$(TEST_DATABASE_URL) DEBUG=1 $(PY) bench/issuance.py
 	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) bench/saml_acs.py
 	DATABASE_URL=$(TEST_DATABASE_URL) DEBUG=1 $(PY) bench/approvals.py
+	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) bench/metrics.py
 
 clean:
 	rm -rf $(VENV) var/uv

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import os
 
+from federation.observability.logging import gunicorn_logconfig
+
 _cpus = os.cpu_count() or 1
 
 bind = [os.environ.get("WEB_BIND", "0.0.0.0:8000")]
@@ -45,19 +47,14 @@ limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 8190
 
-# --- Logging. Errors and the access log go to standard error / output for the platform to
-# collect. ACCESS LOG FORMAT (one JSON object per line): the path only (%(U)s), never the
-# query string, which carries OIDC codes and states; never the Referer, which can too.
-# The structured-logging work (federation/observability/) may replace this format with its
-# formatter; keep the field names.
+# --- Logging. Errors and the access log go to standard error for the platform to collect, in
+# LOG_FORMAT (json by default outside DEBUG: one object per line, every field redacted; the
+# query string only redacted, never the Referer), through the service's own formatter
+# (federation/observability/logging.py), with the response's X-Request-ID on access lines.
 accesslog = os.environ.get("WEB_ACCESS_LOG", "-")
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
-access_log_format = (
-    '{"time": "%(t)s", "logger": "gunicorn.access", "remote_addr": "%(h)s", '
-    '"forwarded_for": "%({x-forwarded-for}i)s", "method": "%(m)s", "path": "%(U)s", '
-    '"status": %(s)s, "bytes": "%(B)s", "duration_ms": %(M)s, "user_agent": "%(a)s"}'
-)
+logconfig_dict = gunicorn_logconfig()
 
 # Gunicorn's control socket lives at one path per user ($HOME/.gunicorn/gunicorn.ctl), which two
 # instances on one host would share; signals (TERM, HUP, TTIN/TTOU) are the documented controls.

@@ -16,6 +16,10 @@ class FederationConfig(AppConfig):
         import federation.celery  # noqa: F401
         from federation.edge import checks  # noqa: F401 - registers the deploy check
         from federation.idp import saml_schemas
+        from federation.observability import celery_signals
+
+        # Task failures and retries counted, task names on log lines (docs/metrics.md).
+        celery_signals.connect()
 
         # Once per process, here rather than at import: it replaces a python3-saml method.
         saml_schemas.install()

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import date, datetime
+from typing import Any
 
 REDACTED = "<redacted>"
 
@@ -58,6 +60,57 @@ def redact(text: str) -> str:
     for shape in _SHAPES:
         text = shape.sub(REDACTED, text)
     return text
+
+
+# Structured fields (JSON log lines) whose value is a credential whatever it looks like. Only
+# credential names: "code" or "state" are ordinary fields here (a refusal code, a request state),
+# and their values still go through ``redact``.
+_SENSITIVE_FIELDS = frozenset(
+    {
+        "token",
+        "access_token",
+        "id_token",
+        "refresh_token",
+        "client_secret",
+        "code_verifier",
+        "password",
+        "samlresponse",
+        "samlrequest",
+        "relaystate",
+        "assertion",
+        "authorization",
+        "cookie",
+        "session",
+        "signintoken",
+        "secretaccesskey",
+        "sessiontoken",
+        "accesskeyid",
+        "secret_access_key",
+        "session_token",
+        "access_key_id",
+        "credentials",
+        "secret",
+    }
+)
+
+
+def redact_fields(value: Any, key: str = "") -> Any:
+    """``value`` (a structured log record: dicts, lists, scalars) with every string redacted,
+    and the whole value of a credential-named field replaced. Anything else (an object logged
+    as an extra) is written as its redacted ``str``, so nothing reaches a line unredacted."""
+    if key.lower() in _SENSITIVE_FIELDS and value not in (None, ""):
+        return REDACTED
+    if isinstance(value, str):
+        return redact(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {str(k): redact_fields(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [redact_fields(item) for item in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return redact(str(value))
 
 
 class RedactCredentials(logging.Filter):

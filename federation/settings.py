@@ -68,6 +68,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "federation.edge.proxy.TrustedProxyMiddleware",  # first: everything sees the client address
+    # Next: every response carries X-Request-ID and every log line of the request its id.
+    "federation.observability.middleware.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",  # static files without a web server in front
     "federation.unavailable.DatabaseUnavailableMiddleware",  # 503 page while the database is down
@@ -380,18 +382,42 @@ if TRUSTED_PROXY_COUNT:
 # Request bodies: SAML responses are small; a cap bounds parser work on hostile input.
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DATA_UPLOAD_MAX_MEMORY_SIZE", str(512 * 1024)))
 
+# --- Observability (docs/metrics.md): log format, request id, /metrics.
+# One JSON object per line in production; plain text for the demo and DEBUG.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "").strip().lower() or (
+    "plain" if DEBUG or DEMO_MODE else "json"
+)
+if LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or plain, got {LOG_FORMAT!r}.")
+# The request id comes from this header only when it is set: a trusted proxy must then write
+# (or overwrite) it on every request. Unset: every request id is generated here.
+REQUEST_ID_HEADER = os.environ.get("REQUEST_ID_HEADER", "").strip()
+# /metrics: a bearer token if set, else loopback clients only (SPEC §3.1).
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+# prometheus-client's multiprocess mode (gunicorn and Celery workers each write their files
+# here, the scrape sums them). Read by the library itself from the environment at start.
+PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+if PROMETHEUS_MULTIPROC_DIR and not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
+    raise ImproperlyConfigured(
+        f"PROMETHEUS_MULTIPROC_DIR={PROMETHEUS_MULTIPROC_DIR!r} is not a directory: create it "
+        "(empty) before the web and worker processes start."
+    )
+
 # Every line through our handler is redacted (tokens, codes, assertions: log_redaction.py). The
 # "django" logger is configured here so Django's default handlers (an unfiltered console under
 # DEBUG, mail to ADMINS with the request's GET/POST) are replaced by ours.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "json": {"()": "federation.observability.logging.JsonFormatter"},
+        "plain": {"()": "federation.observability.logging.PlainFormatter"},
+    },
     "filters": {"redact_credentials": {"()": "federation.log_redaction.RedactCredentials"}},
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
+            "formatter": LOG_FORMAT,
             "filters": ["redact_credentials"],
         }
     },

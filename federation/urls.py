@@ -8,6 +8,7 @@ from federation import views
 urlpatterns: list[URLPattern | URLResolver] = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("", include("federation.observability.urls")),
     path("", include("federation.idp.urls")),
     path("", include("federation.entitlements.urls")),
     path("", include("federation.mappings.urls")),

@@ -27,6 +27,7 @@ from access_requests.services.workflow import transition_request
 from federation.audit.chain import record_event
 from federation.entitlements.resolve import resolve_entitlements
 from federation.models import User
+from federation.observability import metrics
 
 # --- Revoke ---------------------------------------------------------------------------------
 
@@ -101,6 +102,7 @@ def _revoke_locked(
             "after": {"state": Grant.State.REVOKED},
         },
     )
+    metrics.record_grant_state(Grant.State.REVOKED)
     enqueue(tasks.apply_revocation_policy, grant.pk)
 
 
@@ -205,6 +207,7 @@ def expire_due(*, now: datetime) -> ExpiryReport:
                         "after": {"state": Grant.State.EXPIRED},
                     },
                 )
+                metrics.record_grant_state(Grant.State.EXPIRED)
         requests_expired += len(due_requests)
         grants_expired += len(due_grants)
         if len(due_requests) < _EXPIRY_BATCH and len(due_grants) < _EXPIRY_BATCH:

@@ -58,6 +58,7 @@ from federation.models import (
     LogicalRole,
     User,
 )
+from federation.observability import metrics
 
 State = AccessRequest.State
 Decision = Approval.Decision
@@ -210,6 +211,7 @@ def submit_request(
                     "after": {"state": State.PENDING},
                 },
             )
+            metrics.record_request_state(State.PENDING)
             notify(access_request.pk, RequestEvent.SUBMITTED)
     except IntegrityError:
         # A concurrent submission won the race to the one_pending_request_per_target constraint.
@@ -340,6 +342,7 @@ def _apply_decision(
     Approval.objects.create(
         request=access_request, approver=actor, decision=decision, comment=comment, at=now
     )
+    metrics.record_decision(decision)
     if decision == Decision.DENY:
         transition_request(
             access_request, State.DENIED, actor=actor, now=now, ip=ip, comment=comment
@@ -406,6 +409,7 @@ def _apply_decision(
             "after": {"state": Grant.State.ACTIVE},
         },
     )
+    metrics.record_grant_state(Grant.State.ACTIVE)
     notify(access_request.pk, RequestEvent.APPROVED)
 
 
@@ -438,6 +442,7 @@ def transition_request(
             "after": {"state": new_state},
         },
     )
+    metrics.record_request_state(new_state)
 
 
 # --- Cancel ---------------------------------------------------------------------------------

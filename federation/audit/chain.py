@@ -37,6 +37,7 @@ from federation.audit.verify import (
     verify_chain_incrementally,
 )
 from federation.models import AuditEvent, User
+from federation.observability import context, metrics
 from federation.refusals import Refused
 
 __all__ = [
@@ -70,6 +71,10 @@ FORBIDDEN_KEYS = frozenset(
     }
 )
 
+
+# The data key naming the HTTP request an event was written in ("request_id" is an access
+# request's id in the workflow's events).
+HTTP_REQUEST_ID = "http_request_id"
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # Column lengths of AuditEvent: a value is cut before hashing, so the hash covers what is stored.
@@ -120,11 +125,16 @@ def record_event(
 
     The event commits or rolls back with the change it describes. It is returned unsequenced
     (``seq`` None) unless ``AUDIT_SEQUENCING`` is ``inline``; the sequencer places it after commit.
-    Raises ValueError if ``data`` carries a secret-bearing key.
+    Inside an HTTP request, ``data`` gains ``http_request_id``: the id of that request's log
+    lines and X-Request-ID header. Raises ValueError if ``data`` carries a secret-bearing key.
     """
     # Lone surrogates survive json.dumps only as \\u escapes (ensure_ascii), so the round trip
     # keeps them for _storable to escape.
     payload = _storable(json.loads(json.dumps(dict(data or {}), default=str)))
+    request_id = context.request_id.get()
+    if request_id is not None:
+        # The HTTP request this happened in: its log lines carry the same id (X-Request-ID).
+        payload.setdefault(HTTP_REQUEST_ID, request_id)
     _check_no_secrets(payload)
     if isinstance(actor, User):
         actor_user: User | None = actor
@@ -209,7 +219,7 @@ def record_refusal(
     Writes ``{**data, **refusal.detail, "reason": code, "message": message}``: the standard keys
     come last, so no caller data or refusal detail can overwrite the audited code.
     """
-    return record_event(
+    event = record_event(
         event_type,
         actor=actor,
         account_id=account_id,
@@ -223,6 +233,8 @@ def record_refusal(
             "message": refusal.message,
         },
     )
+    metrics.record_refusal(event=event_type, reason=refusal.code)
+    return event
 
 
 def request_ip(request: HttpRequest) -> str | None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +33,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from django.conf import settings
+
+from federation.observability import metrics
 
 # Failover is our retry: one attempt per endpoint, and short timeouts so a dead region costs
 # little before the next one is tried.
@@ -242,11 +245,20 @@ def _call(
     for endpoint in endpoints():
         client = _client(endpoint)
         url = str(client.meta.endpoint_url)
+        started = time.perf_counter()
         try:
             response: dict[str, Any] = getattr(client, operation)(**params)
         except (BotoCoreError, ClientError) as error:
             problem = _failover_problem(error)
+            outcome = "refused" if problem is None else "failover"
+            metrics.record_sts_call(
+                operation=operation,
+                region=endpoint.region,
+                outcome=outcome,
+                seconds=time.perf_counter() - started,
+            )
             if problem is not None:
+                metrics.record_sts_failover(region=endpoint.region, problem=problem)
                 attempts.append(Attempt(endpoint.region, url, problem))
                 continue
             assert isinstance(error, ClientError)
@@ -259,6 +271,12 @@ def _call(
                 aws_request_id=str(error.response.get("ResponseMetadata", {}).get("RequestId", "")),
                 attempts=attempts,
             ) from None
+        metrics.record_sts_call(
+            operation=operation,
+            region=endpoint.region,
+            outcome="ok",
+            seconds=time.perf_counter() - started,
+        )
         return response, endpoint, url, attempts
     raise StsUnavailable("no STS endpoint answered", attempts=attempts)
 

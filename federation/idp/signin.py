@@ -19,6 +19,7 @@ from django.urls import reverse
 from federation.audit.chain import record_event, record_refusal, request_ip
 from federation.idp.identity import SignInRefused, VerifiedIdentity
 from federation.models import IdentityProvider, Person, SignIn, User
+from federation.observability import metrics
 from federation.refusals import refusal_page
 
 AUTH_BACKEND = "django.contrib.auth.backends.ModelBackend"
@@ -101,6 +102,7 @@ def complete_sign_in(
                 "auth_context": dict(identity.auth_context),
             },
         )
+        metrics.record_signin(idp=identity.idp.slug, protocol=identity.idp.protocol)
         # login() calls cycle_key(): a session id planted before sign-in is dead afterwards.
         # Inside the transaction, so the new session row commits with the sign-in record.
         # (last_login is saved above; federation/apps.py drops Django's second UPDATE of it.)
@@ -169,6 +171,13 @@ def refusal_response(
         ip=request_ip(request),
         now=now,
         data={"idp": idp_slug, "protocol": IdentityProvider.Protocol(protocol).value},
+    )
+    metrics.record_signin_refused(
+        idp=idp_slug,
+        protocol=IdentityProvider.Protocol(protocol).value,
+        reason=refusal.code,
+        # load_idp's refusal: the slug is only the client's text, not one of our IdPs.
+        idp_known=not refusal.code.endswith(".unknown_idp"),
     )
     return refusal_page(
         request,

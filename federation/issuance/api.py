@@ -30,6 +30,7 @@ from federation.models import (
     ApiToken,
     SessionIssuance,
 )
+from federation.observability import context
 from federation.refusals import Refused, refusal_json
 
 _ACCOUNT = re.compile(ACCOUNT_ID_RE)
@@ -95,6 +96,7 @@ def token_required(view: TokenView) -> Callable[..., HttpResponse]:
             token = authenticate_api_token(value.strip(), now=now)
         except TokenRefused as refusal:
             return refusal_json(refusal)
+        context.set_user(token.user.label)  # the person on this request's log lines
         return view(request, token, now)
 
     return csrf_exempt(wrapper)

@@ -29,6 +29,7 @@ from federation.models import (
     SessionIssuance,
     User,
 )
+from federation.observability import metrics
 from federation.refusals import Refused
 
 # Role chaining (the broker on role credentials) caps a session at one hour.
@@ -348,6 +349,7 @@ def _issue(
         now=now,
         data=context,
     )
+    metrics.record_issuance(account=account_id, role=role, region=session.region, kind=kind)
     if link_failure is not None:
         # The session exists (CloudTrail has the AssumeRole), so its row and the event above
         # are kept; the failure event says the person never got into the console.

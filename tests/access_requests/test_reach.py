@@ -55,7 +55,8 @@ def answer(client: Client, url: str, data: dict[str, str], real_id: int) -> tupl
 
 
 def refusal_shape(event: AuditEvent) -> dict[str, Any]:
-    data = {k: v for k, v in event.data.items() if k != "request_id"}
+    # The ids differ between the two requests by nature: the access request's and the HTTP one.
+    data = {k: v for k, v in event.data.items() if k not in ("request_id", "http_request_id")}
     return {
         "type": event.event_type,
         "account_id": event.account_id,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import http.client
 import io
+import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from django.db import connections
 from django.test import Client
 
 from federation.log_redaction import REDACTED
+from federation.observability.logging import JsonFormatter, PlainFormatter
 
 TOKEN = "fedat_AbCdEf12_" + "s3cr3t-token-value-x" * 2
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9." + "c2lnbmF0dXJlLXNpZ25hdHVyZQ" * 3
@@ -30,9 +32,10 @@ STATE = "af0ifjsldkj-opaque-state-value"
 SAML_BLOB = base64.b64encode(b'<?xml version="1.0"?><samlp:Response ID="_x">' + b"A" * 400).decode()
 
 
-@pytest.fixture
-def log_output() -> Iterator[io.StringIO]:
-    """What the configured handlers write, from every logger that has them."""
+@pytest.fixture(params=["json", "plain"])
+def log_output(request: pytest.FixtureRequest) -> Iterator[io.StringIO]:
+    """What the configured handlers write, from every logger that has them, in each LOG_FORMAT
+    (issue 18: the redaction holds for JSON lines too, and each of those lines parses)."""
     buffer = io.StringIO()
     handlers = {
         handler
@@ -43,12 +46,19 @@ def log_output() -> Iterator[io.StringIO]:
         and type(handler).__module__ == "logging"
     }
     assert handlers
-    previous = {handler: handler.setStream(buffer) for handler in handlers}
+    formatter = JsonFormatter() if request.param == "json" else PlainFormatter()
+    previous = {handler: (handler.setStream(buffer), handler.formatter) for handler in handlers}
+    for handler in handlers:
+        handler.setFormatter(formatter)
     try:
         yield buffer
+        if request.param == "json":
+            for line in buffer.getvalue().splitlines():
+                assert isinstance(json.loads(line), dict), line
     finally:
-        for handler, stream in previous.items():
+        for handler, (stream, old_formatter) in previous.items():
             handler.setStream(stream)
+            handler.setFormatter(old_formatter)
 
 
 @pytest.fixture
