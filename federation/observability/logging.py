@@ -153,6 +153,9 @@ def gunicorn_logconfig(log_format: str | None = None) -> dict[str, Any]:
         "formatters": {log_format: formatter_for(log_format)},
         "filters": {"redact_credentials": {"()": RedactCredentials}},
         "handlers": {"gunicorn_console": handler},
+        # gunicorn merges this over its own defaults, whose root logger names a handler this
+        # replaces: name the root here too (Django's LOGGING takes over in each worker).
+        "root": {"handlers": ["gunicorn_console"], "level": "INFO"},
         "loggers": {
             "gunicorn.error": {
                 "handlers": ["gunicorn_console"],

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from access_requests.models import AccessRequest
 from tests.access_requests.live import MailSink, WebhookSink, wait_for
@@ -47,19 +48,33 @@ def _issue(client: ProxiedClient) -> Answer:
     )
 
 
+def _sample(scraped: str, name: str) -> float:
+    """The sum of a metric's samples in a Prometheus text scrape."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in scraped.splitlines()
+        if line.startswith((name + "{", name + " "))
+    )
+
+
 def test_production_start_signs_in_issues_approves_notifies_and_stops_gracefully(
     deployment: Deployment,
     aws: MotoServer,
     mail_sink: MailSink,
     webhook_sink: WebhookSink,
     launch: Callable[..., Served],
+    tmp_path: Path,
 ) -> None:
     mail_sink.reset()
     webhook_sink.reset()
     gate = StsGate(aws.url)
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
     try:
         env = {
             **deployment.env,
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+            "METRICS_TOKEN": "smoke-metrics-token",
             "STS_ENDPOINTS": f"eu-west-1={gate.url}",
             "EMAIL_HOST": "127.0.0.1",
             "EMAIL_PORT": str(mail_sink.port),
@@ -116,6 +131,16 @@ def test_production_start_signs_in_issues_approves_notifies_and_stops_gracefully
             lambda: mail_sink.to("alice@corp.example"), timeout=60, what="the requester's mail"
         )
         wait_for(lambda: webhook_sink.posts, timeout=60, what="the webhook post")
+
+        # /metrics, scraped through the proxy with the token, shows what just happened.
+        scraper = ProxiedClient(web.port, "203.0.113.99")
+        assert scraper.get("/metrics").status == 401
+        scraped = scraper.get(
+            "/metrics", headers={"Authorization": "Bearer smoke-metrics-token"}
+        ).text
+        assert _sample(scraped, "fedaccess_signins_total") >= 2
+        assert _sample(scraped, "fedaccess_issuances_total") >= 1
+        assert _sample(scraped, "fedaccess_access_request_decisions_total") >= 1
 
         # Graceful stop: an issuance held at STS while gunicorn receives SIGTERM completes.
         gate.hold()
