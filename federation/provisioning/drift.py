@@ -1,6 +1,7 @@
 """``drift_check``: the sensor of the control loop. Reads every account, compares with the tables
 and keeps one finding per drifted role from the check that first saw it to the one that no
-longer does. A new finding and a resolved one are each audited once, not on every run."""
+longer does. A new finding and a resolved one are each audited once, not on every run, and new
+findings owe the admins one mail and webhook post per check (``notices``)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
 from django.db import transaction
 
+from access_requests.services import effects
 from federation.audit.chain import record_event
 from federation.models import DriftFinding
+from federation.provisioning import notices
 from federation.provisioning.plan import RolesPlan, plan_roles
 
 
@@ -43,6 +47,7 @@ def check_drift(selection: Sequence[str] = (), *, now: datetime) -> DriftReport:
             )
         }
         seen: list[DriftFinding] = []
+        found: list[int] = []
         for account_plan in readable:
             account = account_plan.account
             for change in account_plan.changes:
@@ -60,6 +65,7 @@ def check_drift(selection: Sequence[str] = (), *, now: datetime) -> DriftReport:
                         last_seen=now,
                     )
                     _audit("provisioning.drift_found", finding, now=now)
+                    found.append(finding.pk)
                     continue
                 finding.action, finding.differences, finding.last_seen = (
                     change.action,
@@ -73,6 +79,11 @@ def check_drift(selection: Sequence[str] = (), *, now: datetime) -> DriftReport:
             finding.resolved_at = now
             finding.save(update_fields=["resolved_at"])
             _audit("provisioning.drift_resolved", finding, now=now)
+        if found:
+            # Owed with the findings, so each new drift is told exactly once (SPEC §4).
+            effects.enqueue(notices.send_drift_email, found)
+            if settings.SLACK_WEBHOOK_URL:
+                effects.enqueue(notices.post_drift_webhook, found)
     accounts = [a.account.account_id for a in plan.accounts]
     open_findings = DriftFinding.objects.filter(
         resolved_at__isnull=True, account_id__in=accounts
