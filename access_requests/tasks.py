@@ -18,7 +18,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from access_requests import notifications, outbox, revocation
-from federation.provisioning import notices
+from federation.provisioning import notices, runner
 
 _RETRY: dict[str, Any] = {
     "retry_backoff": True,  # 1 s, 2 s, 4 s ... with jitter
@@ -81,5 +81,6 @@ EFFECT_TASKS: dict[str, Task] = {
         apply_revocation_policy,
         notices.send_drift_email,
         notices.post_drift_webhook,
+        runner.run_rollout,
     )
 }
