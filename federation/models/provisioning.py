@@ -142,3 +142,23 @@ class DriftFinding(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id}/{self.role_name} ({self.action})"
+
+
+class RoleLastUsed(models.Model):
+    """IAM's RoleLastUsed of the role an account holds for a logical role, as the last drift
+    check read it (the same list call: no call per role). With our own issuance records it says
+    which entitlements nobody used (``federation/entitlements/usage.py``)."""
+
+    account_id = models.CharField(max_length=12)
+    role = models.CharField(max_length=64)  # the logical role
+    role_name = models.CharField(max_length=64)  # the IAM role's name
+    last_used = models.DateTimeField()
+    read_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account_id", "role"], name="role_last_used_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id}/{self.role} last used {self.last_used:%Y-%m-%d}"

@@ -14,9 +14,9 @@ from django.db import transaction
 
 from access_requests.services import effects
 from federation.audit.chain import record_event
-from federation.models import DriftFinding
+from federation.models import DriftFinding, RoleLastUsed
 from federation.provisioning import notices
-from federation.provisioning.plan import RolesPlan, plan_roles
+from federation.provisioning.plan import AccountPlan, RolesPlan, plan_roles
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,7 @@ def check_drift(selection: Sequence[str] = (), *, now: datetime) -> DriftReport:
             finding.resolved_at = now
             finding.save(update_fields=["resolved_at"])
             _audit("provisioning.drift_resolved", finding, now=now)
+        _record_last_use(readable, now=now)
         if found:
             # Owed with the findings, so each new drift is told exactly once (SPEC §4).
             effects.enqueue(notices.send_drift_email, found)
@@ -89,6 +90,29 @@ def check_drift(selection: Sequence[str] = (), *, now: datetime) -> DriftReport:
         resolved_at__isnull=True, account_id__in=accounts
     ).order_by("account_id", "role_name")
     return DriftReport(plan, tuple(open_findings), new, resolved)
+
+
+def _record_last_use(readable: Sequence[AccountPlan], *, now: datetime) -> None:
+    """Keep IAM's RoleLastUsed of every wanted role read (one upsert for all accounts)."""
+    rows = [
+        RoleLastUsed(
+            account_id=a.account.account_id,
+            role=want.logical_role,
+            role_name=want.name,
+            last_used=a.last_used[want.logical_role],
+            read_at=now,
+        )
+        for a in readable
+        for want in a.desired
+        if want.logical_role in a.last_used
+    ]
+    if rows:
+        RoleLastUsed.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["account_id", "role"],
+            update_fields=["role_name", "last_used", "read_at"],
+        )
 
 
 def _audit(event: str, finding: DriftFinding, *, now: datetime) -> None:

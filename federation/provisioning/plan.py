@@ -12,6 +12,7 @@ import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -70,6 +71,8 @@ class AccountPlan:
     desired: tuple[DesiredRole, ...]
     changes: tuple[RoleChange, ...] = ()
     error: str = ""
+    # IAM's RoleLastUsed of each wanted role the account holds, by logical role.
+    last_used: dict[str, datetime] = field(default_factory=dict)
 
     @property
     def applicable(self) -> tuple[RoleChange, ...]:
@@ -175,7 +178,13 @@ def plan_account(account: AccountRow, desired: Sequence[DesiredRole]) -> Account
         actual = iam_roles.read_account_roles(account.account_id)
     except iam.IamCallFailed as exc:
         return AccountPlan(account, tuple(desired), error=str(exc))
-    return AccountPlan(account, tuple(desired), tuple(compare(desired, actual)))
+    held = {role.name.lower(): role for role in actual}
+    last_used: dict[str, datetime] = {}
+    for want in desired:
+        have = held.get(want.name.lower())
+        if have is not None and have.last_used is not None:
+            last_used[want.logical_role] = have.last_used
+    return AccountPlan(account, tuple(desired), tuple(compare(desired, actual)), "", last_used)
 
 
 def select_accounts(document: MappingDocument, selection: Sequence[str]) -> list[AccountRow]:
