@@ -39,12 +39,17 @@ def check_drift(selection: Sequence[str] = (), *, now: datetime) -> DriftReport:
     readable = [a for a in plan.accounts if not a.error]
     with transaction.atomic(durable=True):
         # One locked read of every open finding of the accounts read, not one per account.
-        known: dict[tuple[str, str], DriftFinding] = {
-            (f.account_id, f.role_name.lower()): f
-            for f in DriftFinding.objects.select_for_update().filter(
-                account_id__in=[a.account.account_id for a in readable],
-                resolved_at__isnull=True,
+        findings = DriftFinding.objects.select_for_update().filter(resolved_at__isnull=True)
+        if selection:
+            findings = findings.filter(account_id__in=[a.account.account_id for a in readable])
+        else:
+            # A full check also resolves the findings of accounts it no longer reads at all
+            # (left the tables, and none of our roles remain there).
+            findings = findings.exclude(
+                account_id__in=[a.account.account_id for a in plan.accounts if a.error]
             )
+        known: dict[tuple[str, str], DriftFinding] = {
+            (f.account_id, f.role_name.lower()): f for f in findings
         }
         seen: list[DriftFinding] = []
         found: list[int] = []
@@ -143,9 +148,11 @@ def render_text(report: DriftReport) -> str:
         by_account.setdefault(finding.account_id, []).append(finding)
     for account_plan in report.plan.accounts:
         account = account_plan.account
-        lines.append(f"account {account.account_id} ({account.alias}):")
+        gone = ", no longer in the tables" if account_plan.retired else ""
+        lines.append(f"account {account.account_id} ({account.alias}{gone}):")
         if account_plan.error:
-            lines.append(f"  ERROR {account_plan.error}")
+            label = "UNREACHABLE" if account_plan.retired else "ERROR"
+            lines.append(f"  {label} {account_plan.error}")
             continue
         findings = by_account.get(account.account_id, [])
         if not findings:
