@@ -19,7 +19,7 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 from federation.aws import iam, iam_roles, sts
 from federation.mappings import apply_document, parse_document
 from federation.mappings.state import get_current_document
-from federation.models import DriftFinding
+from federation.models import DriftFinding, Rollout, RolloutStep
 from federation.provisioning import trust
 from federation.provisioning.desired import MANAGED_TAG, DesiredRole, desired_roles
 from tests.aws import MotoServer, account_client
@@ -328,3 +328,31 @@ def test_managed_roles_of_an_account_removed_from_the_tables_are_deleted_then_fo
     assert DW_PROD not in out
     assert run("drift_check")[0] == 0
     assert not DriftFinding.objects.filter(resolved_at__isnull=True).exists()
+
+
+def test_a_removed_account_that_cannot_be_reached_is_shown_and_blocks_nothing(
+    world: World,
+    settings: SettingsWrapper,
+    sts_error_endpoint: Callable[[int, str], ErrorEndpoint],
+) -> None:
+    closed = "555555555555"
+    rollout = Rollout.objects.create(
+        created_at=MOMENT, created_by="test", mapping_version=1, broker_arn=BROKER, state="done"
+    )
+    RolloutStep.objects.create(
+        rollout=rollout,
+        wave=1,
+        wave_name="dev",
+        account_id=closed,
+        account_alias="old-dev",
+        environment="dev",
+        desired=[wanted(DEV, "cloud-eng").to_json()],
+        state="done",
+    )
+    settings.STS_ENDPOINTS = [f"us-east-1={sts_error_endpoint(403, 'AccessDenied').url}"]
+
+    code, out, err = run("roles_plan", "--account", "old-dev", "--detailed-exitcode")
+
+    assert code == 0, err
+    assert f"account {closed} (old-dev, dev, no longer in the tables):" in out
+    assert f"  UNREACHABLE, its managed roles cannot be checked: cannot assume {MANAGEMENT}" in out
