@@ -1,5 +1,6 @@
-"""New drift tells the admins once, by mail and webhook, through the effect outbox: a real Celery
-worker on Redis, a local SMTP server and webhook receiver, IAM on moto over HTTP."""
+"""Tasks of the control loop on real parts: new drift tells the admins once, by mail and webhook,
+and an approved rollout runs on the worker, both through the effect outbox. A real Celery worker
+on Redis, a local SMTP server and webhook receiver, IAM on moto over HTTP."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from django.utils import timezone
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from access_requests.models import OutboxEffect
-from federation.models import AuditEvent, DriftFinding
+from federation.models import AuditEvent, DriftFinding, Rollout
+from federation.provisioning.approval import approve_rollout, propose_rollout
 from federation.provisioning.drift import check_drift
 from federation.provisioning.notices import build_drift_notice
 from tests.access_requests.live import (
@@ -30,7 +32,11 @@ from tests.access_requests.live import (
 from tests.aws import MotoServer
 from tests.factories import UserFactory
 from tests.federation.test_provisioning_plan import (
+    BROKER,
+    CANARY,
     DEV,
+    DW_PROD,
+    MANAGEMENT,
     PROD,
     World,
     provision_by_hand,
@@ -67,6 +73,11 @@ def drift_worker(
         webhook_sink,
         tmp_path_factory,
         ADMIN_GROUPS="fed-admins",
+        # The worker reaches the accounts as the test process does (configure(), test_plan).
+        IAM_MANAGEMENT_ROLE_NAME=MANAGEMENT,
+        BROKER_PRINCIPAL_ARN=BROKER,
+        STS_REGIONS="us-east-1",
+        STS_BROKER_CHAINED="false",
     )
 
 
@@ -171,3 +182,27 @@ def test_a_drift_storm_makes_one_short_notice(world: World, admins: Any) -> None
     assert notice.subject == "Drift: 120 role(s) in 1 account(s) differ from the tables"
     assert "role-049" in notice.body and "role-050" not in notice.body
     assert "... and 70 more" in notice.body
+
+
+def test_an_approved_rollout_runs_its_waves_on_the_worker(
+    world: World, admins: Any, drift_worker: Worker
+) -> None:
+    alice, bob = admins
+    rollout = propose_rollout(actor=alice, now=timezone.now())
+    assert rollout is not None and rollout.state == "proposed"
+
+    approve_rollout(rollout.pk, actor=bob, now=timezone.now())
+
+    wait_for(
+        lambda: Rollout.objects.filter(pk=rollout.pk, state="done").exists(),
+        timeout=120,
+        what=f"the worker to run rollout {rollout.pk}",
+    )
+    assert [world.role_names(a) for a in (CANARY, PROD, DW_PROD)] == [
+        ["cloud-eng"],
+        ["admin", "cloud-eng"],
+        ["admin"],
+    ]
+    applied = AuditEvent.objects.filter(event_type="provisioning.account_applied").order_by("pk")
+    assert [e.account_id for e in applied] == [CANARY, DEV, PROD, DW_PROD]
+    assert {e.actor for e in applied} == {bob.label}
