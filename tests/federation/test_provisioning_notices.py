@@ -95,6 +95,10 @@ def admins(settings: SettingsWrapper, webhook_sink: WebhookSink, mail_sink: Mail
     webhook_sink.reset()
 
 
+def _all_done() -> bool:
+    return not OutboxEffect.objects.filter(done_at__isnull=True).exists()
+
+
 def _owed() -> list[str]:
     return sorted(OutboxEffect.objects.filter(task__in=DRIFT_TASKS).values_list("task", flat=True))
 
@@ -147,6 +151,8 @@ def test_new_drift_mails_each_admin_and_posts_the_webhook_once(
     assert check_drift(now=first + timedelta(hours=3)).new == 1
     wait_for(lambda: len(mail_sink.to(admins[0].email)) == 2, what="second drift mail")
     assert len(_owed()) == 4
+    # Nothing left running on the worker when the database is flushed for the next test.
+    wait_for(_all_done, what="every drift effect delivered")
 
 
 def test_without_a_webhook_only_mail_is_owed(
@@ -159,6 +165,7 @@ def test_without_a_webhook_only_mail_is_owed(
     check_drift(now=timezone.now())
 
     assert _owed() == ["federation.provisioning.send_drift_email"]
+    wait_for(_all_done, what="the drift mail delivered")
 
 
 def test_a_drift_storm_makes_one_short_notice(world: World, admins: Any) -> None:
@@ -206,3 +213,4 @@ def test_an_approved_rollout_runs_its_waves_on_the_worker(
     applied = AuditEvent.objects.filter(event_type="provisioning.account_applied").order_by("pk")
     assert [e.account_id for e in applied] == [CANARY, DEV, PROD, DW_PROD]
     assert {e.actor for e in applied} == {bob.label}
+    wait_for(_all_done, what="the rollout's effect marked done")
