@@ -110,16 +110,20 @@ def _load(request_id: int) -> AccessRequest | None:
 
 
 def send_request_email(request_id: int, event: str, *, effect_id: int | None) -> int:
-    """Mail the people concerned, one message each; returns how many went out now.
+    """Mail the people concerned about a request; returns how many went out now."""
+    access_request = _load(request_id)
+    if access_request is None:  # requests are never deleted in service; only a test reset does
+        return 0
+    return send_notice(build_notice(access_request, event), effect_id=effect_id)
+
+
+def send_notice(notice: Notice, *, effect_id: int | None) -> int:
+    """Mail ``notice`` to its recipients, one message each; returns how many went out now.
 
     With an outbox ``effect_id``, each recipient reached is recorded at once and skipped on a
     retry, so a refusal for one recipient resends to that one only. Every recipient is tried;
     the first failure is raised afterwards so the task retries the rest.
     """
-    access_request = _load(request_id)
-    if access_request is None:  # requests are never deleted in service; only a test reset does
-        return 0
-    notice = build_notice(access_request, event)
     done = outbox.delivered_to(effect_id) if effect_id is not None else set()
     pending = [to for to in notice.recipients if to not in done]
     if not pending:
@@ -148,13 +152,20 @@ def send_request_email(request_id: int, event: str, *, effect_id: int | None) ->
 def post_request_webhook(request_id: int, event: str, *, effect_id: int | None) -> bool:
     """Post a Slack-compatible ``{"text": ...}`` message; False when no webhook is configured or
     this effect already posted it."""
-    url = settings.SLACK_WEBHOOK_URL
     access_request = _load(request_id)
-    if not url or access_request is None:
+    if not settings.SLACK_WEBHOOK_URL or access_request is None:
+        return False
+    return post_notice(build_notice(access_request, event), effect_id=effect_id)
+
+
+def post_notice(notice: Notice, *, effect_id: int | None) -> bool:
+    """Post ``notice`` to the Slack-compatible webhook; False when none is configured or this
+    effect already posted it. Raises on a failed post so the task retries."""
+    url = settings.SLACK_WEBHOOK_URL
+    if not url:
         return False
     if effect_id is not None and WEBHOOK_RECIPIENT in outbox.delivered_to(effect_id):
         return False
-    notice = build_notice(access_request, event)
     response = requests.post(
         url, json={"text": f"{notice.subject}\n{notice.body}"}, timeout=settings.WEBHOOK_TIMEOUT
     )

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from access_requests import notifications, outbox, revocation
+from federation.provisioning import notices, runner
 
 _RETRY: dict[str, Any] = {
     "retry_backoff": True,  # 1 s, 2 s, 4 s ... with jitter
@@ -73,5 +74,13 @@ def apply_revocation_policy(grant_id: int, effect_id: int | None = None) -> str:
 
 # What the outbox may name in OutboxEffect.task, by task name.
 EFFECT_TASKS: dict[str, Task] = {
-    t.name: t for t in (send_request_email, post_request_webhook, apply_revocation_policy)
+    t.name: t
+    for t in (
+        send_request_email,
+        post_request_webhook,
+        apply_revocation_policy,
+        notices.send_drift_email,
+        notices.post_drift_webhook,
+        runner.run_rollout,
+    )
 }

@@ -294,6 +294,8 @@ ROLE_MANAGED_POLICIES_MAX = int(os.environ.get("ROLE_MANAGED_POLICIES_MAX", "10"
 # Accounts read or changed at once within one wave.
 PROVISIONING_CONCURRENCY = int(os.environ.get("PROVISIONING_CONCURRENCY", "8"))
 DRIFT_CHECK_INTERVAL_SECONDS = float(os.environ.get("DRIFT_CHECK_INTERVAL_SECONDS", "3600"))
+# /review/ lists the mapping rows nobody used (IAM's RoleLastUsed, our issuance) for this long.
+UNUSED_ACCESS_DAYS = int(os.environ.get("UNUSED_ACCESS_DAYS", "90"))
 CELERY_IMPORTS = ["federation.provisioning.tasks"]
 CELERY_BEAT_SCHEDULE["drift-check"] = {
     "task": "federation.provisioning.drift_check",

@@ -7,4 +7,5 @@ from federation.entitlements import views
 urlpatterns: list[URLPattern] = [
     path("", views.portal, name="portal"),
     path("review/", views.access_review, name="access-review"),
+    path("review/unused/<int:mapping_id>/draft/", views.draft_removal, name="unused-draft-removal"),
 ]

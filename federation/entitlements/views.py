@@ -8,12 +8,13 @@ from datetime import datetime
 from itertools import groupby
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
 from federation.audit.chain import request_ip
 from federation.entitlements.resolve import Entitlement, resolve_entitlements
@@ -23,9 +24,14 @@ from federation.entitlements.review import (
     export_access_review,
     review_access,
 )
+from federation.entitlements.usage import (
+    draft_unused_removal,
+    list_unused_mappings,
+    window_days,
+)
 from federation.models import MIN_SESSION, Account, BusinessUnit, User
-from federation.permissions import can_read_audit, require
-from federation.refusals import refusal_page
+from federation.permissions import can_read_audit, is_admin, require
+from federation.refusals import Refused, refusal_page
 
 
 @login_required
@@ -91,9 +97,12 @@ def access_review(request: HttpRequest) -> HttpResponse:
         "selected_bu": unit or "",
         "rows": None,
     }
-    if not account_id and not unit:
-        return render(request, "federation/review.html", context)
     now = timezone.now()
+    if not account_id and not unit:
+        context["unused"] = list_unused_mappings(now=now)
+        context["unused_days"] = window_days()
+        context["can_draft"] = is_admin(user)
+        return render(request, "federation/review.html", context)
     export = request.GET.get("format") == "csv"
     try:
         if export:
@@ -119,6 +128,22 @@ def access_review(request: HttpRequest) -> HttpResponse:
     context["rows"] = rows
     context["query"] = request.GET.urlencode()
     return render(request, "federation/review.html", context)
+
+
+@require(is_admin, "administrators")
+@require_POST
+def draft_removal(request: HttpRequest, mapping_id: int) -> HttpResponse:
+    """One click from /review/: a mapping draft removing a row nobody used."""
+    user = request.user
+    assert isinstance(user, User)
+    try:
+        draft = draft_unused_removal(mapping_id, actor=user, now=timezone.now())
+    except Refused as refusal:
+        if refusal.status == 404:
+            return refusal_page(request, refusal, recorded=False)
+        messages.error(request, refusal.message)
+        return redirect("access-review")
+    return redirect("mapping-draft", draft_id=draft.pk)
 
 
 def _csv_response(rows: list[ReviewRow]) -> HttpResponse:

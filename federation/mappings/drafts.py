@@ -34,6 +34,7 @@ from federation.mappings import (
 )
 from federation.models import DraftKind, MappingDraft, MappingVersion, User
 from federation.permissions import is_admin
+from federation.provisioning.preview import preview_for_draft
 from federation.refusals import Refused
 
 
@@ -123,6 +124,8 @@ def propose_change(
     if plan.is_empty:
         raise NothingToChange("This change makes no difference: the tables already match it.")
     plan_json = plan.to_json()
+    # The IAM roles the control loop will create or delete once this applies (issue #13).
+    plan_json["iam_roles"] = preview_for_draft(document)
     because = list(plan.sensitive_because)
     with transaction.atomic(durable=True):
         draft = MappingDraft.objects.create(

@@ -439,4 +439,6 @@ def plan_view(plan: dict[str, Any]) -> dict[str, Any]:
         "blockers": plan.get("blockers", []),
         "counts": plan.get("counts", {}),
         "base_version": plan.get("base_version"),
+        # Drafts proposed before the control loop's preview have none (None: not shown).
+        "iam_roles": plan.get("iam_roles"),
     }

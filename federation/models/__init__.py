@@ -22,7 +22,7 @@ from federation.models.identity import (
     User,
 )
 from federation.models.issuance import ApiToken, SessionIssuance
-from federation.models.provisioning import DriftFinding, Rollout, RolloutStep
+from federation.models.provisioning import DriftFinding, RoleLastUsed, Rollout, RolloutStep
 from federation.models.vocabulary import (
     ACCOUNT_ID_RE,
     ENV_ORDER,
@@ -57,6 +57,7 @@ __all__ = [
     "MappingDraft",
     "MappingVersion",
     "Person",
+    "RoleLastUsed",
     "Rollout",
     "RolloutStep",
     "SamlAuthnRequest",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+
+from federation.models.identity import User
 
 
 class Rollout(models.Model):
@@ -15,27 +17,59 @@ class Rollout(models.Model):
     """
 
     class State(models.TextChoices):
+        PROPOSED = "proposed", "awaiting a second administrator"
         RUNNING = "running", "running"
         STOPPED = "stopped", "stopped"
         DONE = "done", "done"
+        CANCELLED = "cancelled", "cancelled"
+
+    class Kind(models.TextChoices):
+        APPLY = "apply", "apply the tables"
+        ROLLBACK = "rollback", "roll back"
 
     created_at = models.DateTimeField()
     created_by = models.CharField(max_length=320)
     mapping_version = models.PositiveIntegerField()
     broker_arn = models.CharField(max_length=2048)
-    state = models.CharField(max_length=8, choices=State.choices, default=State.RUNNING)
+    state = models.CharField(max_length=9, choices=State.choices, default=State.RUNNING)
     stopped_reason = models.TextField(blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.APPLY)
+    # A rollback re-applies the documents each account had before this rollout.
+    rolls_back = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="rollbacks"
+    )
+    # Web rollouts: who asked, and the second administrator a prod account needs.
+    requested_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    needs_approval = models.BooleanField(default=False)
+    approved_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(state__in=["running", "stopped", "done"]), name="rollout_state_valid"
+                condition=Q(state__in=["proposed", "running", "stopped", "done", "cancelled"]),
+                name="rollout_state_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=["apply", "rollback"]), name="rollout_kind_valid"
             ),
             # One rollout at a time, whatever path starts or resumes it.
             models.UniqueConstraint(
                 fields=["state"], condition=Q(state="running"), name="rollout_one_running"
+            ),
+            # A rollout that needs a second administrator never runs without one, whatever
+            # path writes the row (the person check across identities is in the service).
+            models.CheckConstraint(
+                condition=Q(needs_approval=False)
+                | Q(state__in=["proposed", "cancelled"])
+                | (Q(approved_by__isnull=False) & ~Q(approved_by=F("requested_by"))),
+                name="rollout_second_admin",
             ),
         ]
 
@@ -58,6 +92,7 @@ class RolloutStep(models.Model):
     wave_name = models.CharField(max_length=8)
     account_id = models.CharField(max_length=12)
     account_alias = models.CharField(max_length=63)
+    environment = models.CharField(max_length=8, blank=True)  # blank on rows from before 0018
     desired = models.JSONField()  # the account's DesiredRole documents at plan time
     planned = models.JSONField(default=list)  # the changes the plan showed
     state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
@@ -107,3 +142,23 @@ class DriftFinding(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id}/{self.role_name} ({self.action})"
+
+
+class RoleLastUsed(models.Model):
+    """IAM's RoleLastUsed of the role an account holds for a logical role, as the last drift
+    check read it (the same list call: no call per role). With our own issuance records it says
+    which entitlements nobody used (``federation/entitlements/usage.py``)."""
+
+    account_id = models.CharField(max_length=12)
+    role = models.CharField(max_length=64)  # the logical role
+    role_name = models.CharField(max_length=64)  # the IAM role's name
+    last_used = models.DateTimeField()
+    read_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account_id", "role"], name="role_last_used_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id}/{self.role} last used {self.last_used:%Y-%m-%d}"

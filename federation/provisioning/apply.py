@@ -10,7 +10,7 @@ so a step is ``done`` only once its read-back matched and its audit event is in 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,9 +22,16 @@ from django.db import IntegrityError, transaction
 
 from federation.audit.chain import record_event
 from federation.aws import iam, iam_roles
-from federation.models import Rollout, RolloutStep
+from federation.models import Rollout, RolloutStep, User
 from federation.provisioning.desired import DESCRIPTION, MANAGED_TAG, VERSION_TAG, DesiredRole
-from federation.provisioning.plan import AccountPlan, RoleChange, compare, plan_roles, wave_key
+from federation.provisioning.plan import (
+    AccountPlan,
+    RoleChange,
+    RolesPlan,
+    compare,
+    plan_roles,
+    wave_key,
+)
 from federation.refusals import Refused
 
 WAVE_NAMES = ("canary", "dev", "test", "prod")
@@ -129,57 +136,92 @@ def start_rollout(selection: Sequence[str] = (), *, actor: str, now: datetime) -
     account cannot be read (nothing is stored then) or another rollout is still running.
     """
     plan = plan_roles(selection)
+    todo = applicable_accounts(plan)
+    if not todo:
+        return None
+    rollout = store_rollout(
+        plan_steps(todo), version=plan.version, broker_arn=plan.broker_arn, actor=actor, now=now
+    )
+    return run_rollout(rollout, actor=actor, now=now)
+
+
+RUNNING_REFUSAL = (
+    "another rollout is running; resume it (roles_apply --resume) or wait for it first"
+)
+
+
+def applicable_accounts(plan: RolesPlan) -> list[AccountPlan]:
+    """The accounts with changes to apply; RolloutRefused, naming them, when any account could
+    not be read (a rollout never starts on a partial picture)."""
     if plan.errors:
         raise RolloutRefused(
             "no rollout started: "
             + "; ".join(f"account {a.account.account_id}: {a.error}" for a in plan.errors)
         )
-    todo = [a for a in plan.accounts if a.applicable]
-    if not todo:
-        return None
-    try:
-        rollout = _store(plan.version, plan.broker_arn, todo, actor=actor, now=now)
-    except IntegrityError:
-        raise RolloutRefused(_RUNNING) from None
-    return _run(rollout, actor=actor, now=now)
+    return [a for a in plan.accounts if a.applicable]
 
 
-_RUNNING = "another rollout is running; resume it (roles_apply --resume) or wait for it first"
+def plan_steps(todo: Sequence[AccountPlan]) -> list[RolloutStep]:
+    """Unsaved steps holding each account's planned documents (what will be promoted)."""
+    return [
+        RolloutStep(
+            wave=wave_key(a.account)[0],
+            wave_name=WAVE_NAMES[min(wave_key(a.account)[0], 3)],
+            account_id=a.account.account_id,
+            account_alias=a.account.alias,
+            environment=a.account.environment,
+            desired=[d.to_json() for d in a.desired],
+            planned=[change_summary(c) for c in a.applicable],
+        )
+        for a in todo
+    ]
 
 
-def _store(
-    version: int, broker_arn: str, todo: Sequence[AccountPlan], *, actor: str, now: datetime
+def store_rollout(
+    steps: Sequence[RolloutStep],
+    *,
+    version: int,
+    broker_arn: str,
+    actor: User | str,
+    now: datetime,
+    state: str = Rollout.State.RUNNING,
+    event: str = "provisioning.rollout_started",
+    owe: Callable[[Rollout], None] | None = None,
+    **fields: Any,
 ) -> Rollout:
-    with transaction.atomic(durable=True):
-        rollout = Rollout.objects.create(
-            created_at=now,
-            created_by=actor,
-            mapping_version=version,
-            broker_arn=broker_arn,
-        )
-        RolloutStep.objects.bulk_create(
-            RolloutStep(
-                rollout=rollout,
-                wave=wave_key(a.account)[0],
-                wave_name=WAVE_NAMES[min(wave_key(a.account)[0], 3)],
-                account_id=a.account.account_id,
-                account_alias=a.account.alias,
-                desired=[d.to_json() for d in a.desired],
-                planned=[change_summary(c) for c in a.applicable],
+    """Store a rollout and its steps with its audit event (and ``owe(rollout)``, in the same
+    transaction). Raises RolloutRefused when it would run while another rollout runs."""
+    try:
+        with transaction.atomic(durable=True):
+            rollout = Rollout.objects.create(
+                created_at=now,
+                created_by=actor.label if isinstance(actor, User) else actor,
+                mapping_version=version,
+                broker_arn=broker_arn,
+                state=state,
+                **fields,
             )
-            for a in todo
-        )
-        record_event(
-            "provisioning.rollout_started",
-            actor=actor,
-            target=f"rollout/{rollout.pk}",
-            data={
-                "rollout": rollout.pk,
-                "mapping_version": version,
-                "accounts": [a.account.account_id for a in todo],
-            },
-            now=now,
-        )
+            for step in steps:
+                step.rollout = rollout
+            RolloutStep.objects.bulk_create(steps)
+            record_event(
+                event,
+                actor=actor,
+                target=f"rollout/{rollout.pk}",
+                data={
+                    "rollout": rollout.pk,
+                    "kind": rollout.kind,
+                    "mapping_version": version,
+                    "accounts": [s.account_id for s in steps],
+                    "rolls_back": rollout.rolls_back_id,
+                    "needs_approval": rollout.needs_approval,
+                },
+                now=now,
+            )
+            if owe is not None:
+                owe(rollout)
+    except IntegrityError:
+        raise RolloutRefused(RUNNING_REFUSAL) from None
     return rollout
 
 
@@ -190,6 +232,10 @@ def resume_rollout(rollout_id: int, *, actor: str, now: datetime) -> Rollout:
         raise RolloutNotFound(f"there is no rollout {rollout_id}")
     if rollout.state == Rollout.State.DONE:
         raise RolloutRefused(f"rollout {rollout_id} is already done")
+    if rollout.state in (Rollout.State.PROPOSED, Rollout.State.CANCELLED):
+        raise RolloutRefused(
+            f"rollout {rollout_id} is {rollout.state}: it never ran, so there is nothing to resume"
+        )
     try:
         with transaction.atomic(durable=True):
             Rollout.objects.filter(pk=rollout.pk).update(state=Rollout.State.RUNNING)
@@ -201,11 +247,21 @@ def resume_rollout(rollout_id: int, *, actor: str, now: datetime) -> Rollout:
                 now=now,
             )
     except IntegrityError:
-        raise RolloutRefused(_RUNNING) from None
-    return _run(rollout, actor=actor, now=now)
+        raise RolloutRefused(RUNNING_REFUSAL) from None
+    return run_rollout(rollout, actor=actor, now=now)
 
 
-def _run(rollout: Rollout, *, actor: str, now: datetime) -> Rollout:
+def continue_rollout(rollout_id: int, *, now: datetime) -> Rollout | None:
+    """Run a rollout stored as running (by the web page, on its worker); None when it is not
+    running any more (a duplicate message, or it was stopped)."""
+    rollout = Rollout.objects.select_related("approved_by").filter(pk=rollout_id).first()
+    if rollout is None or rollout.state != Rollout.State.RUNNING:
+        return None
+    actor = rollout.approved_by.label if rollout.approved_by else rollout.created_by
+    return run_rollout(rollout, actor=actor, now=now)
+
+
+def run_rollout(rollout: Rollout, *, actor: str, now: datetime) -> Rollout:
     steps = list(rollout.steps.exclude(state=RolloutStep.State.DONE).order_by("wave", "account_id"))
     workers = max(1, settings.PROVISIONING_CONCURRENCY)
     for wave, grouped in groupby(steps, key=lambda s: s.wave):

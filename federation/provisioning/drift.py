@@ -1,6 +1,7 @@
 """``drift_check``: the sensor of the control loop. Reads every account, compares with the tables
 and keeps one finding per drifted role from the check that first saw it to the one that no
-longer does. A new finding and a resolved one are each audited once, not on every run."""
+longer does. A new finding and a resolved one are each audited once, not on every run, and new
+findings owe the admins one mail and webhook post per check (``notices``)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
 from django.db import transaction
 
+from access_requests.services import effects
 from federation.audit.chain import record_event
-from federation.models import DriftFinding
-from federation.provisioning.plan import RolesPlan, plan_roles
+from federation.models import DriftFinding, RoleLastUsed
+from federation.provisioning import notices
+from federation.provisioning.plan import AccountPlan, RolesPlan, plan_roles
 
 
 @dataclass(frozen=True)
@@ -35,14 +39,20 @@ def check_drift(selection: Sequence[str] = (), *, now: datetime) -> DriftReport:
     readable = [a for a in plan.accounts if not a.error]
     with transaction.atomic(durable=True):
         # One locked read of every open finding of the accounts read, not one per account.
-        known: dict[tuple[str, str], DriftFinding] = {
-            (f.account_id, f.role_name.lower()): f
-            for f in DriftFinding.objects.select_for_update().filter(
-                account_id__in=[a.account.account_id for a in readable],
-                resolved_at__isnull=True,
+        findings = DriftFinding.objects.select_for_update().filter(resolved_at__isnull=True)
+        if selection:
+            findings = findings.filter(account_id__in=[a.account.account_id for a in readable])
+        else:
+            # A full check also resolves the findings of accounts it no longer reads at all
+            # (left the tables, and none of our roles remain there).
+            findings = findings.exclude(
+                account_id__in=[a.account.account_id for a in plan.accounts if a.error]
             )
+        known: dict[tuple[str, str], DriftFinding] = {
+            (f.account_id, f.role_name.lower()): f for f in findings
         }
         seen: list[DriftFinding] = []
+        found: list[int] = []
         for account_plan in readable:
             account = account_plan.account
             for change in account_plan.changes:
@@ -60,6 +70,7 @@ def check_drift(selection: Sequence[str] = (), *, now: datetime) -> DriftReport:
                         last_seen=now,
                     )
                     _audit("provisioning.drift_found", finding, now=now)
+                    found.append(finding.pk)
                     continue
                 finding.action, finding.differences, finding.last_seen = (
                     change.action,
@@ -73,11 +84,40 @@ def check_drift(selection: Sequence[str] = (), *, now: datetime) -> DriftReport:
             finding.resolved_at = now
             finding.save(update_fields=["resolved_at"])
             _audit("provisioning.drift_resolved", finding, now=now)
+        _record_last_use(readable, now=now)
+        if found:
+            # Owed with the findings, so each new drift is told exactly once (SPEC §4).
+            effects.enqueue(notices.send_drift_email, found)
+            if settings.SLACK_WEBHOOK_URL:
+                effects.enqueue(notices.post_drift_webhook, found)
     accounts = [a.account.account_id for a in plan.accounts]
     open_findings = DriftFinding.objects.filter(
         resolved_at__isnull=True, account_id__in=accounts
     ).order_by("account_id", "role_name")
     return DriftReport(plan, tuple(open_findings), new, resolved)
+
+
+def _record_last_use(readable: Sequence[AccountPlan], *, now: datetime) -> None:
+    """Keep IAM's RoleLastUsed of every wanted role read (one upsert for all accounts)."""
+    rows = [
+        RoleLastUsed(
+            account_id=a.account.account_id,
+            role=want.logical_role,
+            role_name=want.name,
+            last_used=a.last_used[want.logical_role],
+            read_at=now,
+        )
+        for a in readable
+        for want in a.desired
+        if want.logical_role in a.last_used
+    ]
+    if rows:
+        RoleLastUsed.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["account_id", "role"],
+            update_fields=["role_name", "last_used", "read_at"],
+        )
 
 
 def _audit(event: str, finding: DriftFinding, *, now: datetime) -> None:
@@ -108,9 +148,11 @@ def render_text(report: DriftReport) -> str:
         by_account.setdefault(finding.account_id, []).append(finding)
     for account_plan in report.plan.accounts:
         account = account_plan.account
-        lines.append(f"account {account.account_id} ({account.alias}):")
+        gone = ", no longer in the tables" if account_plan.retired else ""
+        lines.append(f"account {account.account_id} ({account.alias}{gone}):")
         if account_plan.error:
-            lines.append(f"  ERROR {account_plan.error}")
+            label = "UNREACHABLE" if account_plan.retired else "ERROR"
+            lines.append(f"  {label} {account_plan.error}")
             continue
         findings = by_account.get(account.account_id, [])
         if not findings:

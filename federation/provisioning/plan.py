@@ -12,6 +12,7 @@ import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -22,6 +23,7 @@ from federation.mappings.state import get_current_document
 from federation.models import ENV_ORDER
 from federation.provisioning import trust
 from federation.provisioning.desired import MANAGED_TAG, MANAGED_VALUE, DesiredRole, desired_roles
+from federation.provisioning.retired import retired_accounts
 from federation.refusals import Refused
 
 
@@ -70,6 +72,10 @@ class AccountPlan:
     desired: tuple[DesiredRole, ...]
     changes: tuple[RoleChange, ...] = ()
     error: str = ""
+    # The account left the tables; its managed roles are planned for deletion (retired.py).
+    retired: bool = False
+    # IAM's RoleLastUsed of each wanted role the account holds, by logical role.
+    last_used: dict[str, datetime] = field(default_factory=dict)
 
     @property
     def applicable(self) -> tuple[RoleChange, ...]:
@@ -84,7 +90,9 @@ class RolesPlan:
 
     @property
     def errors(self) -> tuple[AccountPlan, ...]:
-        return tuple(a for a in self.accounts if a.error)
+        """Accounts of the tables that could not be read (a retired account that cannot be
+        reached any more is shown, but blocks nothing)."""
+        return tuple(a for a in self.accounts if a.error and not a.retired)
 
     @property
     def pending(self) -> bool:
@@ -169,19 +177,31 @@ def compare(
     return changes
 
 
-def plan_account(account: AccountRow, desired: Sequence[DesiredRole]) -> AccountPlan:
+def plan_account(
+    account: AccountRow, desired: Sequence[DesiredRole], *, retired: bool = False
+) -> AccountPlan:
     """Read one account and compare; an unreadable account is an ``error``, never raised."""
     try:
         actual = iam_roles.read_account_roles(account.account_id)
     except iam.IamCallFailed as exc:
-        return AccountPlan(account, tuple(desired), error=str(exc))
-    return AccountPlan(account, tuple(desired), tuple(compare(desired, actual)))
+        return AccountPlan(account, tuple(desired), error=str(exc), retired=retired)
+    held = {role.name.lower(): role for role in actual}
+    last_used: dict[str, datetime] = {}
+    for want in desired:
+        have = held.get(want.name.lower())
+        if have is not None and have.last_used is not None:
+            last_used[want.logical_role] = have.last_used
+    changes = tuple(compare(desired, actual))
+    return AccountPlan(account, tuple(desired), changes, "", retired, last_used)
 
 
-def select_accounts(document: MappingDocument, selection: Sequence[str]) -> list[AccountRow]:
-    """The document's accounts named by id or alias (all when none named), canary first, then
-    by environment; raises UnknownAccount naming what matched nothing."""
-    accounts = list(document.accounts)
+def select_accounts(
+    document: MappingDocument, selection: Sequence[str], retired: Sequence[AccountRow] = ()
+) -> list[AccountRow]:
+    """The accounts (of the document, and ``retired`` ones) named by id or alias (all when none
+    named), canary first, then by environment; raises UnknownAccount naming what matched
+    nothing."""
+    accounts = [*document.accounts, *retired]
     if selection:
         known = {a.account_id: a for a in accounts} | {a.alias: a for a in accounts}
         missing = [name for name in selection if name not in known]
@@ -205,13 +225,21 @@ def plan_roles(
     """Plan every selected account of ``document`` (default: the tables now), reading accounts
     in parallel (PROVISIONING_CONCURRENCY). Raises ProvisioningInvalid before any IAM call when
     a wanted role breaks IAM's limits, and UnknownAccount for an unknown selection."""
+    retired: list[AccountRow] = []
     if document is None:
         version, document = get_current_document()
+        retired = retired_accounts([a.account_id for a in document.accounts])
     broker = trust.broker_principal_arn()
     desired = desired_roles(document, version=version or 0, broker_arn=broker)
-    accounts = select_accounts(document, selection)
+    accounts = select_accounts(document, selection, retired)
+    gone = {a.account_id for a in retired}
+
+    def plan_one(account: AccountRow) -> AccountPlan:
+        wanted = desired.get(account.account_id, [])
+        return plan_account(account, wanted, retired=account.account_id in gone)
+
     with ThreadPoolExecutor(max_workers=max(1, settings.PROVISIONING_CONCURRENCY)) as pool:
-        plans = list(pool.map(lambda a: plan_account(a, desired[a.account_id]), accounts))
+        plans = list(pool.map(plan_one, accounts))
     return RolesPlan(version or 0, broker, tuple(plans))
 
 
@@ -220,9 +248,15 @@ def render_text(plan: RolesPlan) -> str:
     for account_plan in plan.accounts:
         account = account_plan.account
         canary = ", canary" if account.canary else ""
+        gone = ", no longer in the tables" if account_plan.retired else ""
         lines.append(
-            f"account {account.account_id} ({account.alias}, {account.environment}{canary}):"
+            f"account {account.account_id} ({account.alias}, {account.environment}{canary}{gone}):"
         )
+        if account_plan.error and account_plan.retired:
+            lines.append(
+                f"  UNREACHABLE, its managed roles cannot be checked: {account_plan.error}"
+            )
+            continue
         if account_plan.error:
             lines.append(f"  ERROR {account_plan.error}")
             continue

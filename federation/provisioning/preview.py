@@ -6,11 +6,20 @@ page can show it at once (``roles_plan`` then compares with the accounts themsel
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
 
 from federation.mappings.document import MappingDocument
 from federation.mappings.state import get_current_document
 from federation.provisioning import trust
 from federation.provisioning.desired import VERSION_TAG, DesiredRole, desired_roles
+from federation.refusals import Refused
+
+# Stands for a broker whose identity is learnt from STS at run time: the broker is the same
+# before and after a draft, so a preview needs no STS call (only the trust policy's size depends
+# on it, and this is as long as a typical broker role ARN).
+_PREVIEW_BROKER = "arn:aws:iam::000000000000:role/fedaccess-broker"
 
 
 @dataclass(frozen=True)
@@ -33,7 +42,7 @@ def preview_roles(document: MappingDocument) -> list[RolePreview]:
     """The role changes ``document`` makes against the tables now (raises ProvisioningInvalid
     when the draft calls for a role IAM would refuse: the draft can say so before approval)."""
     version, current = get_current_document()
-    broker = trust.broker_principal_arn()
+    broker = trust.broker_principal_arn() if settings.BROKER_PRINCIPAL_ARN else _PREVIEW_BROKER
     before = {
         (r.account_id, r.name.lower()): r
         for roles in desired_roles(current, version=version, broker_arn=broker).values()
@@ -52,3 +61,27 @@ def preview_roles(document: MappingDocument) -> list[RolePreview]:
         if k in before and _comparable(before[k]) != _comparable(r)
     ]
     return sorted(found, key=lambda p: (p.role.account_id, p.role.name, p.action))
+
+
+def preview_for_draft(document: MappingDocument) -> dict[str, Any]:
+    """The preview as a draft's plan stores it: ``{"roles": [...], "problem": str}``. A draft
+    that calls for a role IAM would refuse is still a draft (the tables decide access); the
+    problem says why ``roles_apply`` would refuse it, before anyone approves it."""
+    try:
+        previews = preview_roles(document)
+    except Refused as refusal:
+        return {"roles": [], "problem": refusal.message}
+    return {
+        "roles": [
+            {
+                "action": p.action,
+                "account_id": p.role.account_id,
+                "account_alias": p.role.account_alias,
+                "role": p.role.logical_role,
+                "arn": p.role.arn,
+                "sentence": p.sentence,
+            }
+            for p in previews
+        ],
+        "problem": "",
+    }

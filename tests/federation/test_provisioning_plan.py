@@ -19,6 +19,7 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 from federation.aws import iam, iam_roles, sts
 from federation.mappings import apply_document, parse_document
 from federation.mappings.state import get_current_document
+from federation.models import DriftFinding, Rollout, RolloutStep
 from federation.provisioning import trust
 from federation.provisioning.desired import MANAGED_TAG, DesiredRole, desired_roles
 from tests.aws import MotoServer, account_client
@@ -298,3 +299,60 @@ def test_reading_an_account_costs_pages_not_calls_per_role(world: World) -> None
         f"arn:aws:iam::{a}:role/{MANAGEMENT}" for a in ACCOUNTS
     )
     assert {s["RoleSessionName"] for s in sessions} == {iam_roles.PROVISIONING_SESSION_NAME}
+
+
+def test_managed_roles_of_an_account_removed_from_the_tables_are_deleted_then_forgotten(
+    world: World,
+) -> None:
+    assert run("roles_apply", "--yes")[0] == 0
+    world.iam(DW_PROD).create_role(RoleName="theirs", AssumeRolePolicyDocument="{}")
+    without_dw = TABLES.replace(
+        '  - {id: "444444444444", alias: dw-prod, business_unit: dw, environment: prod}\n', ""
+    ).replace("  - {group: aws-dw-admin, role: admin, business_unit: dw, access: eligible}\n", "")
+    apply_document(parse_document(without_dw), actor="test", source="import", now=MOMENT)
+
+    code, out, _ = run("roles_plan", "--detailed-exitcode")
+
+    assert code == 2
+    assert f"account {DW_PROD} (dw-prod, prod, no longer in the tables):" in out
+    assert f"  - delete role admin (arn:aws:iam::{DW_PROD}:role/admin)" in out
+    assert "theirs" not in out
+    code, out, _ = run("drift_check", "--account", "dw-prod")
+    assert code == 2 and "admin: delete" in out
+
+    assert run("roles_apply", "--yes")[0] == 0
+
+    assert world.role_names(DW_PROD) == ["theirs"]
+    code, out, _ = run("roles_plan", "--detailed-exitcode")
+    assert code == 0, out
+    assert DW_PROD not in out
+    assert run("drift_check")[0] == 0
+    assert not DriftFinding.objects.filter(resolved_at__isnull=True).exists()
+
+
+def test_a_removed_account_that_cannot_be_reached_is_shown_and_blocks_nothing(
+    world: World,
+    settings: SettingsWrapper,
+    sts_error_endpoint: Callable[[int, str], ErrorEndpoint],
+) -> None:
+    closed = "555555555555"
+    rollout = Rollout.objects.create(
+        created_at=MOMENT, created_by="test", mapping_version=1, broker_arn=BROKER, state="done"
+    )
+    RolloutStep.objects.create(
+        rollout=rollout,
+        wave=1,
+        wave_name="dev",
+        account_id=closed,
+        account_alias="old-dev",
+        environment="dev",
+        desired=[wanted(DEV, "cloud-eng").to_json()],
+        state="done",
+    )
+    settings.STS_ENDPOINTS = [f"us-east-1={sts_error_endpoint(403, 'AccessDenied').url}"]
+
+    code, out, err = run("roles_plan", "--account", "old-dev", "--detailed-exitcode")
+
+    assert code == 0, err
+    assert f"account {closed} (old-dev, dev, no longer in the tables):" in out
+    assert f"  UNREACHABLE, its managed roles cannot be checked: cannot assume {MANAGEMENT}" in out
