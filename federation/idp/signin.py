@@ -22,6 +22,7 @@ from federation.models import IdentityProvider, Person, SignIn, User
 from federation.refusals import refusal_page
 
 AUTH_BACKEND = "django.contrib.auth.backends.ModelBackend"
+SIGN_IN_SESSION_KEY = "sign_in_id"
 
 
 def _username_for(idp: IdentityProvider, subject: str) -> str:
@@ -73,13 +74,15 @@ def complete_sign_in(
         user.manager = identity.manager
         user.last_login = now
         user.save()
-        SignIn.objects.create(
+        sign_in = SignIn.objects.create(
             user=user,
             idp=identity.idp,
             at=now,
             groups=groups,
             ip=request_ip(request),
             auth_context=dict(identity.auth_context),
+            mfa=identity.mfa.mfa,
+            authenticated_at=identity.mfa.authenticated_at,
         )
         record_event(
             "signin.success",
@@ -99,6 +102,8 @@ def complete_sign_in(
                 "groups": groups,
                 "manager": identity.manager,
                 "auth_context": dict(identity.auth_context),
+                "sign_in": sign_in.pk,
+                "mfa": identity.mfa.to_json(),
             },
         )
         # login() calls cycle_key(): a session id planted before sign-in is dead afterwards.
@@ -106,6 +111,8 @@ def complete_sign_in(
         # (last_login is saved above; federation/apps.py drops Django's second UPDATE of it.)
         login(request, user, backend=AUTH_BACKEND)
         request.session["signed_in_at"] = int(now.timestamp())  # absolute limit: middleware.py
+        # The sign-in this browser session stands on: what step-up judges (stepup/rules.py).
+        request.session[SIGN_IN_SESSION_KEY] = sign_in.pk
     return user
 
 
