@@ -22,7 +22,7 @@ from federation.models import IdentityProvider, Person, SignIn, User
 from federation.refusals import refusal_page
 
 AUTH_BACKEND = "django.contrib.auth.backends.ModelBackend"
-SIGN_IN_SESSION_KEY = "sign_in_id"
+SIGN_IN_SESSION_KEY = "sign_in_id"  # read by federation/stepup/rules.py
 
 
 def _username_for(idp: IdentityProvider, subject: str) -> str:

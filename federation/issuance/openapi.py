@@ -12,7 +12,12 @@ from federation.models import ACCOUNT_ID_RE, MAX_SESSION, MIN_SESSION, SLUG_RE, 
 _ERROR_SCHEMA = {
     "type": "object",
     "required": ["error", "message"],
-    "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+    "properties": {
+        "error": {"type": "string"},
+        "message": {"type": "string"},
+        # With error "step_up_required": the page that signs the person in again with MFA.
+        "step_up_url": {"type": "string", "format": "uri"},
+    },
 }
 
 
@@ -25,7 +30,12 @@ def _errors(*statuses: int) -> dict[str, Any]:
         for status, description in (
             (400, "Malformed request"),
             (401, "Missing, unknown, expired or revoked token"),
-            (403, "Not entitled now (or only eligible, or the identity cannot name a session)"),
+            (
+                403,
+                "Not entitled now (or only eligible, or the identity cannot name a session); "
+                'or {"error": "step_up_required", "step_up_url": ...}: the role needs a fresh '
+                "MFA sign-in, to be made at step_up_url in a browser",
+            ),
             (404, "No such request of yours"),
             (409, "The grant ends in less than 15 minutes; or a request for it is pending"),
             (502, "AWS refused the session"),
@@ -280,6 +290,8 @@ def openapi_document() -> dict[str, Any]:
                                         "type": ["string", "null"],
                                         "format": "date-time",
                                     },
+                                    "require_mfa": {"type": "boolean"},
+                                    "break_glass": {"type": "boolean"},
                                 },
                             },
                         }
