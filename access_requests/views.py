@@ -15,7 +15,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 from access_requests import queries, refusals
 from access_requests.forms import DecisionForm, RequestForm, RevokeForm
 from access_requests.models import Approval
-from access_requests.services import grants, workflow
+from access_requests.services import break_glass, grants, workflow
+from access_requests.services.break_glass import may_review
 from federation.audit.chain import request_ip
 from federation.models import User
 from federation.permissions import is_admin
@@ -108,6 +109,10 @@ def approvals(request: HttpRequest) -> HttpResponse:
         ],
         "unapprovable": queries.list_unapprovable(user),
         "grants": queries.list_revocable(user, now=now),
+        "break_glass": [
+            {"request": r, "can_review": may_review(user, r)}
+            for r in break_glass.list_unreviewed(user)
+        ],
         "is_admin": is_admin(user),
         "now": now,
     }

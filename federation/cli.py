@@ -5,6 +5,7 @@
     fedaccess config [--print]                       write (or print) the ~/.aws/config profiles
     fedaccess console --account A --role R [--print] open an AWS console sign-in link
     fedaccess request --account A --role R --minutes N --why TEXT [--wait S]   ask for access
+    fedaccess break-glass --account A --role R --why TEXT [--minutes N]  access at once, reviewed
     fedaccess status                                 my roles, session lengths, grants' time left
     fedaccess logout                                 revoke the stored token and forget it
 
@@ -17,6 +18,9 @@ stored values (automation).
 ``fedaccess config`` keeps its profiles in one marked block of the AWS config file
 (``$AWS_CONFIG_FILE`` or ``~/.aws/config``), rewritten in place on every run; no line outside the
 block is ever changed.
+
+A role that needs a fresh MFA sign-in (step-up) is refused with the URL of a portal page to
+open in a browser; after signing in there with MFA, the same command succeeds.
 
 Standard library only: this runs on every AWS CLI call that needs credentials.
 """
@@ -54,9 +58,22 @@ class CliError(Exception):
 
 
 class PortalRefused(CliError):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, code: str = "", step_up_url: str = "") -> None:
         super().__init__(f"the portal answered {status}: {message}")
         self.status = status
+        self.code = code
+        self.step_up_url = step_up_url
+
+
+class StepUpNeeded(CliError):
+    """The role needs a fresh MFA sign-in (SPEC §4 Step-up): made in a browser, at ``url``."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(
+            "this role needs a fresh sign-in with multi-factor authentication. Open this URL "
+            f"in your browser, sign in, then run the command again:\n{url}"
+        )
+        self.url = url
 
 
 def config_dir() -> Path:
@@ -124,12 +141,18 @@ def _call(url: str, token: str, path: str, body: dict[str, Any] | None = None) -
         with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
             return json.load(response)
     except urllib.error.HTTPError as error:
+        code = step_up_url = ""
         try:
             detail = json.load(error)
             message = f"{detail.get('message')} ({detail.get('error')})"
+            code = str(detail.get("error") or "")
+            step_up_url = str(detail.get("step_up_url") or "")
         except (ValueError, AttributeError):
             message = error.reason
-        raise PortalRefused(error.code, str(message)) from None
+        if code == "step_up_required" and step_up_url.startswith(url + "/"):
+            # Only a page of the portal itself is offered to open.
+            raise StepUpNeeded(step_up_url) from None
+        raise PortalRefused(error.code, str(message), code=code) from None
     except urllib.error.URLError as error:
         raise CliError(f"cannot reach the portal at {url}: {error.reason}") from None
 
@@ -255,6 +278,9 @@ def credentials(
         body["duration_seconds"] = duration
     try:
         issued = _call(url, token, "credentials", body)
+    except StepUpNeeded:
+        _forget(path)
+        raise
     except PortalRefused as refusal:
         # A refused token or grant: whatever was cached for it must not be handed out again.
         if refusal.status == 401:
@@ -280,6 +306,21 @@ def console(account: str, role: str, duration: int | None) -> str:
     if not link.startswith("https://") and not link.startswith(url):
         raise CliError("the portal returned something other than a console link")
     return link
+
+
+def break_glass(account: str, role: str, why: str, minutes: int | None) -> str:
+    """Activate a break-glass row at once (SPEC §4 Break-glass); the approvers and the security
+    contacts are told, and someone else reviews it afterwards."""
+    url, token = _settings()
+    body: dict[str, Any] = {"account": account, "role": role, "justification": why}
+    if minutes is not None:
+        body["minutes"] = minutes
+    done = _call(url, token, "break-glass", body)
+    return (
+        f"Break-glass #{done['request_id']}: {role} in {account} is yours until "
+        f"{done['grant_ends_at']}. The approvers and security contacts have been notified. "
+        f"Get credentials with `fedaccess credentials --account {account} --role {role}`."
+    )
 
 
 WAIT_POLL_SECONDS = 10
@@ -441,6 +482,13 @@ def _parser() -> argparse.ArgumentParser:
     p_request.add_argument(
         "--wait", type=float, metavar="SECONDS", help="wait up to SECONDS for the decision"
     )
+    p_glass = commands.add_parser(
+        "break-glass", help="take a break-glass role at once (reviewed afterwards)"
+    )
+    p_glass.add_argument("--account", required=True, help="12-digit AWS account id")
+    p_glass.add_argument("--role", required=True, help="logical role name")
+    p_glass.add_argument("--why", required=True, help="the justification reviewers read")
+    p_glass.add_argument("--minutes", type=int, help="how long (default: the row's maximum)")
     p_creds = commands.add_parser("credentials", help="print credential_process JSON")
     p_creds.add_argument("--account", required=True, help="12-digit AWS account id")
     p_creds.add_argument("--role", required=True, help="logical role name")
@@ -470,6 +518,8 @@ def main(argv: list[str] | None = None) -> int:
                     args.account, args.role, args.minutes, args.why, args.ticket, wait=args.wait
                 )
             )
+        elif args.command == "break-glass":
+            print(break_glass(args.account, args.role, args.why, args.minutes))
         elif args.command == "console":
             link = console(args.account, args.role, args.duration)
             if args.print or not webbrowser.open(link):
