@@ -191,7 +191,7 @@ def _grant(
         requester=user,
         account=account,
         role=role,
-        mapping=_break_glass_row(account, entitlement),
+        mapping=_break_glass_row(account, entitlement, user.directory_groups),
         justification=justification,
         duration=duration,
         state=State.APPROVED,
@@ -241,10 +241,13 @@ def _grant(
     return grant
 
 
-def _break_glass_row(account: Account, entitlement: Entitlement) -> GroupMapping | None:
-    """The break-glass row behind the activation (the longest, then the first)."""
+def _break_glass_row(
+    account: Account, entitlement: Entitlement, groups: list[str]
+) -> GroupMapping | None:
+    """The break-glass row behind the activation (the longest, then the first); ``via`` names
+    only the rows of the entitlement's access kind, so the holder's groups are searched."""
     rows = GroupMapping.objects.filter(
-        group__in=list(entitlement.via),
+        group__in=[str(g) for g in groups],
         role__name=entitlement.role,
         business_unit_id=account.business_unit_id,
         access=Access.BREAK_GLASS,

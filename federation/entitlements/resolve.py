@@ -65,7 +65,8 @@ class Entitlement(NamedTuple):
 
     @property
     def usable(self) -> bool:
-        return self.access != EntitlementAccess.ELIGIBLE
+        # Only what a person holds: never what they may request or break glass for.
+        return self.access in (EntitlementAccess.STANDING, EntitlementAccess.GRANT)
 
     @property
     def key(self) -> tuple[str, str]:
