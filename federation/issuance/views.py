@@ -67,7 +67,8 @@ def _minutes(value: str | None) -> timedelta | None:
 def issue(request: HttpRequest) -> HttpResponse:
     """POST account, role, action=console|cli [, duration_minutes]: a console redirect, or
     credentials (JSON when asked for, else a page). A role that needs a fresh MFA sign-in
-    sends the browser through ``/step-up/`` and back (once: ``step_up=1`` marks the return)."""
+    links the browser to ``/step-up/``, which leads through the IdP and back to the issuance
+    (once: ``step_up=1`` marks the return, which is never sent round again)."""
     user = request.user
     assert isinstance(user, User)
     kind = request.POST.get("action", "")
@@ -87,8 +88,14 @@ def issue(request: HttpRequest) -> HttpResponse:
     except StepUpRequired as problem:
         if _wants_json(request) or request.POST.get("step_up") == "1":
             return _problem_response(request, problem)
-        # The service validated account, role and kind before judging the sign-in.
-        return HttpResponseRedirect(step_up_path(account_id, role, kind))
+        # A link, not a redirect: the CSP's form-action 'self' would stop this form POST from
+        # being redirected on to the IdP. The service validated account, role and kind first.
+        return refusal_page(
+            request,
+            problem,
+            back_url=step_up_path(account_id, role, kind),
+            back_label="Sign in again with MFA",
+        )
     except Refused as problem:
         return _problem_response(request, problem)
     if kind == SessionIssuance.Kind.CONSOLE:
