@@ -37,7 +37,12 @@ def _errors(*statuses: int) -> dict[str, Any]:
                 "MFA sign-in, to be made at step_up_url in a browser",
             ),
             (404, "No such request of yours"),
-            (409, "The grant ends in less than 15 minutes; or a request for it is pending"),
+            (
+                409,
+                "The grant ends in less than 15 minutes; or a request for it is pending; or the "
+                "role is already held",
+            ),
+            (429, "Break-glass used as often as allowed in the window"),
             (502, "AWS refused the session"),
             (503, "No STS endpoint answered"),
         )
@@ -173,6 +178,69 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": _request_response("The request"),
                         **_errors(401, 404),
+                    },
+                }
+            },
+            "/break-glass": {
+                "post": {
+                    "operationId": "activateBreakGlass",
+                    "summary": "Take a break-glass role at once; approvers and security are told "
+                    "and someone else reviews it afterwards",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["account", "role", "justification"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "account": {"type": "string", "pattern": ACCOUNT_ID_RE},
+                                        "role": {"type": "string", "pattern": SLUG_RE},
+                                        "justification": {
+                                            "type": "string",
+                                            "minLength": 1,
+                                            "maxLength": 2000,
+                                        },
+                                        "minutes": {
+                                            "type": "integer",
+                                            "minimum": 1,
+                                            "maximum": 720,
+                                        },
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": {
+                            "description": "The grant, active now",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": [
+                                            "request_id",
+                                            "grant_id",
+                                            "account",
+                                            "role",
+                                            "grant_ends_at",
+                                        ],
+                                        "properties": {
+                                            "request_id": {"type": "integer"},
+                                            "grant_id": {"type": "integer"},
+                                            "account": {"type": "string"},
+                                            "role": {"type": "string"},
+                                            "grant_ends_at": {
+                                                "type": "string",
+                                                "format": "date-time",
+                                            },
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        **_errors(400, 401, 403, 409, 429),
                     },
                 }
             },

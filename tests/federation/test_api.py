@@ -231,6 +231,7 @@ def test_openapi_document_describes_the_api(client: Client) -> None:
         "/console",
         "/requests",
         "/requests/{request_id}",
+        "/break-glass",
         "/token/revoke",
     }
     post = document["paths"]["/credentials"]["post"]
