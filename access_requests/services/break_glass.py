@@ -25,8 +25,8 @@ from django.db.models import Q
 
 from access_requests import tasks
 from access_requests.approvers import (
-    is_approver,
     list_approvers,
+    may_review_break_glass,
     may_see_request,
     reloaded,
     same_person,
@@ -61,7 +61,6 @@ from federation.models import (
     Person,
     User,
 )
-from federation.permissions import is_admin
 
 State = AccessRequest.State
 # As for approved grants (services/workflow.py MIN_GRANT): at least 15 minutes to start a
@@ -348,7 +347,7 @@ def review_break_glass(
             )
         if same_person(current, locked.requester):
             return SelfReviewRefused("Someone else must review your own break-glass activation.")
-        if not may_review(current, locked):
+        if not may_review_break_glass(current, locked):
             return NotAReviewer(
                 f"You are not (or no longer) an approver for {locked.account.alias}."
             )
@@ -387,14 +386,6 @@ def review_break_glass(
         ip=ip,
         refused_data={"request_id": request_id},
     )
-
-
-def may_review(user: User, activation: AccessRequest) -> bool:
-    """Whether ``user`` may review this activation: an approver of its account (never its user,
-    through any identity) or an admin who is not its user."""
-    if same_person(user, activation.requester):
-        return False
-    return is_admin(user) or is_approver(user, activation)
 
 
 def list_unreviewed(viewer: User | None = None) -> list[AccessRequest]:

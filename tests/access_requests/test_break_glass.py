@@ -299,6 +299,9 @@ def test_approvals_list_it_for_review_and_audit_flags_it_until_reviewed(
 
     page = approver.get("/approvals/").content.decode()
     assert f'data-break-glass="{grant.request_id}"' in page
+    # Counted with the requests waiting for the approver, never for the user.
+    assert "1 break-glass activation to review" in approver.get("/").content.decode()
+    assert "to review" not in user.get("/").content.decode()
     assert f"Mark break-glass #{grant.request_id} reviewed" in page
     own = user.get("/approvals/").content.decode()
     assert "Someone else must review" in own and "Mark break-glass" not in own
