@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from access_requests import queries, refusals
 from access_requests.models import AccessRequest
+from access_requests.services import break_glass as break_glass_service
 from access_requests.services import workflow
 from federation.audit.chain import request_ip
 from federation.input_guard import load_json
@@ -101,3 +102,60 @@ def show_request(request: HttpRequest, token: ApiToken, now: datetime) -> HttpRe
     if found is None:
         return refusal_json(NoSuchEndpoint("No such request of yours."))
     return JsonResponse(_described(found))
+
+
+_BREAK_GLASS_KEYS = frozenset({"account", "role", "minutes", "justification"})
+
+
+@api_method("POST")
+@token_required
+def break_glass(request: HttpRequest, token: ApiToken, now: datetime) -> HttpResponse:
+    """POST /api/v1/break-glass: activate a break-glass row at once (``fedaccess break-glass``);
+    201 with the activation, or a refusal (no justification, no such row, past the limit)."""
+    try:
+        payload = load_json(request.body)
+        if not isinstance(payload, dict):
+            raise InvalidRequestBody("The body must be a JSON object.")
+        unknown = sorted(set(payload) - _BREAK_GLASS_KEYS)
+        if unknown:
+            raise InvalidRequestBody(f"Unknown field {unknown[0]!r}.")
+        account, role = payload.get("account"), payload.get("role")
+        minutes, why = payload.get("minutes"), payload.get("justification", "")
+        if isinstance(minutes, float) and minutes.is_integer():
+            minutes = int(minutes)
+        if not isinstance(account, str) or not _ACCOUNT.match(account):
+            raise InvalidRequestBody("account must be an AWS account id of 12 digits.")
+        if not isinstance(role, str) or not _ROLE.match(role):
+            raise InvalidRequestBody("role must be a role name.")
+        if minutes is not None and (
+            isinstance(minutes, bool)
+            or not isinstance(minutes, int)
+            or not 0 < minutes <= _MAX_MINUTES
+        ):
+            raise InvalidRequestBody(f"minutes must be a whole number from 1 to {_MAX_MINUTES}.")
+        if not isinstance(why, str):
+            raise InvalidRequestBody("justification must be text.")
+    except Refused as refusal:
+        return refuse_malformed(request, token, refusal, now=now)
+    try:
+        grant = break_glass_service.activate_break_glass(
+            token.user,
+            account_id=account,
+            role=role,
+            justification=why,
+            duration=timedelta(minutes=minutes) if minutes is not None else None,
+            now=now,
+            ip=request_ip(request),
+        )
+    except refusals.RequestRefused as refusal:
+        return refusal_json(refusal)
+    return JsonResponse(
+        {
+            "request_id": grant.request_id,
+            "grant_id": grant.pk,
+            "account": account,
+            "role": role,
+            "grant_ends_at": grant.ends_at.isoformat(),
+        },
+        status=201,
+    )

@@ -52,6 +52,14 @@ def in_approver_groups(user: User, access_request: AccessRequest) -> bool:
     return bool({str(g) for g in user.directory_groups} & approver_groups_for(access_request))
 
 
+def may_review_break_glass(user: User, activation: AccessRequest) -> bool:
+    """Whether ``user`` may review a break-glass activation: an approver of its account or an
+    admin, never its own user through any identity. Judged on groups as loaded."""
+    if same_person(user, activation.requester):
+        return False
+    return is_admin(user) or in_approver_groups(user, activation)
+
+
 def may_see_request(user: User, access_request: AccessRequest) -> bool:
     """Whether the request is within ``user``'s reach: their own (through any identity), one of
     a unit or account they approve for, or any for an admin. Anyone else is answered as if it

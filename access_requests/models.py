@@ -51,6 +51,18 @@ class AccessRequest(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
     # Set when no approver can be found, so admins see it instead of it waiting silently.
     unapprovable = models.BooleanField(default=False)
+    # A break-glass activation (SPEC §4 Break-glass): approved at once by nobody, reviewed
+    # afterwards by someone else (access_requests/services/break_glass.py).
+    break_glass = models.BooleanField(default=False)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_comment = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -71,10 +83,30 @@ class AccessRequest(models.Model):
                 condition=Q(state=RequestState.PENDING),
                 name="one_pending_request_per_target",
             ),
+            # Only a break-glass activation is reviewed, and never by the identity that used it
+            # (the service also refuses the same person through another identity).
+            models.CheckConstraint(
+                condition=Q(reviewed_at__isnull=True) | Q(break_glass=True),
+                name="access_request_review_only_break_glass",
+            ),
+            models.CheckConstraint(
+                condition=Q(reviewed_by__isnull=True) | ~Q(reviewed_by=F("requester")),
+                name="access_request_no_self_review",
+            ),
+            models.CheckConstraint(
+                condition=Q(reviewed_by__isnull=True, reviewed_at__isnull=True)
+                | Q(reviewed_by__isnull=False, reviewed_at__isnull=False),
+                name="access_request_review_has_reviewer_and_time",
+            ),
         ]
         indexes = [
             models.Index(fields=["state", "decide_by"]),
             models.Index(fields=["requester", "-created_at"]),
+            models.Index(
+                fields=["created_at"],
+                condition=Q(break_glass=True, reviewed_at__isnull=True),
+                name="break_glass_unreviewed_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -138,6 +170,9 @@ class Grant(models.Model):
     # When IAM accepted the deny policy for a revoked grant; NULL on a revoked grant means the
     # policy is still owed, and the retry sweep keeps trying until it is set.
     revocation_applied_at = models.DateTimeField(null=True, blank=True)
+    # Made by a break-glass activation (copied from its request so the resolver's one query
+    # sees it): its sessions carry the tag BreakGlass=true.
+    break_glass = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-starts_at"]

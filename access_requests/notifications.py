@@ -8,6 +8,7 @@ follow the link and sign in to act.
 
 from __future__ import annotations
 
+import hashlib
 import smtplib
 from dataclasses import dataclass
 from enum import StrEnum
@@ -30,6 +31,8 @@ class RequestEvent(StrEnum):
     APPROVED = "approved"
     DENIED = "denied"
     EXPIRED = "expired"
+    BREAK_GLASS_ACTIVATED = "break_glass_activated"
+    BREAK_GLASS_REVIEWED = "break_glass_reviewed"
 
 
 _SUBJECTS = {
@@ -38,6 +41,10 @@ _SUBJECTS = {
     RequestEvent.APPROVED: "Access request #{pk} approved: {role} in {account}",
     RequestEvent.DENIED: "Access request #{pk} denied: {role} in {account}",
     RequestEvent.EXPIRED: "Access request #{pk} expired undecided: {role} in {account}",
+    RequestEvent.BREAK_GLASS_ACTIVATED: (
+        "BREAK-GLASS #{pk}: {requester} took {role} in {account} without approval"
+    ),
+    RequestEvent.BREAK_GLASS_REVIEWED: "Break-glass #{pk} reviewed: {role} in {account}",
 }
 # The delivery record of a webhook post (one per effect); never a mail address (no "@").
 WEBHOOK_RECIPIENT = "webhook"
@@ -74,6 +81,17 @@ def build_notice(access_request: AccessRequest, event: str) -> Notice:
     ]
     if access_request.ticket:
         lines.append(f"Ticket: {access_request.ticket}")
+    if kind == RequestEvent.BREAK_GLASS_ACTIVATED:
+        return _break_glass_notice(access_request, subject, lines)
+    if kind == RequestEvent.BREAK_GLASS_REVIEWED:
+        reviewer = access_request.reviewed_by
+        lines += [
+            "",
+            f"Reviewed by {reviewer.label if reviewer else 'someone'}"
+            + (f": {access_request.review_comment}" if access_request.review_comment else ""),
+        ]
+        to_requester: tuple[str, ...] = (requester.email,) if requester.email else ()
+        return Notice(to_requester, subject, "\n".join(lines) + "\n")
     if kind == RequestEvent.SUBMITTED:
         people = list_approvers(access_request)
         lines += ["", f"Decide at {settings.BASE_URL}/approvals/"]
@@ -99,10 +117,45 @@ def build_notice(access_request: AccessRequest, event: str) -> Notice:
     return Notice(recipients, subject, "\n".join(lines) + "\n")
 
 
+def break_glass_emails() -> tuple[str, ...]:
+    """The addresses of BREAK_GLASS_NOTIFY (its other entries are webhook URLs)."""
+    return tuple(item for item in settings.BREAK_GLASS_NOTIFY if "@" in item and "/" not in item)
+
+
+def break_glass_webhooks() -> tuple[str, ...]:
+    """Where a break-glass activation is posted: SLACK_WEBHOOK_URL and the URLs of
+    BREAK_GLASS_NOTIFY."""
+    urls = [settings.SLACK_WEBHOOK_URL] if settings.SLACK_WEBHOOK_URL else []
+    urls += [
+        item for item in settings.BREAK_GLASS_NOTIFY if item.startswith(("https://", "http://"))
+    ]
+    return tuple(dict.fromkeys(urls))
+
+
+def _break_glass_notice(access_request: AccessRequest, subject: str, lines: list[str]) -> Notice:
+    """Every activation reaches the business unit's approvers (never its user) and the security
+    contacts at once; the admins too when nobody can review it."""
+    requester = access_request.requester
+    people = list_approvers(access_request)
+    if not people:
+        people += list_admins()
+    lines += [
+        "",
+        "This access was granted at once, without approval (break-glass).",
+        f"Review it at {settings.BASE_URL}/approvals/ (anyone but its user may), and revoke "
+        "the grant there if it was not warranted.",
+    ]
+    recipients = sorted(
+        {u.email for u in people if u.email and not u.is_same_person(requester)}
+        | set(break_glass_emails())
+    )
+    return Notice(tuple(recipients), subject, "\n".join(lines) + "\n")
+
+
 def _load(request_id: int) -> AccessRequest | None:
     return (
         AccessRequest.objects.select_related(
-            "requester", "account__business_unit", "role", "mapping"
+            "requester", "account__business_unit", "role", "mapping", "reviewed_by"
         )
         .filter(pk=request_id)
         .first()
@@ -173,3 +226,37 @@ def post_notice(notice: Notice, *, effect_id: int | None) -> bool:
     if effect_id is not None:
         outbox.record_delivery(effect_id, WEBHOOK_RECIPIENT, now=timezone.now())
     return True
+
+
+def post_break_glass_webhooks(request_id: int, event: str, *, effect_id: int | None) -> int:
+    """Post a break-glass notice to every webhook of ``break_glass_webhooks``; returns how many
+    were posted now. Each URL reached is recorded under a digest of it (a webhook URL is a
+    secret: it is never stored), so a retry posts only to the ones that failed."""
+    access_request = _load(request_id)
+    urls = break_glass_webhooks()
+    if access_request is None or not urls:
+        return 0
+    notice = build_notice(access_request, event)
+    done = outbox.delivered_to(effect_id) if effect_id is not None else set()
+    posted = 0
+    failure: Exception | None = None
+    for url in urls:
+        key = "webhook:" + hashlib.sha256(url.encode()).hexdigest()[:16]
+        if key in done:
+            continue
+        try:
+            response = requests.post(
+                url,
+                json={"text": f"{notice.subject}\n{notice.body}"},
+                timeout=settings.WEBHOOK_TIMEOUT,
+            )
+            response.raise_for_status()
+        except requests.RequestException as exc:
+            failure = failure or exc
+            continue
+        posted += 1
+        if effect_id is not None:
+            outbox.record_delivery(effect_id, key, now=timezone.now())
+    if failure is not None:
+        raise failure
+    return posted

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from django.db.models import F, Prefetch, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
 
-from access_requests.approvers import is_approver, may_revoke
+from access_requests.approvers import is_approver, may_review_break_glass, may_revoke
 from access_requests.models import AccessRequest, Approval, Grant
 from federation.entitlements.resolve import Entitlement, resolve_entitlements
 from federation.models import Account, EntitlementAccess, GroupMapping, User
@@ -135,11 +135,13 @@ def list_unit_groups(requests: Iterable[AccessRequest]) -> dict[int, list[str]]:
 
 @dataclass(frozen=True)
 class Navigation:
-    """Which workflow sections a person can use, and how much waits for them."""
+    """Which workflow sections a person can use, and how much waits for them (requests to
+    decide and break-glass activations to review)."""
 
     requests: bool
     approvals: bool
     waiting: int
+    reviews: int = 0
 
 
 def get_navigation(user: User, *, now: datetime) -> Navigation:
@@ -155,7 +157,19 @@ def get_navigation(user: User, *, now: datetime) -> Navigation:
         requests=eligible or AccessRequest.objects.filter(requester=user).exists(),
         approvals=approves,
         waiting=len(list_decidable(user, now=now)) if approves else 0,
+        reviews=len(list_reviewable_break_glass(user)) if approves else 0,
     )
+
+
+def list_reviewable_break_glass(user: User) -> list[AccessRequest]:
+    """Break-glass activations ``user`` may review now (never their own): an approver of the
+    account or an admin, none reviewed yet."""
+    pending = (
+        AccessRequest.objects.filter(break_glass=True, reviewed_at__isnull=True)
+        .select_related("requester", "account__business_unit", "mapping")
+        .order_by("created_at")
+    )
+    return [r for r in pending if may_review_break_glass(user, r)]
 
 
 def _within_reach(viewer: User) -> Q:

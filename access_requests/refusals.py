@@ -96,3 +96,35 @@ class NotAllowedToRevoke(RequestRefused):
     code = "not_allowed_to_revoke"
     status = 403
     title = "Revocation refused"
+
+
+class NotBreakGlass(RequestRefused):
+    """No break-glass row of the person reaches the (account, role)."""
+
+    code = "not_break_glass"
+    status = 403
+    title = "Break-glass refused"
+
+
+class BreakGlassLimitReached(RequestRefused):
+    code = "break_glass_limit"
+    status = 429
+    title = "Break-glass refused"
+
+
+class SelfReviewRefused(RequestRefused):
+    code = "self_review"
+    status = 403
+    title = "Review refused"
+
+
+class NotAReviewer(RequestRefused):
+    code = "not_a_reviewer"
+    status = 403
+    title = "Review refused"
+
+
+class AlreadyReviewed(RequestRefused):
+    code = "already_reviewed"
+    status = 409
+    title = "Review refused"

@@ -60,6 +60,22 @@ def post_request_webhook(request_id: int, event: str, effect_id: int | None = No
 
 
 @shared_task(  # type: ignore[untyped-decorator]
+    autoretry_for=(requests.RequestException,),
+    max_retries=settings.NOTIFICATION_MAX_RETRIES,
+    **_RETRY,
+)
+def post_break_glass_webhooks(request_id: int, event: str, effect_id: int | None = None) -> int:
+    if effect_id is None:
+        return notifications.post_break_glass_webhooks(request_id, event, effect_id=None)
+    with outbox.claim(effect_id) as mine:
+        if not mine or outbox.is_done(effect_id):
+            return 0
+        posted = notifications.post_break_glass_webhooks(request_id, event, effect_id=effect_id)
+        outbox.mark_done(effect_id, now=timezone.now())
+        return posted
+
+
+@shared_task(  # type: ignore[untyped-decorator]
     autoretry_for=(revocation.RevocationPolicyFailed,),
     max_retries=settings.REVOCATION_MAX_RETRIES,
     **_RETRY,
@@ -78,6 +94,7 @@ EFFECT_TASKS: dict[str, Task] = {
     for t in (
         send_request_email,
         post_request_webhook,
+        post_break_glass_webhooks,
         apply_revocation_policy,
         notices.send_drift_email,
         notices.post_drift_webhook,

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from access_requests import views
+from access_requests import break_glass_views, views
 
 urlpatterns = [
     path("requests/", views.my_requests, name="requests"),
@@ -10,4 +10,10 @@ urlpatterns = [
     path("approvals/", views.approvals, name="approvals"),
     path("approvals/<int:request_id>/decide/", views.decide, name="request-decide"),
     path("approvals/grants/<int:grant_id>/revoke/", views.revoke, name="grant-revoke"),
+    path("break-glass/", break_glass_views.activate, name="break-glass-activate"),
+    path(
+        "approvals/break-glass/<int:request_id>/review/",
+        break_glass_views.review,
+        name="break-glass-review",
+    ),
 ]

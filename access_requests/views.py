@@ -13,9 +13,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from access_requests import queries, refusals
+from access_requests.approvers import may_review_break_glass
 from access_requests.forms import DecisionForm, RequestForm, RevokeForm
 from access_requests.models import Approval
-from access_requests.services import grants, workflow
+from access_requests.services import break_glass, grants, workflow
 from federation.audit.chain import request_ip
 from federation.models import User
 from federation.permissions import is_admin
@@ -108,6 +109,10 @@ def approvals(request: HttpRequest) -> HttpResponse:
         ],
         "unapprovable": queries.list_unapprovable(user),
         "grants": queries.list_revocable(user, now=now),
+        "break_glass": [
+            {"request": r, "can_review": may_review_break_glass(user, r)}
+            for r in break_glass.list_unreviewed(user)
+        ],
         "is_admin": is_admin(user),
         "now": now,
     }
@@ -178,5 +183,6 @@ def navigation(request: HttpRequest) -> dict[str, object]:
     return {
         "nav_requests": nav.requests,
         "nav_approvals": nav.approvals,
-        "nav_waiting": nav.waiting,
+        "nav_waiting": nav.waiting + nav.reviews,
+        "nav_reviews": nav.reviews,
     }

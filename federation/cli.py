@@ -5,6 +5,7 @@
     fedaccess config [--print]                       write (or print) the ~/.aws/config profiles
     fedaccess console --account A --role R [--print] open an AWS console sign-in link
     fedaccess request --account A --role R --minutes N --why TEXT [--wait S]   ask for access
+    fedaccess break-glass --account A --role R --why TEXT [--minutes N]  access at once, reviewed
     fedaccess status                                 my roles, session lengths, grants' time left
     fedaccess logout                                 revoke the stored token and forget it
 
@@ -17,6 +18,9 @@ stored values (automation).
 ``fedaccess config`` keeps its profiles in one marked block of the AWS config file
 (``$AWS_CONFIG_FILE`` or ``~/.aws/config``), rewritten in place on every run; no line outside the
 block is ever changed.
+
+A role that needs a fresh MFA sign-in (step-up) is refused with the URL of a portal page to
+open in a browser; after signing in there with MFA, the same command succeeds.
 
 Standard library only: this runs on every AWS CLI call that needs credentials.
 """
@@ -32,106 +36,28 @@ import stat
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import webbrowser
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import urlsplit
+
+from federation.cli_portal import (
+    CliError,
+    PortalRefused,
+    StepUpNeeded,
+    _call,
+    _check_url,
+    _read_json,
+    _settings,
+    _write_private,
+    config_dir,
+)
 
 # Cached credentials are handed out only while more than this is left. botocore asks
 # credential_process again before every call once under 10 minutes remain (its mandatory refresh
 # window), so older ones would only be asked for again at once. It is below STS's 15-minute
 # minimum session, so even the shortest session is reused for its first minutes.
 REFRESH_MARGIN = timedelta(minutes=10)
-TIMEOUT_SECONDS = 30
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-
-
-class CliError(Exception):
-    pass
-
-
-class PortalRefused(CliError):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"the portal answered {status}: {message}")
-        self.status = status
-
-
-def config_dir() -> Path:
-    explicit = os.environ.get("FEDACCESS_CONFIG_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "fedaccess"
-
-
-def _write_private(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON readable by the owner only, atomically (no half-written file, ever 0600)."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        with path.open() as handle:
-            data = json.load(handle)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _check_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK):
-        return url.rstrip("/")
-    raise CliError(f"the portal URL must be https:// (plain http only on loopback): {url!r}")
-
-
-def _settings() -> tuple[str, str]:
-    stored = _read_json(config_dir() / "config.json") or {}
-    url = os.environ.get("FEDACCESS_URL") or str(stored.get("url", ""))
-    token = os.environ.get("FEDACCESS_TOKEN") or str(stored.get("token", ""))
-    if not url or not token:
-        raise CliError("not logged in: run `fedaccess login --url https://<portal>` first")
-    return _check_url(url), token
-
-
-def _call(url: str, token: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(  # noqa: S310 - the scheme is checked in _check_url
-        f"{url}/api/v1/{path}",
-        data=data,
-        method="POST" if data is not None else "GET",
-        headers={
-            "Authorization": f"Bearer {token}",
-            "Accept": "application/json",
-            "Content-Type": "application/json",
-            "User-Agent": "fedaccess-cli/1",
-        },
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
-            return json.load(response)
-    except urllib.error.HTTPError as error:
-        try:
-            detail = json.load(error)
-            message = f"{detail.get('message')} ({detail.get('error')})"
-        except (ValueError, AttributeError):
-            message = error.reason
-        raise PortalRefused(error.code, str(message)) from None
-    except urllib.error.URLError as error:
-        raise CliError(f"cannot reach the portal at {url}: {error.reason}") from None
 
 
 def login(url: str | None, token_stdin: bool, stdin: TextIO) -> str:
@@ -255,6 +181,9 @@ def credentials(
         body["duration_seconds"] = duration
     try:
         issued = _call(url, token, "credentials", body)
+    except StepUpNeeded:
+        _forget(path)
+        raise
     except PortalRefused as refusal:
         # A refused token or grant: whatever was cached for it must not be handed out again.
         if refusal.status == 401:
@@ -280,6 +209,21 @@ def console(account: str, role: str, duration: int | None) -> str:
     if not link.startswith("https://") and not link.startswith(url):
         raise CliError("the portal returned something other than a console link")
     return link
+
+
+def break_glass(account: str, role: str, why: str, minutes: int | None) -> str:
+    """Activate a break-glass row at once (SPEC §4 Break-glass); the approvers and the security
+    contacts are told, and someone else reviews it afterwards."""
+    url, token = _settings()
+    body: dict[str, Any] = {"account": account, "role": role, "justification": why}
+    if minutes is not None:
+        body["minutes"] = minutes
+    done = _call(url, token, "break-glass", body)
+    return (
+        f"Break-glass #{done['request_id']}: {role} in {account} is yours until "
+        f"{done['grant_ends_at']}. The approvers and security contacts have been notified. "
+        f"Get credentials with `fedaccess credentials --account {account} --role {role}`."
+    )
 
 
 WAIT_POLL_SECONDS = 10
@@ -441,6 +385,13 @@ def _parser() -> argparse.ArgumentParser:
     p_request.add_argument(
         "--wait", type=float, metavar="SECONDS", help="wait up to SECONDS for the decision"
     )
+    p_glass = commands.add_parser(
+        "break-glass", help="take a break-glass role at once (reviewed afterwards)"
+    )
+    p_glass.add_argument("--account", required=True, help="12-digit AWS account id")
+    p_glass.add_argument("--role", required=True, help="logical role name")
+    p_glass.add_argument("--why", required=True, help="the justification reviewers read")
+    p_glass.add_argument("--minutes", type=int, help="how long (default: the row's maximum)")
     p_creds = commands.add_parser("credentials", help="print credential_process JSON")
     p_creds.add_argument("--account", required=True, help="12-digit AWS account id")
     p_creds.add_argument("--role", required=True, help="logical role name")
@@ -470,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
                     args.account, args.role, args.minutes, args.why, args.ticket, wait=args.wait
                 )
             )
+        elif args.command == "break-glass":
+            print(break_glass(args.account, args.role, args.why, args.minutes))
         elif args.command == "console":
             link = console(args.account, args.role, args.duration)
             if args.print or not webbrowser.open(link):

@@ -27,6 +27,9 @@ class Refused(Exception):
     status: int = 400
     # The heading of the HTML page that shows this refusal.
     title: str = "Refused"
+    # Keys of ``detail`` the JSON answer carries beside error and message (e.g. a URL the
+    # client must open); everything else in ``detail`` is for the audit log only.
+    public_detail: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -79,10 +82,11 @@ def refusal_page(
 
 
 def refusal_json(refusal: Refused) -> JsonResponse:
-    """The JSON translator: ``{"error": code, "message": message}``, never cached."""
-    response = JsonResponse(
-        {"error": refusal.code, "message": refusal.message}, status=refusal.status
-    )
+    """The JSON translator: ``{"error": code, "message": message}`` (plus the refusal's
+    ``public_detail`` keys), never cached."""
+    body: dict[str, Any] = {"error": refusal.code, "message": refusal.message}
+    body.update({k: refusal.detail[k] for k in refusal.public_detail if k in refusal.detail})
+    response = JsonResponse(body, status=refusal.status)
     response["Cache-Control"] = "no-store"
     if refusal.status == 401:
         response["WWW-Authenticate"] = 'Bearer realm="fedaccess"'

@@ -242,6 +242,16 @@ OUTBOX_REQUEUE_AFTER = timedelta(
 )
 # Slack-compatible incoming webhook; unset means no webhook notifications.
 SLACK_WEBHOOK_URL = os.environ.get("SLACK_WEBHOOK_URL", "")
+
+# --- Break-glass (SPEC §4). Who else hears of every activation at once: comma-separated email
+# addresses and Slack-compatible webhook URLs (https://...), besides the business unit's
+# approvers (and SLACK_WEBHOOK_URL). A person may activate at most BREAK_GLASS_MAX_ACTIVATIONS
+# times in any BREAK_GLASS_WINDOW_HOURS, through all their identities (counted in the database).
+BREAK_GLASS_NOTIFY = [
+    item.strip() for item in os.environ.get("BREAK_GLASS_NOTIFY", "").split(",") if item.strip()
+]
+BREAK_GLASS_MAX_ACTIVATIONS = int(os.environ.get("BREAK_GLASS_MAX_ACTIVATIONS", "2"))
+BREAK_GLASS_WINDOW = timedelta(hours=int(os.environ.get("BREAK_GLASS_WINDOW_HOURS", "24")))
 WEBHOOK_TIMEOUT = float(os.environ.get("WEBHOOK_TIMEOUT_SECONDS", "10"))
 
 # --- Email (Django's SMTP backend). Without EMAIL_HOST, DEBUG/demo print mail to the console.

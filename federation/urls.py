@@ -14,6 +14,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("", include("federation.mappings.urls")),
     path("", include("federation.audit.urls")),
     path("", include("federation.issuance.urls")),
+    path("", include("federation.stepup.urls")),
     path("", include("access_requests.urls")),
     path("", include("federation.provisioning.urls")),
 ]

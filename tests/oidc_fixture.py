@@ -54,9 +54,10 @@ class OpenIDProvider:
     def public_jwks(self) -> dict[str, Any]:
         return {"keys": [self.signing_key.as_dict(private=False)]}
 
-    def sign_in(self, authorization_url: str, user: str) -> str:
-        """Play the browser at the provider: log ``user`` in and return the URL the provider
-        redirects back to (the service's callback, with code, state and iss)."""
+    def sign_in(self, authorization_url: str, user: str, *, amr: str = "", acr: str = "") -> str:
+        """Play the browser at the provider: log ``user`` in (``amr``: comma-separated RFC 8176
+        methods, ``acr``: the class, as the provider reports them) and return the URL the
+        provider redirects back to (the service's callback, with code, state and iss)."""
         browser = requests.Session()
         url = authorization_url
         for _ in range(10):
@@ -65,7 +66,11 @@ class OpenIDProvider:
                 uid = url.rstrip("/").rsplit("/", 1)[-1]
                 response = browser.post(
                     urljoin(self.issuer, f"/interaction/{uid}/login"),
-                    data={"login": user},
+                    data={
+                        "login": user,
+                        **({"amr": amr} if amr else {}),
+                        **({"acr": acr} if acr else {}),
+                    },
                     allow_redirects=False,
                     timeout=10,
                 )

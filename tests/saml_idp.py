@@ -82,6 +82,8 @@ class AuthnRequestSeen:
     acs_url: str
     sp_entity_id: str
     relay_state: str
+    force_authn: bool = False
+    requested_contexts: tuple[str, ...] = ()  # RequestedAuthnContext's AuthnContextClassRefs
 
 
 @dataclass
@@ -162,11 +164,16 @@ class PysamlIdp:
         query = parse_qs(urlsplit(location).query)
         parsed = self.server.parse_authn_request(query["SAMLRequest"][0], BINDING_HTTP_REDIRECT)
         message = parsed.message
+        requested = message.requested_authn_context
         return AuthnRequestSeen(
             request_id=message.id,
             acs_url=message.assertion_consumer_service_url,
             sp_entity_id=message.issuer.text,
             relay_state=query["RelayState"][0],
+            force_authn=str(message.force_authn).lower() == "true",
+            requested_contexts=tuple(
+                ref.text for ref in (requested.authn_context_class_ref if requested else [])
+            ),
         )
 
     def response_xml(
@@ -179,8 +186,12 @@ class PysamlIdp:
         algorithms: tuple[str, str] = SHA256,
         sign_assertion: bool = True,
         sign_response: bool = False,
+        authn: dict[str, Any] | None = None,
     ) -> bytes:
-        """A response to ``seen``: built by pysaml2, optionally edited, then signed by xmlsec1."""
+        """A response to ``seen``: built by pysaml2, optionally edited, then signed by xmlsec1.
+
+        ``authn`` is pysaml2's AuthnStatement input: ``class_ref`` (the AuthnContextClassRef)
+        and ``authn_instant`` (seconds since the epoch); by default a password sign-in now."""
         identity = (
             attributes
             if attributes is not None
@@ -196,9 +207,9 @@ class PysamlIdp:
             destination=seen.acs_url,
             sp_entity_id=seen.sp_entity_id,
             name_id=NameID(format=NAMEID_FORMAT_PERSISTENT, text=subject),
-            authn={
-                "class_ref": "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
-            },
+            authn=authn
+            if authn is not None
+            else {"class_ref": "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"},
             sign_assertion=False,
             sign_response=False,
         )

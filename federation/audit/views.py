@@ -13,6 +13,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from access_requests.services.break_glass import list_unreviewed
 from federation.audit.chain import record_event, request_ip, verify_chain_incrementally
 from federation.models import AuditEvent, User
 from federation.permissions import can_read_audit, require
@@ -93,12 +94,19 @@ def audit_log(request: HttpRequest) -> HttpResponse:
             next_before = events[-1].seq
     query = request.GET.copy()
     query.pop("before", None)
+    # SPEC §4 Break-glass: flagged here until someone other than its user has reviewed it.
+    unreviewed = list_unreviewed()
+    flagged = {r.pk for r in unreviewed}
     return render(
         request,
         "federation/audit.html",
         {
             "form": form,
-            "events": [(e, json.dumps(e.data, indent=2, sort_keys=True)) for e in events],
+            "events": [
+                (e, json.dumps(e.data, indent=2, sort_keys=True), _flagged(e, flagged))
+                for e in events
+            ],
+            "unreviewed_break_glass": unreviewed,
             "chain": verify_chain_incrementally(),
             "pending": [(e, json.dumps(e.data, indent=2, sort_keys=True)) for e in pending],
             "pending_count": pending_count,
@@ -155,3 +163,10 @@ def audit_export(request: HttpRequest) -> HttpResponseBase:
     )
     response["Content-Disposition"] = 'attachment; filename="audit.jsonl"'
     return response
+
+
+def _flagged(event: AuditEvent, unreviewed: set[int]) -> bool:
+    """A break-glass activation still waiting for its review."""
+    return event.event_type == "break_glass.activated" and event.data.get("request_id") in (
+        unreviewed
+    )

@@ -125,6 +125,13 @@ class DemoAuthnRequest:
     request_id: str
     acs_url: str
     issuer: str
+    # A step-up: the demo IdP then "asks for a second factor" and asserts the MFA class.
+    force_authn: bool = False
+
+
+SINGLE_FACTOR_CLASS = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
+# What the demo IdP asserts after a step-up (ForceAuthn): AD FS's MFA class, a default MFA class.
+MFA_CLASS = "http://schemas.microsoft.com/claims/multipleauthn"
 
 
 def demo_idp() -> IdentityProvider:
@@ -148,6 +155,7 @@ def read_authn_request(saml_request: str) -> DemoAuthnRequest:
         request_id=root.get("ID") or "",
         acs_url=root.get("AssertionConsumerServiceURL") or "",
         issuer=(issuer.text or "").strip() if issuer is not None else "",
+        force_authn=(root.get("ForceAuthn") or "").lower() in ("true", "1"),
     )
     idp = demo_idp()
     if (
@@ -220,9 +228,9 @@ def sign_response(user: User, request: DemoAuthnRequest, *, now: dt.datetime) ->
         SessionIndex=f"_s{secrets.token_hex(8)}",
     )
     context = etree.SubElement(authn, f"{{{SAML}}}AuthnContext")
-    etree.SubElement(
-        context, f"{{{SAML}}}AuthnContextClassRef"
-    ).text = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
+    etree.SubElement(context, f"{{{SAML}}}AuthnContextClassRef").text = (
+        MFA_CLASS if request.force_authn else SINGLE_FACTOR_CLASS
+    )
     attributes = etree.SubElement(assertion, f"{{{SAML}}}AttributeStatement")
     values: dict[str, list[str]] = {
         idp.email_attribute: [user.email],

@@ -29,6 +29,7 @@ def sso(request: HttpRequest) -> HttpResponse:
                     "users": dev_idp.list_demo_users(),
                     "saml_request": saml_request,
                     "relay_state": relay_state,
+                    "step_up": authn.force_authn,
                 },
             )
         user_id = source.get("user", "")

@@ -79,10 +79,24 @@ def fetch_mapping_rows(groups: Sequence[str]) -> list[tuple[Any, ...]]:
 
 @cache
 def _version_and_grants_sql() -> str:
-    g = _columns(Grant, "id", "account", "role", "starts_at", "ends_at", "request", "user", "state")
+    g = _columns(
+        Grant,
+        "id",
+        "account",
+        "role",
+        "starts_at",
+        "ends_at",
+        "request",
+        "user",
+        "state",
+        "break_glass",
+    )
     number = _columns(MappingVersion, "number")["number"]
     version = f"(SELECT MAX({number}) FROM {_table(MappingVersion)})"  # noqa: S608
-    picked = f"g.{g['id']}, g.{g['account']}, g.{g['role']}, g.{g['ends_at']}, g.{g['request']}"
+    picked = (
+        f"g.{g['id']}, g.{g['account']}, g.{g['role']}, g.{g['ends_at']}, g.{g['request']}, "
+        f"g.{g['break_glass']}"
+    )
     active = (
         f"g.{g['user']} = %s AND g.{g['state']} = %s "
         f"AND g.{g['starts_at']} <= %s AND g.{g['ends_at']} > %s"
@@ -94,8 +108,8 @@ def _version_and_grants_sql() -> str:
 def current_version_and_grants(
     user_id: int | None, *, now: datetime
 ) -> tuple[int, list[tuple[Any, ...]]]:
-    """One round trip: the mapping version, and (id, account pk, role pk, ends_at, request id)
-    of each grant of ``user_id`` active at ``now``."""
+    """One round trip: the mapping version, and (id, account pk, role pk, ends_at, request id,
+    break_glass) of each grant of ``user_id`` active at ``now``."""
     with connection.cursor() as cursor:
         cursor.execute(
             _version_and_grants_sql(), [user_id or 0, Grant.State.ACTIVE.value, now, now]

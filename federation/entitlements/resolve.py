@@ -55,10 +55,18 @@ class Entitlement(NamedTuple):
     request_id: int | None = None
     grant_ends_at: datetime | None = None
     region: str = "us-east-1"  # the account's console region
+    # Step-up (SPEC §4): the role is issued only after MFA, within max_auth_age when set.
+    require_mfa: bool = False
+    max_auth_age: timedelta | None = None
+    # The longest break-glass activation a row of the holder allows here (None: no such row).
+    break_glass_max: timedelta | None = None
+    # The grant in use was a break-glass activation: sessions carry BreakGlass=true.
+    break_glass: bool = False
 
     @property
     def usable(self) -> bool:
-        return self.access != EntitlementAccess.ELIGIBLE
+        # Only what a person holds: never what they may request or break glass for.
+        return self.access in (EntitlementAccess.STANDING, EntitlementAccess.GRANT)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -89,14 +97,16 @@ class _Catalog:
     by_bu: dict[str, tuple[_AccountInfo, ...]] = field(default_factory=dict)
     by_account_id: dict[str, _AccountInfo] = field(default_factory=dict)
     by_pk: dict[int, _AccountInfo] = field(default_factory=dict)
-    roles: dict[int, tuple[str, timedelta, bool, int]] = field(default_factory=dict)
+    roles: dict[int, tuple[str, timedelta, bool, int, bool, timedelta | None]] = field(
+        default_factory=dict
+    )
     role_ids: dict[str, int] = field(default_factory=dict)
     overrides: dict[tuple[int, int], tuple[str, timedelta | None]] = field(default_factory=dict)
     # (business unit, environments JSON, accounts JSON) -> the accounts a row with that scope
     # reaches; scopes repeat heavily, so each is worked out once.
     scopes: dict[tuple[int, Any, Any], tuple[int, ...]] = field(default_factory=dict)
     # Per packed (account, role) key: the fixed fields of an entitlement and its sort rank.
-    templates: dict[int, tuple[tuple[Any, ...], tuple[Any, ...], int, str]] = field(
+    templates: dict[int, tuple[tuple[Any, ...], tuple[Any, ...], int, tuple[Any, ...]]] = field(
         default_factory=dict
     )
 
@@ -129,12 +139,14 @@ class _Catalog:
             self.scopes[key] = cached
         return cached
 
-    def template(self, key: int) -> tuple[tuple[Any, ...], tuple[Any, ...], int, str]:
+    def template(self, key: int) -> tuple[tuple[Any, ...], tuple[Any, ...], int, tuple[Any, ...]]:
+        """(the fields before ``access``, ``max_session`` and ``privileged``, the sort rank,
+        ``region``, ``require_mfa`` and ``max_auth_age``) of one (account, role)."""
         cached = self.templates.get(key)
         if cached is None:
             account = self.by_pk[key >> _ROLE_BITS]
             role_id = key & ((1 << _ROLE_BITS) - 1)
-            name, role_max, privileged, role_rank = self.roles[role_id]
+            name, role_max, privileged, role_rank, require_mfa, max_auth_age = self.roles[role_id]
             arn, override_max = self.overrides.get((account.pk, role_id), ("", None))
             fixed = (
                 account.account_id,
@@ -145,7 +157,8 @@ class _Catalog:
                 arn or f"arn:aws:iam::{account.account_id}:role/{name}",
             )
             extra = (override_max or role_max, privileged)
-            cached = (fixed, extra, account.rank * len(self.roles) + role_rank, account.region)
+            tail = (account.region, require_mfa, _as_duration(max_auth_age))
+            cached = (fixed, extra, account.rank * len(self.roles) + role_rank, tail)
             self.templates[key] = cached
         return cached
 
@@ -197,12 +210,12 @@ def _load_catalog(version: int) -> _Catalog:
         catalog.by_pk[pk] = info
     catalog.by_bu = {bu_slug: tuple(infos) for bu_slug, infos in by_bu.items()}
     roles = LogicalRole.objects.order_by("name").values_list(
-        "pk", "name", "max_session", "privileged"
+        "pk", "name", "max_session", "privileged", "require_mfa", "max_auth_age"
     )
-    for rank, (pk, name, max_session, privileged) in enumerate(roles):
+    for rank, (pk, name, max_session, privileged, require_mfa, max_auth_age) in enumerate(roles):
         if pk >= 1 << _ROLE_BITS:
             raise ValueError("logical role ids beyond 2**20 are not supported")
-        catalog.roles[pk] = (name, max_session, privileged, rank)
+        catalog.roles[pk] = (name, max_session, privileged, rank, require_mfa, max_auth_age)
         catalog.role_ids[name] = pk
     for account_pk, role_pk, arn, override_max in AccountRole.objects.values_list(
         "account_id", "role_id", "role_arn", "max_session"
@@ -246,6 +259,9 @@ def _resolve_mappings(catalog: _Catalog, rows: list[tuple[Any, ...]]) -> _Resolv
     standing: dict[int, list[str]] = {}
     eligible: dict[int, list[str]] = {}
     longest: dict[int, timedelta] = {}
+    # Break-glass rows: the groups, and the longest activation each key allows.
+    glass: dict[int, list[str]] = {}
+    glass_longest: dict[int, timedelta] = {}
     get_standing, get_eligible = standing.get, eligible.get
     targets, roles = catalog.targets, catalog.roles
     for group, role_id, bu_id, environments, accounts, access, max_grant in rows:
@@ -262,6 +278,13 @@ def _resolve_mappings(catalog: _Catalog, rows: list[tuple[Any, ...]]) -> _Resolv
                     groups.append(group)
             continue
         grant_len = _as_duration(max_grant)
+        if access == Access.BREAK_GLASS:
+            for base in reached:
+                key = base | role_id
+                glass.setdefault(key, []).append(group)
+                if grant_len is not None and grant_len > glass_longest.get(key, _NO_GRANT):
+                    glass_longest[key] = grant_len
+            continue
         for base in reached:
             key = base | role_id
             groups = get_eligible(key)
@@ -274,7 +297,7 @@ def _resolve_mappings(catalog: _Catalog, rows: list[tuple[Any, ...]]) -> _Resolv
     built: list[tuple[int, int, Entitlement]] = []
     template, make = catalog.template, Entitlement._make
     for key, groups in standing.items():
-        fixed, extra, rank, region = template(key)
+        fixed, extra, rank, tail = template(key)
         via = (groups[0],) if len(groups) == 1 else tuple(sorted(set(groups)))
         built.append(
             (
@@ -290,7 +313,9 @@ def _resolve_mappings(catalog: _Catalog, rows: list[tuple[Any, ...]]) -> _Resolv
                         None,
                         None,
                         None,
-                        region,
+                        *tail,
+                        None,
+                        False,
                     )
                 ),
             )
@@ -298,7 +323,7 @@ def _resolve_mappings(catalog: _Catalog, rows: list[tuple[Any, ...]]) -> _Resolv
     for key, groups in eligible.items():
         if key in standing:
             continue
-        fixed, extra, rank, region = template(key)
+        fixed, extra, rank, tail = template(key)
         via = (groups[0],) if len(groups) == 1 else tuple(sorted(set(groups)))
         longest_grant = longest.get(key)
         built.append(
@@ -315,7 +340,35 @@ def _resolve_mappings(catalog: _Catalog, rows: list[tuple[Any, ...]]) -> _Resolv
                         None,
                         None,
                         None,
-                        region,
+                        *tail,
+                        glass_longest.get(key) if key in glass else None,
+                        False,
+                    )
+                ),
+            )
+        )
+    for key, groups in glass.items():
+        if key in standing or key in eligible:
+            continue
+        fixed, extra, rank, tail = template(key)
+        via = (groups[0],) if len(groups) == 1 else tuple(sorted(set(groups)))
+        built.append(
+            (
+                rank,
+                key,
+                make(
+                    (
+                        *fixed,
+                        EntitlementAccess.BREAK_GLASS,
+                        via,
+                        *extra,
+                        None,
+                        None,
+                        None,
+                        None,
+                        *tail,
+                        glass_longest.get(key, _NO_GRANT),
+                        False,
                     )
                 ),
             )
@@ -389,7 +442,7 @@ def find_entitlement(
 
 
 def _grant_key(grant: tuple[Any, ...]) -> int:
-    _, account_pk, role_id, _, _ = grant
+    _, account_pk, role_id, _, _, _ = grant
     return (int(account_pk) << _ROLE_BITS) | int(role_id)
 
 
@@ -397,10 +450,16 @@ def _with_grant(base: Entitlement, grant: tuple[Any, ...]) -> Entitlement:
     """``base`` made usable by an active grant, if the user is still only eligible for it.
 
     Standing access needs no grant; and if the groups no longer make the user eligible, the
-    (account, role) is not in the resolved set at all, so the grant adds nothing.
+    (account, role) is not in the resolved set at all, so the grant adds nothing. A break-glass
+    grant counts only while a break-glass row still reaches the holder, an approved one only
+    while an eligible row does.
     """
-    grant_id, _, _, ends_at, request_id = grant
-    if base.access != EntitlementAccess.ELIGIBLE:
+    grant_id, _, _, ends_at, request_id, break_glass = grant
+    if break_glass:
+        usable = base.break_glass_max is not None and base.access != EntitlementAccess.STANDING
+    else:
+        usable = base.access == EntitlementAccess.ELIGIBLE
+    if not usable or base.access == EntitlementAccess.GRANT:
         return base
     return base._replace(
         access=EntitlementAccess.GRANT,
@@ -408,6 +467,7 @@ def _with_grant(base: Entitlement, grant: tuple[Any, ...]) -> Entitlement:
         grant_id=int(grant_id),
         request_id=int(request_id),
         grant_ends_at=_aware(ends_at),
+        break_glass=bool(break_glass),
     )
 
 

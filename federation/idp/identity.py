@@ -13,6 +13,7 @@ from typing import Any
 
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from federation.idp.mfa import MfaFacts
 from federation.models import IdentityProvider
 from federation.refusals import Refused
 
@@ -42,6 +43,8 @@ class VerifiedIdentity:
     # Whether the IdP vouches for the address (OIDC ``email_verified: true``); only a vouched
     # address may link this identity to an existing person (federation/idp/signin.py).
     email_verified: bool = True
+    # MFA and the authentication time as the IdP asserted them (federation/idp/mfa.py).
+    mfa: MfaFacts = field(default_factory=lambda: MfaFacts(False, (), None))
 
 
 def groups_from(values: Sequence[Any] | str | None) -> tuple[str, ...]:

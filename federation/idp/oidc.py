@@ -36,6 +36,7 @@ from django.core.cache import cache
 from django.http import HttpRequest
 from joserfc import errors as jose_errors
 
+from federation.idp import mfa
 from federation.idp.client_secrets import ClientSecretUnavailable, resolve_client_secret
 from federation.idp.identity import SignInRefused, VerifiedIdentity, groups_from, safe_next
 from federation.models import IdentityProvider
@@ -111,10 +112,20 @@ def callback_url(idp: IdentityProvider) -> str:
 
 
 def begin_sign_in(
-    request: HttpRequest, idp: IdentityProvider, *, next_url: str, now: datetime
+    request: HttpRequest,
+    idp: IdentityProvider,
+    *,
+    next_url: str,
+    now: datetime,
+    step_up: bool = False,
 ) -> str:
     """Remember a fresh state, nonce and PKCE verifier in the session; return the URL of the
     provider's authorization endpoint to send the browser to.
+
+    ``step_up`` asks for a fresh multi-factor sign-in: ``prompt=login``, ``max_age=0`` (so the
+    provider must return ``auth_time``) and ``acr_values`` naming the IdP's MFA values that are
+    not RFC 8176 ``amr`` words (SPEC §4 Step-up). Whether the provider obliged is judged on
+    the ID token alone (federation/idp/mfa.py).
 
     ``idp`` comes from ``identity.load_idp`` (known, enabled, OIDC); ``next_url`` is kept only
     if ``identity.safe_next`` accepts it. Raises ``SignInRefused`` when it is misconfigured.
@@ -122,7 +133,13 @@ def begin_sign_in(
     config = OidcConfig.of(idp)
     client = _client(idp, config, client_secret=None)
     redirect_uri = callback_url(idp)
-    request_data = client.create_authorization_url(redirect_uri)
+    extra: dict[str, str] = {}
+    if step_up:
+        extra = {"prompt": "login", "max_age": "0"}
+        acr_values = sorted(v for v in mfa.mfa_contexts(idp) if ":" in v)
+        if acr_values and (idp.config or {}).get("request_acr_values", True) is not False:
+            extra["acr_values"] = " ".join(acr_values)
+    request_data = client.create_authorization_url(redirect_uri, **extra)
     client.save_authorize_data(
         request,
         redirect_uri=redirect_uri,
@@ -187,7 +204,7 @@ def finish_sign_in(request: HttpRequest, idp: IdentityProvider, *, now: datetime
     client = _client(idp, config, client_secret=secret)
     token = _redeem_code(client, code, started)
     claims = _validate_id_token(client, token, config, nonce=str(started["nonce"]))
-    identity = _identity(idp, client, token, claims)
+    identity = _identity(idp, client, token, claims, now=now)
     next_url = safe_next(str(started.get("next_url") or "/"))
     return OidcSignIn(identity=identity, next_url=next_url)
 
@@ -356,6 +373,8 @@ def _identity(
     client: _ProviderClient,
     token: Mapping[str, Any],
     claims: Mapping[str, Any],
+    *,
+    now: datetime,
 ) -> VerifiedIdentity:
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject or len(subject) > MAX_SUBJECT_LENGTH:
@@ -397,6 +416,8 @@ def _identity(
         email=email,
         email_verified=profile.get("email_verified") is True,
         groups=groups_from(raw_groups),
+        # From the signed ID token only, never from userinfo (SECURITY.md §7).
+        mfa=mfa.oidc_facts(idp, claims, now=now),
         auth_context={
             k: claims[k] for k in ("iss", "acr", "amr", "auth_time", "azp") if k in claims
         },

@@ -39,6 +39,8 @@ class IdpFields:
     email_attribute: str | None = None
     manager_attribute: str | None = None
     display_name: str = ""  # empty: leave as stored
+    # None: leave as stored; () stores "the protocol's default" (federation/idp/mfa.py).
+    mfa_authn_contexts: tuple[str, ...] | None = None
 
 
 def save_idp(
@@ -76,6 +78,8 @@ def save_idp(
             idp.email_attribute = fields.email_attribute
         if fields.manager_attribute is not None:
             idp.manager_attribute = fields.manager_attribute
+        if fields.mfa_authn_contexts is not None:
+            idp.mfa_authn_contexts = list(fields.mfa_authn_contexts)
         idp.full_clean()
         idp.save()
         record_event(

@@ -24,6 +24,7 @@ from onelogin.saml2.logout_request import OneLogin_Saml2_Logout_Request
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
 from federation.idp.identity import SignInRefused, safe_next
+from federation.idp.mfa import mfa_contexts
 from federation.models import IdentityProvider, SamlAuthnRequest, User
 
 # AuthnRequests we issued are answerable for this long.
@@ -50,6 +51,8 @@ class SamlIdpConfig:
     want_messages_signed: bool = False
     allow_idp_initiated: bool = False
     subject_attribute: str = ""  # empty: the NameID is the immutable subject
+    # A step-up names the IdP's MFA classes in a RequestedAuthnContext (off for Entra ID).
+    request_authn_context: bool = True
 
     @classmethod
     def of(cls, idp: IdentityProvider) -> SamlIdpConfig:
@@ -63,6 +66,7 @@ class SamlIdpConfig:
             want_messages_signed=bool(cfg.get("want_messages_signed", False)),
             allow_idp_initiated=bool(cfg.get("allow_idp_initiated", False)),
             subject_attribute=str(cfg.get("subject_attribute", "")),
+            request_authn_context=cfg.get("request_authn_context", True) is not False,
         )
 
 
@@ -90,7 +94,9 @@ def request_data(idp: IdentityProvider) -> dict[str, str]:
     }
 
 
-def _settings_dict(idp: IdentityProvider, cfg: SamlIdpConfig) -> dict[str, Any]:
+def _settings_dict(
+    idp: IdentityProvider, cfg: SamlIdpConfig, requested: tuple[str, ...] = ()
+) -> dict[str, Any]:
     return {
         "strict": True,
         "debug": False,
@@ -119,8 +125,10 @@ def _settings_dict(idp: IdentityProvider, cfg: SamlIdpConfig) -> dict[str, Any]:
             "wantAttributeStatement": False,
             "allowRepeatAttributeName": False,
             "authnRequestsSigned": False,
-            # The IdP picks the authentication method (MFA); asking for one breaks Okta/Entra.
-            "requestedAuthnContext": False,
+            # An ordinary sign-in lets the IdP pick the method: asking for one breaks Okta and
+            # Entra ID. Only a step-up names the MFA classes (``start_login(step_up=True)``).
+            "requestedAuthnContext": list(requested) if requested else False,
+            "requestedAuthnContextComparison": "exact",
             "signatureAlgorithm": C.RSA_SHA256,
             "digestAlgorithm": C.SHA256,
         },
@@ -131,8 +139,11 @@ _settings_cache: dict[tuple[int, str], OneLogin_Saml2_Settings] = {}
 _settings_lock = threading.Lock()
 
 
-def saml_settings(idp: IdentityProvider) -> OneLogin_Saml2_Settings:
-    """python3-saml settings for this IdP, built once per configuration and process."""
+def saml_settings(
+    idp: IdentityProvider, *, requested: tuple[str, ...] = ()
+) -> OneLogin_Saml2_Settings:
+    """python3-saml settings for this IdP, built once per configuration and process;
+    ``requested``: the AuthnContextClassRefs a step-up AuthnRequest asks for."""
     cfg = SamlIdpConfig.of(idp)
     if not cfg.signing_certs or not cfg.sso_url:
         raise SignInRefused(
@@ -140,7 +151,7 @@ def saml_settings(idp: IdentityProvider) -> OneLogin_Saml2_Settings:
             code="saml.idp_not_configured",
             status=400,
         )
-    raw = _settings_dict(idp, cfg)
+    raw = _settings_dict(idp, cfg, requested)
     key = (idp.pk, hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest())
     cached = _settings_cache.get(key)
     if cached is None:
@@ -200,16 +211,30 @@ def browser_binding(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def start_login(idp: IdentityProvider, *, next_path: str | None, now: datetime) -> SamlLoginStart:
+def step_up_contexts(idp: IdentityProvider) -> tuple[str, ...]:
+    """The classes a step-up AuthnRequest names: the IdP's MFA classes, unless it was
+    registered with ``--no-requested-authn-context``."""
+    if not SamlIdpConfig.of(idp).request_authn_context:
+        return ()
+    return tuple(sorted(mfa_contexts(idp)))
+
+
+def start_login(
+    idp: IdentityProvider, *, next_path: str | None, now: datetime, step_up: bool = False
+) -> SamlLoginStart:
     """Record a fresh AuthnRequest under an opaque RelayState, bound to a fresh browser secret
     (login CSRF: a response answers only the browser that started its login), and return the
     IdP redirect URL with that secret, which the caller sets as ``browser_cookie(idp)``.
 
+    ``step_up`` asks for a fresh multi-factor sign-in: ``ForceAuthn="true"`` and, unless the
+    IdP opted out, a RequestedAuthnContext naming its MFA classes (SPEC §4 Step-up). Whether
+    the IdP obliged is judged on the response alone (federation/idp/mfa.py).
+
     ``idp`` comes from ``identity.load_idp`` (known, enabled, SAML). Raises ``SignInRefused``
     when its settings are incomplete.
     """
-    sp_settings = saml_settings(idp)
-    authn = OneLogin_Saml2_Authn_Request(sp_settings, set_nameid_policy=False)
+    sp_settings = saml_settings(idp, requested=step_up_contexts(idp) if step_up else ())
+    authn = OneLogin_Saml2_Authn_Request(sp_settings, force_authn=step_up, set_nameid_policy=False)
     relay_state = secrets.token_urlsafe(32)
     browser_secret = secrets.token_urlsafe(32)
     SamlAuthnRequest.objects.create(

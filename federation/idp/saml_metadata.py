@@ -197,11 +197,17 @@ def register_saml_idp(
     subject_attribute: str = "",
     display_name: str = "",
     want_messages_signed: bool = False,
+    mfa_authn_contexts: tuple[str, ...] | None = None,
+    request_authn_context: bool | None = None,
     actor: User | str,
     now: datetime,
 ) -> IdentityProvider:
     """Create or update a SAML IdP from its metadata, audited as ``actor``
-    (``idp.saml_registered``). Raises ``MetadataRefused`` or ``RegistrationRefused``."""
+    (``idp.saml_registered``). Raises ``MetadataRefused`` or ``RegistrationRefused``.
+
+    ``mfa_authn_contexts``: the classes that count as MFA (None keeps what is stored, () the
+    default of federation/idp/mfa.py); ``request_authn_context`` False stops a step-up from
+    naming them in a RequestedAuthnContext (Entra ID refuses classes it does not issue)."""
     meta = parse_idp_metadata(document, signing_cert=metadata_signing_cert, now=now)
     settings = {
         **_metadata_config(meta, now),
@@ -209,6 +215,11 @@ def register_saml_idp(
         "metadata_signing_cert": metadata_signing_cert,
         "subject_attribute": subject_attribute,
         "want_messages_signed": want_messages_signed,
+        **(
+            {"request_authn_context": request_authn_context}
+            if request_authn_context is not None
+            else {}
+        ),
     }
     idp, _ = save_idp(
         slug,
@@ -221,6 +232,7 @@ def register_saml_idp(
             email_attribute=email_attribute,
             manager_attribute=manager_attribute,
             display_name=display_name,
+            mfa_authn_contexts=mfa_authn_contexts,
         ),
         event_type=lambda _created: "idp.saml_registered",
         audit_data={
@@ -229,6 +241,7 @@ def register_saml_idp(
             "signing_cert_sha256": [_fingerprint(c) for c in meta.signing_certs],
             "metadata_url": metadata_url,
             "metadata_sha256": meta.sha256,
+            "mfa_authn_contexts": list(mfa_authn_contexts or ()),
         },
         actor=actor,
         now=now,

@@ -28,6 +28,7 @@ from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 from onelogin.saml2.xmlparser import DTDForbidden, EntitiesForbidden, NotSupportedError
 
+from federation.idp import mfa
 from federation.idp.identity import SignInRefused, VerifiedIdentity, groups_from
 from federation.idp.saml import (
     NS_DS,
@@ -329,7 +330,27 @@ def _first(attributes: dict[str, list[str]], name: str) -> str:
     return str(values[0]).strip() if values else ""
 
 
-def _identity(idp: IdentityProvider, response: OneLogin_Saml2_Response) -> VerifiedIdentity:
+def _mfa_facts(
+    idp: IdentityProvider,
+    response: OneLogin_Saml2_Response,
+    attributes: dict[str, list[str]],
+    now: datetime,
+) -> mfa.MfaFacts:
+    # Read from the signed assertion only (python3-saml's _query_assertion); a missing or
+    # unknown class is "no MFA", never a refusal.
+    statements = response._query_assertion("/saml:AuthnStatement")
+    return mfa.saml_facts(
+        idp,
+        class_refs=[str(c) for c in response.get_authn_contexts() or []],
+        methods=[str(v) for v in attributes.get(mfa.methods_attribute(idp)) or []],
+        instants=[str(s.get("AuthnInstant") or "") for s in statements],
+        now=now,
+    )
+
+
+def _identity(
+    idp: IdentityProvider, response: OneLogin_Saml2_Response, now: datetime
+) -> VerifiedIdentity:
     cfg = SamlIdpConfig.of(idp)
     try:
         attributes: dict[str, list[str]] = response.get_attributes()
@@ -357,12 +378,14 @@ def _identity(idp: IdentityProvider, response: OneLogin_Saml2_Response) -> Verif
             f"“{idp.email_attribute}”).",
         )
     session_expiry = response.get_session_not_on_or_after()
+    facts = _mfa_facts(idp, response, attributes, now)
     return VerifiedIdentity(
         idp=idp,
         subject=subject,
         email=email,
         groups=groups_from(attributes.get(idp.groups_attribute)),
         manager=_first(attributes, idp.manager_attribute) if idp.manager_attribute else "",
+        mfa=facts,
         auth_context={
             "protocol": "saml",
             "assertion_id": response.get_assertion_id(),
@@ -416,7 +439,7 @@ def validate_response(
     except Exception as err:
         raise _library_refusal(err) from None
     not_on_or_after = _app_checks(idp, response, pending)
-    identity = _identity(idp, response)
+    identity = _identity(idp, response, now)
     consume = _consumer(
         idp, pending, str(response.get_assertion_id()), not_on_or_after + CLOCK_DRIFT, now
     )

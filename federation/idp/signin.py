@@ -23,6 +23,7 @@ from federation.observability import metrics
 from federation.refusals import refusal_page
 
 AUTH_BACKEND = "django.contrib.auth.backends.ModelBackend"
+SIGN_IN_SESSION_KEY = "sign_in_id"  # read by federation/stepup/rules.py
 
 
 def _username_for(idp: IdentityProvider, subject: str) -> str:
@@ -74,13 +75,15 @@ def complete_sign_in(
         user.manager = identity.manager
         user.last_login = now
         user.save()
-        SignIn.objects.create(
+        sign_in = SignIn.objects.create(
             user=user,
             idp=identity.idp,
             at=now,
             groups=groups,
             ip=request_ip(request),
             auth_context=dict(identity.auth_context),
+            mfa=identity.mfa.mfa,
+            authenticated_at=identity.mfa.authenticated_at,
         )
         record_event(
             "signin.success",
@@ -100,6 +103,8 @@ def complete_sign_in(
                 "groups": groups,
                 "manager": identity.manager,
                 "auth_context": dict(identity.auth_context),
+                "sign_in": sign_in.pk,
+                "mfa": identity.mfa.to_json(),
             },
         )
         metrics.record_signin(idp=identity.idp.slug, protocol=identity.idp.protocol)
@@ -108,6 +113,8 @@ def complete_sign_in(
         # (last_login is saved above; federation/apps.py drops Django's second UPDATE of it.)
         login(request, user, backend=AUTH_BACKEND)
         request.session["signed_in_at"] = int(now.timestamp())  # absolute limit: middleware.py
+        # The sign-in this browser session stands on: what step-up judges (stepup/rules.py).
+        request.session[SIGN_IN_SESSION_KEY] = sign_in.pk
     return user
 
 

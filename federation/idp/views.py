@@ -54,7 +54,12 @@ def saml_login(request: HttpRequest, slug: str) -> HttpResponse:
     now = timezone.now()
     try:
         idp = load_idp(slug, SAML)
-        started = saml.start_login(idp, next_path=safe_next(request.GET.get("next")), now=now)
+        started = saml.start_login(
+            idp,
+            next_path=safe_next(request.GET.get("next")),
+            now=now,
+            step_up=request.GET.get("step_up") == "1",
+        )
     except SignInRefused as refusal:
         return refusal_response(request, slug, refusal, protocol=SAML, now=now)
     response = HttpResponseRedirect(started.redirect_url)
@@ -141,7 +146,13 @@ def oidc_login(request: HttpRequest, slug: str) -> HttpResponse:
     now = timezone.now()
     try:
         idp = load_idp(slug, OIDC)
-        url = oidc.begin_sign_in(request, idp, next_url=safe_next(request.GET.get("next")), now=now)
+        url = oidc.begin_sign_in(
+            request,
+            idp,
+            next_url=safe_next(request.GET.get("next")),
+            now=now,
+            step_up=request.GET.get("step_up") == "1",
+        )
     except SignInRefused as refusal:
         return refusal_response(request, slug, refusal, protocol=OIDC, now=now)
     return HttpResponseRedirect(url)

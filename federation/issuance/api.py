@@ -32,6 +32,7 @@ from federation.models import (
 )
 from federation.observability import context
 from federation.refusals import Refused, refusal_json
+from federation.stepup.rules import latest_sign_in
 
 _ACCOUNT = re.compile(ACCOUNT_ID_RE)
 _ROLE = re.compile(SLUG_RE)
@@ -120,6 +121,8 @@ def entitlements(request: HttpRequest, token: ApiToken, now: datetime) -> HttpRe
                 "usable": e.usable,
                 "max_session_seconds": int(e.max_session.total_seconds()),
                 "grant_ends_at": e.grant_ends_at.isoformat() if e.grant_ends_at else None,
+                "require_mfa": e.require_mfa,
+                "break_glass": e.break_glass_max is not None,
             }
             for e in items
         ]
@@ -215,6 +218,9 @@ def _issue(request: HttpRequest, token: ApiToken, now: datetime, *, kind: str) -
             now=now,
             ip=request_ip(request),
             api_token=token,
+            # A token carries no authentication of its own: the step-up rule judges the
+            # person's latest sign-in (docs/step-up.md).
+            authentication=latest_sign_in(token.user),
         )
     except Refused as problem:
         return refusal_json(problem)

@@ -12,7 +12,12 @@ from federation.models import ACCOUNT_ID_RE, MAX_SESSION, MIN_SESSION, SLUG_RE, 
 _ERROR_SCHEMA = {
     "type": "object",
     "required": ["error", "message"],
-    "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+    "properties": {
+        "error": {"type": "string"},
+        "message": {"type": "string"},
+        # With error "step_up_required": the page that signs the person in again with MFA.
+        "step_up_url": {"type": "string", "format": "uri"},
+    },
 }
 
 
@@ -28,10 +33,23 @@ def _errors(*statuses: int) -> dict[str, Any]:
         for status, description in (
             (400, "Malformed request"),
             (401, "Missing, unknown, expired or revoked token"),
-            (403, "Not entitled now (or only eligible, or the identity cannot name a session)"),
+            (
+                403,
+                "Not entitled now (or only eligible, or the identity cannot name a session); "
+                'or {"error": "step_up_required", "step_up_url": ...}: the role needs a fresh '
+                "MFA sign-in, to be made at step_up_url in a browser",
+            ),
             (404, "No such request of yours"),
-            (409, "The grant ends in less than 15 minutes; or a request for it is pending"),
-            (429, "Too many calls: try again after Retry-After seconds"),
+            (
+                409,
+                "The grant ends in less than 15 minutes; or a request for it is pending; or the "
+                "role is already held",
+            ),
+            (
+                429,
+                "Too many calls: try again after Retry-After seconds; or break-glass used as "
+                "often as allowed in the window",
+            ),
             (502, "AWS refused the session"),
             (503, "No STS endpoint answered, or the rate limits cannot be checked"),
         )
@@ -170,6 +188,69 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/break-glass": {
+                "post": {
+                    "operationId": "activateBreakGlass",
+                    "summary": "Take a break-glass role at once; approvers and security are told "
+                    "and someone else reviews it afterwards",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["account", "role", "justification"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "account": {"type": "string", "pattern": ACCOUNT_ID_RE},
+                                        "role": {"type": "string", "pattern": SLUG_RE},
+                                        "justification": {
+                                            "type": "string",
+                                            "minLength": 1,
+                                            "maxLength": 2000,
+                                        },
+                                        "minutes": {
+                                            "type": "integer",
+                                            "minimum": 1,
+                                            "maximum": 720,
+                                        },
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": {
+                            "description": "The grant, active now",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": [
+                                            "request_id",
+                                            "grant_id",
+                                            "account",
+                                            "role",
+                                            "grant_ends_at",
+                                        ],
+                                        "properties": {
+                                            "request_id": {"type": "integer"},
+                                            "grant_id": {"type": "integer"},
+                                            "account": {"type": "string"},
+                                            "role": {"type": "string"},
+                                            "grant_ends_at": {
+                                                "type": "string",
+                                                "format": "date-time",
+                                            },
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        **_errors(400, 401, 403, 409, 429),
+                    },
+                }
+            },
             "/token/revoke": {
                 "post": {
                     "operationId": "revokeThisToken",
@@ -284,6 +365,8 @@ def openapi_document() -> dict[str, Any]:
                                         "type": ["string", "null"],
                                         "format": "date-time",
                                     },
+                                    "require_mfa": {"type": "boolean"},
+                                    "break_glass": {"type": "boolean"},
                                 },
                             },
                         }

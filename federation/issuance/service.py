@@ -26,11 +26,14 @@ from federation.models import (
     MIN_SESSION,
     SLUG_RE,
     ApiToken,
+    EntitlementAccess,
     SessionIssuance,
+    SignIn,
     User,
 )
 from federation.observability import metrics
 from federation.refusals import Refused
+from federation.stepup.rules import StepUpRequired, shows_mfa, step_up_refusal
 
 # Role chaining (the broker on role credentials) caps a session at one hour.
 CHAINED_MAX = timedelta(hours=1)
@@ -39,6 +42,10 @@ _TAG_VALUE_RE = re.compile(r"^[\w\s.:/=+\-@]{0,256}$")
 TAG_BUSINESS_UNIT = "BusinessUnit"
 TAG_IDP = "IdP"
 TAG_ACCESS_REQUEST = "AccessRequest"
+# Set by the broker only, never copied from input: the sign-in behind the session showed MFA
+# (the trust policy of a require_mfa role demands it), and the grant was a break-glass one.
+TAG_MFA = "MFA"
+TAG_BREAK_GLASS = "BreakGlass"
 
 
 class IssuanceRefused(Refused):
@@ -147,15 +154,22 @@ def session_duration(
     return duration
 
 
-def session_tags(user: User, entitlement: Entitlement) -> tuple[tuple[str, str], ...]:
-    """Session tags: business unit, IdP and, under a grant, its access request. Values come
-    from our tables only (never free text), and are checked against STS's tag rules."""
+def session_tags(
+    user: User, entitlement: Entitlement, *, mfa: bool = False
+) -> tuple[tuple[str, str], ...]:
+    """Session tags: business unit, IdP and, under a grant, its access request; MFA=true when
+    the sign-in showed MFA, BreakGlass=true under a break-glass grant. Values come from our
+    tables only (never free text), and are checked against STS's tag rules."""
     tags = [
         (TAG_BUSINESS_UNIT, entitlement.business_unit),
         (TAG_IDP, user.idp.slug if user.idp is not None else "local"),
     ]
     if entitlement.request_id is not None:
         tags.append((TAG_ACCESS_REQUEST, str(entitlement.request_id)))
+    if mfa:
+        tags.append((TAG_MFA, "true"))
+    if entitlement.break_glass:
+        tags.append((TAG_BREAK_GLASS, "true"))
     for key, value in tags:
         if not _TAG_VALUE_RE.fullmatch(value):
             raise InvalidIssuanceRequest(f"session tag {key} has a value AWS would refuse")
@@ -176,16 +190,21 @@ def issue_session(
     now: datetime,
     ip: str | None,
     api_token: ApiToken | None = None,
+    authentication: SignIn | None = None,
 ) -> IssuedSession:
     """Issue an AWS role session for ``user`` in (account, role), console or CLI ``kind``.
+
+    ``authentication`` is the sign-in the step-up rule judges (federation/stepup/rules.py):
+    a role with ``require_mfa`` is refused with ``StepUpRequired`` unless it showed MFA
+    recently enough.
 
     Guarantees: the entitlement is resolved again now from the user's groups and active grants
     (a grant row is locked, so a concurrent revocation waits or wins); the role ARN comes from
     our tables; the session is named after the user's email and carries it as SourceIdentity;
     its duration never outlives the grant. Every outcome is audited with who, what and why.
 
-    Raises IssuanceRefused (a subclass says why), IdentityNotExpressible, or IssuanceFailed
-    (a subclass: STS unreachable, STS refused, console link failed).
+    Raises IssuanceRefused (a subclass says why), StepUpRequired, IdentityNotExpressible, or
+    IssuanceFailed (a subclass: STS unreachable, STS refused, console link failed).
     """
     # The request's own fields are echoed into the audit only as far as a valid value could
     # reach: a hostile form cannot bloat the log.
@@ -209,9 +228,10 @@ def issue_session(
                 now=now,
                 ip=ip,
                 api_token=api_token,
+                authentication=authentication,
                 context=context,
             )
-        except (IssuanceRefused, IdentityNotExpressible) as refusal:
+        except (IssuanceRefused, StepUpRequired, IdentityNotExpressible) as refusal:
             problem, event = refusal, "issuance.refused"
         except IssuanceFailed as failure:
             problem, event = failure, "issuance.failed"
@@ -238,6 +258,7 @@ def _issue(
     now: datetime,
     ip: str | None,
     api_token: ApiToken | None,
+    authentication: SignIn | None,
     context: dict[str, Any],
 ) -> IssuedSession:
     if kind not in SessionIssuance.Kind.values:
@@ -260,7 +281,16 @@ def _issue(
     if not entitlement.usable:
         raise GrantRequired(
             f"The role {role} in account {account_id} needs an approved request first."
+            if entitlement.access != EntitlementAccess.BREAK_GLASS
+            else f"The role {role} in account {account_id} needs a break-glass activation first."
         )
+    context.update(
+        sign_in=authentication.pk if authentication is not None else None,
+        require_mfa=entitlement.require_mfa,
+    )
+    stepped_up = step_up_refusal(entitlement, authentication, action=kind, now=now)
+    if stepped_up is not None:
+        raise stepped_up
     grant: Grant | None = None
     if entitlement.grant_id is not None:
         # Lock the grant: a revocation racing this issuance either waits for it (and its deny
@@ -268,7 +298,9 @@ def _issue(
         grant = Grant.objects.select_for_update().filter(pk=entitlement.grant_id).first()
         if grant is None or not grant.is_active_at(now):
             raise GrantEnded("Your grant for this role has ended or been revoked.")
-        context.update(grant_id=grant.pk, request_id=grant.request_id)
+        context.update(
+            grant_id=grant.pk, request_id=grant.request_id, break_glass=grant.break_glass
+        )
     session_name = session_name_for(user.email)
     grant_ends_at = grant.ends_at if grant is not None else None
     try:
@@ -282,7 +314,7 @@ def _issue(
         chained=chained,
         now=now,
     )
-    tags = session_tags(user, entitlement)
+    tags = session_tags(user, entitlement, mfa=shows_mfa(entitlement, authentication, now=now))
     context.update(
         role_arn=entitlement.role_arn,
         session_name=session_name,

@@ -14,6 +14,7 @@ urlpatterns: list[URLPattern] = [
     path("api/v1/console", api.console, name="api-console"),
     path("api/v1/requests", requests_api.file_request, name="api-file-request"),
     path("api/v1/requests/<int:request_id>", requests_api.show_request, name="api-show-request"),
+    path("api/v1/break-glass", requests_api.break_glass, name="api-break-glass"),
     path("api/v1/token/revoke", api.revoke_this_token, name="api-revoke-this-token"),
     path("api/v1/openapi.json", api.openapi, name="api-openapi"),
     # Last: any other path under the API answers a JSON 404 (an HTML page is no API answer).

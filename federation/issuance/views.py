@@ -29,6 +29,7 @@ from federation.issuance.tokens import (
 )
 from federation.models import SessionIssuance, User
 from federation.refusals import Refused, refusal_json, refusal_page
+from federation.stepup.rules import StepUpRequired, session_sign_in, step_up_path
 
 
 def _wants_json(request: HttpRequest) -> bool:
@@ -65,19 +66,35 @@ def _minutes(value: str | None) -> timedelta | None:
 @require_POST
 def issue(request: HttpRequest) -> HttpResponse:
     """POST account, role, action=console|cli [, duration_minutes]: a console redirect, or
-    credentials (JSON when asked for, else a page)."""
+    credentials (JSON when asked for, else a page). A role that needs a fresh MFA sign-in
+    links the browser to ``/step-up/``, which leads through the IdP and back to the issuance
+    (once: ``step_up=1`` marks the return, which is never sent round again)."""
     user = request.user
     assert isinstance(user, User)
     kind = request.POST.get("action", "")
+    account_id = request.POST.get("account", "")
+    role = request.POST.get("role", "")
     try:
         issued = issue_session(
             user,
-            account_id=request.POST.get("account", ""),
-            role=request.POST.get("role", ""),
+            account_id=account_id,
+            role=role,
             kind=kind,
             requested=_minutes(request.POST.get("duration_minutes")),
             now=timezone.now(),
             ip=request_ip(request),
+            authentication=session_sign_in(request, user),
+        )
+    except StepUpRequired as problem:
+        if _wants_json(request) or request.POST.get("step_up") == "1":
+            return _problem_response(request, problem)
+        # A link, not a redirect: the CSP's form-action 'self' would stop this form POST from
+        # being redirected on to the IdP. The service validated account, role and kind first.
+        return refusal_page(
+            request,
+            problem,
+            back_url=step_up_path(account_id, role, kind),
+            back_label="Sign in again with MFA",
         )
     except Refused as problem:
         return _problem_response(request, problem)

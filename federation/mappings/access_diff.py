@@ -246,13 +246,18 @@ class Expander:
         return merged
 
 
+_RANK = {Access.STANDING.value: 0, Access.ELIGIBLE.value: 1, Access.BREAK_GLASS.value: 2}
+
+
 def _merge(held: _Access | None, more: _Access) -> _Access:
-    """Two sources of one (account, role) combined as resolution does: standing wins; between
-    eligible ones the longest grant is what may be asked."""
+    """Two sources of one (account, role) combined as resolution does: standing wins, then
+    eligible over break-glass; between rows of one kind the longest grant is what may be had."""
     if held is None or held[0] == Access.STANDING:
         return more if held is None else held
     if more[0] == Access.STANDING:
         return (more[0], more[1], more[2], None)
+    if _RANK.get(more[0], 9) != _RANK.get(held[0], 9):
+        return more if _RANK.get(more[0], 9) < _RANK.get(held[0], 9) else held
     if more[3] is not None and (held[3] is None or more[3] > held[3]):
         return more
     return held

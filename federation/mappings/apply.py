@@ -110,6 +110,8 @@ def _write(current: _Current, diff: _Diff) -> None:
                 privileged=r.privileged,
                 max_session=r.max_session,
                 policies=r.to_dict().get("policies", {}),
+                require_mfa=r.require_mfa,
+                max_auth_age=r.max_auth_age,
             )
             for r in roles.added
         ]
@@ -124,10 +126,12 @@ def _write(current: _Current, diff: _Diff) -> None:
                 privileged=new.privileged,
                 max_session=new.max_session,
                 policies=new.to_dict().get("policies", {}),
+                require_mfa=new.require_mfa,
+                max_auth_age=new.max_auth_age,
             )
             for _, new in roles.changed
         ],
-        ["description", "privileged", "max_session", "policies"],
+        ["description", "privileged", "max_session", "policies", "require_mfa", "max_auth_age"],
         batch_size=_BATCH,
     )
 

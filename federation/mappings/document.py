@@ -86,6 +86,9 @@ class RoleRow:
     # Managed policy ARNs attached to the IAM role, per environment: ((env, (arn, ...)), ...),
     # environments in ENV_ORDER, ARNs in file order (the control loop, SPEC §3.3).
     policies: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Step-up (SPEC §4): issued only after MFA, and within max_auth_age of it when set.
+    require_mfa: bool = False
+    max_auth_age: timedelta | None = None
 
     kind = "role"
 
@@ -103,6 +106,10 @@ class RoleRow:
             item["description"] = self.description
         item["privileged"] = self.privileged
         item["max_session_minutes"] = _minutes(self.max_session)
+        if self.require_mfa:
+            item["require_mfa"] = True
+        if self.max_auth_age is not None:
+            item["max_auth_age_minutes"] = _minutes(self.max_auth_age)
         if self.policies:
             item["policies"] = {env: list(arns) for env, arns in self.policies}
         return item
@@ -163,7 +170,7 @@ class MappingRow:
     access: str
     environments: tuple[str, ...] = ()  # sorted; empty = every environment
     accounts: tuple[str, ...] = ()  # sorted account ids; empty = every account of the BU
-    max_grant: timedelta | None = None  # eligible rows only
+    max_grant: timedelta | None = None  # eligible and break-glass rows only
     approver_groups: tuple[str, ...] = ()  # eligible rows only
 
     kind = "mapping"

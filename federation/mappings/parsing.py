@@ -234,6 +234,12 @@ def _validate(data: Any, root: yaml.Node | None) -> MappingDocument:
         duplicate((*loc, "name"), "role", role.name, f"duplicate role {role.name!r}")
         for env, arns in role.policies.items():
             _no_repeats(check, (*loc, "policies", env), arns, "policy")
+        if role.max_auth_age_minutes is not None and not role.require_mfa:
+            check.add(
+                (*loc, "max_auth_age_minutes"),
+                "max_auth_age_minutes applies only with require_mfa: true "
+                "(it bounds the age of the MFA sign-in)",
+            )
         role_rows.append(
             RoleRow(
                 role.name,
@@ -241,6 +247,10 @@ def _validate(data: Any, root: yaml.Node | None) -> MappingDocument:
                 role.privileged,
                 timedelta(minutes=role.max_session_minutes),
                 canonical_policies(role.policies),
+                require_mfa=role.require_mfa,
+                max_auth_age=None
+                if role.max_auth_age_minutes is None
+                else timedelta(minutes=role.max_auth_age_minutes),
             )
         )
 
@@ -319,7 +329,7 @@ def _validate(data: Any, root: yaml.Node | None) -> MappingDocument:
                     f"row's environments ({', '.join(item.environments)})",
                 )
         minutes = item.max_grant_minutes
-        if minutes is None and item.access == Access.ELIGIBLE.value:
+        if minutes is None and item.access in (Access.ELIGIBLE.value, Access.BREAK_GLASS.value):
             minutes = DEFAULT_MAX_GRANT_MINUTES
         row = MappingRow(
             group=item.group,

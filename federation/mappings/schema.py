@@ -99,6 +99,9 @@ PolicyArn = Annotated[str, AfterValidator(_check_policy_arn)]
 EnvironmentName = Literal["dev", "test", "prod"]
 SessionMinutes = Annotated[int, Field(ge=SESSION_MINUTES_RANGE[0], le=SESSION_MINUTES_RANGE[1])]
 GrantMinutes = Annotated[int, Field(ge=MAX_GRANT_MINUTES_RANGE[0], le=MAX_GRANT_MINUTES_RANGE[1])]
+# How long after an MFA sign-in a require_mfa role may still be issued: a minute to a day.
+AUTH_AGE_MINUTES_RANGE = (1, 1440)
+AuthAgeMinutes = Annotated[int, Field(ge=AUTH_AGE_MINUTES_RANGE[0], le=AUTH_AGE_MINUTES_RANGE[1])]
 
 
 class Item(BaseModel):
@@ -128,6 +131,8 @@ class RoleItem(Item):
     description: Annotated[str, Field(max_length=500)] = ""
     privileged: bool = False
     max_session_minutes: SessionMinutes = DEFAULT_SESSION_MINUTES
+    require_mfa: bool = False
+    max_auth_age_minutes: AuthAgeMinutes | None = None
     policies: dict[EnvironmentName, list[PolicyArn]] = Field(default_factory=dict)
 
 
@@ -142,7 +147,7 @@ class MappingItem(Item):
     group: GroupName
     role: Slug
     business_unit: Slug
-    access: Literal["standing", "eligible"]
+    access: Literal["standing", "eligible", "break_glass"]
     environments: list[EnvironmentName] = Field(default_factory=list)
     accounts: list[AccountId] = Field(default_factory=list)
     max_grant_minutes: GrantMinutes | None = None

@@ -20,7 +20,7 @@ from typing import Any
 from federation.mappings.access_diff import AccessDiff
 from federation.mappings.approval_diff import ApprovalDiff
 from federation.mappings.document import MappingDocument
-from federation.models import Environment
+from federation.models import Access, Environment
 
 PROD = Environment.PROD.value
 
@@ -66,7 +66,28 @@ def sensitive_because(
         for entry in approval.widened:
             widened.add(f"{approval.subject} on {entry.role} in {entry.account_alias}")
     _rows_floor(before, after, rows, privileged=privileged, prod=prod, widened=widened)
+    step_up: set[str] = set()
+    break_glass: set[str] = set()
+    for row in rows:
+        old: Mapping[str, Any] = row.before or {}
+        new: Mapping[str, Any] = row.after or {}
+        if row.kind == "role" and _step_up_rule(old) != _step_up_rule(new):
+            # Turning MFA off, or lengthening the age, weakens a role everywhere at once.
+            step_up.add(str(new.get("name", old.get("name", "?"))))
+        elif row.kind == "mapping" and Access.BREAK_GLASS.value in (
+            old.get("access"),
+            new.get("access"),
+        ):
+            # Break-glass skips approval: adding, widening or removing such a row is weighed.
+            side = new or old
+            break_glass.add(
+                f"{side.get('group')} -> {side.get('role')} in {side.get('business_unit')}"
+            )
     reasons = []
+    if step_up:
+        reasons.append(f"changes the MFA step-up of role(s): {', '.join(sorted(step_up))}")
+    if break_glass:
+        reasons.append(f"changes break-glass row(s): {', '.join(sorted(break_glass))}")
     if privileged:
         reasons.append(f"grants or defines privileged role(s): {', '.join(sorted(privileged))}")
     if prod:
@@ -121,3 +142,9 @@ def _rows_floor(
             and set(new.get("approver_groups", ())) - set(old.get("approver_groups", ()))
         ):
             widened.add(f"approvers of business unit {new.get('slug')}")
+
+
+def _step_up_rule(side: Mapping[str, Any]) -> tuple[bool, Any]:
+    if not side:
+        return (False, None)
+    return (bool(side.get("require_mfa")), side.get("max_auth_age_minutes"))

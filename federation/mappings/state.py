@@ -101,12 +101,36 @@ def _load_current() -> _Current:
             )
         )
     roles = []
-    for pk, name, description, max_session, privileged, policies in LogicalRole.objects.values_list(
-        "pk", "name", "description", "max_session", "privileged", "policies"
+    for (
+        pk,
+        name,
+        description,
+        max_session,
+        privileged,
+        policies,
+        require_mfa,
+        max_auth_age,
+    ) in LogicalRole.objects.values_list(
+        "pk",
+        "name",
+        "description",
+        "max_session",
+        "privileged",
+        "policies",
+        "require_mfa",
+        "max_auth_age",
     ):
         current.role_pk[name] = pk
         roles.append(
-            RoleRow(name, description, privileged, max_session, canonical_policies(policies or {}))
+            RoleRow(
+                name,
+                description,
+                privileged,
+                max_session,
+                canonical_policies(policies or {}),
+                require_mfa=require_mfa,
+                max_auth_age=max_auth_age,
+            )
         )
     account_roles = []
     for pk, account_id, role, arn, override in AccountRole.objects.values_list(

@@ -88,6 +88,10 @@ class LogicalRole(models.Model):
     privileged = models.BooleanField(default=False)
     # {environment: [managed policy ARN, ...]} attached to the role's IAM roles (SPEC §3.3).
     policies = models.JSONField(default=dict, blank=True)
+    # Step-up (SPEC §4): issued only after an MFA sign-in, and with ``max_auth_age`` only
+    # within that time of the authentication.
+    require_mfa = models.BooleanField(default=False)
+    max_auth_age = models.DurationField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -95,6 +99,11 @@ class LogicalRole(models.Model):
             models.CheckConstraint(
                 condition=Q(max_session__gte=MIN_SESSION) & Q(max_session__lte=MAX_SESSION),
                 name="role_max_session_within_sts_bounds",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_auth_age__isnull=True)
+                | (Q(require_mfa=True) & Q(max_auth_age__gt=timedelta(0))),
+                name="role_max_auth_age_needs_mfa",
             ),
         ]
 
@@ -142,7 +151,7 @@ class GroupMapping(models.Model):
     )
     environments = models.JSONField(default=list, blank=True)
     accounts = models.JSONField(default=list, blank=True)
-    access = models.CharField(max_length=8, choices=Access.choices)
+    access = models.CharField(max_length=16, choices=Access.choices)
     max_grant = models.DurationField(null=True, blank=True)
     approver_groups = models.JSONField(default=list, blank=True)
 
@@ -158,8 +167,17 @@ class GroupMapping(models.Model):
             ),
             models.CheckConstraint(
                 condition=(Q(access=Access.STANDING) & Q(max_grant__isnull=True))
-                | (Q(access=Access.ELIGIBLE) & Q(max_grant__gte=MIN_SESSION)),
+                | (
+                    Q(access__in=[Access.ELIGIBLE, Access.BREAK_GLASS])
+                    & Q(max_grant__gte=MIN_SESSION)
+                ),
                 name="group_mapping_max_grant_only_for_eligible",
+            ),
+            # A break-glass activation is approved by nobody: a row's approver groups would
+            # mean nothing on it (the business unit's approvers review it afterwards).
+            models.CheckConstraint(
+                condition=~Q(access=Access.BREAK_GLASS) | Q(approver_groups=[]),
+                name="group_mapping_break_glass_no_approvers",
             ),
         ]
         # The entitlement lookup is `group = ANY(%s)`: this index is what keeps it off a scan.
@@ -211,8 +229,14 @@ def group_mapping_faults(
             faults["approver_groups"] = (
                 "approver groups apply to eligible rows only (standing access is not approved)"
             )
-    elif max_grant is not None and max_grant < MIN_SESSION:
-        faults["max_grant"] = "a grant lasts at least 15 minutes"
+    else:
+        if access == Access.BREAK_GLASS and approver_groups:
+            faults["approver_groups"] = (
+                "approver groups apply to eligible rows only (break-glass is reviewed afterwards "
+                "by the business unit's approvers)"
+            )
+        if max_grant is not None and max_grant < MIN_SESSION:
+            faults["max_grant"] = "a grant lasts at least 15 minutes"
     return faults
 
 

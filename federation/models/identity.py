@@ -27,6 +27,10 @@ class IdentityProvider(models.Model):
     groups_attribute = models.CharField(max_length=256, default="groups")
     email_attribute = models.CharField(max_length=256, default="email")
     manager_attribute = models.CharField(max_length=256, blank=True)
+    # The authentication context classes (SAML AuthnContextClassRef, or values of the
+    # authentication-methods attribute) and OIDC ``acr`` / ``amr`` values that count as MFA
+    # (federation/idp/mfa.py; SPEC §4 Step-up).
+    mfa_authn_contexts = models.JSONField(default=list, blank=True)
     # Protocol-specific settings (certificates, endpoints, client id); never secrets in clear.
     config = models.JSONField(default=dict, blank=True)
 
@@ -124,6 +128,11 @@ class SignIn(models.Model):
     groups = models.JSONField(default=list)
     ip = models.GenericIPAddressField(null=True, blank=True)
     auth_context = models.JSONField(default=dict, blank=True)
+    # What the IdP asserted about the authentication (federation/idp/mfa.py): whether it was
+    # multi-factor, and when it happened (SAML AuthnInstant, OIDC auth_time); NULL when the IdP
+    # did not say, which no step-up accepts.
+    mfa = models.BooleanField(default=False)
+    authenticated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-at"]

@@ -28,6 +28,9 @@ ENV_ORDER = {Environment.DEV.value: 0, Environment.TEST.value: 1, Environment.PR
 class Access(models.TextChoices):
     STANDING = "standing", "standing"
     ELIGIBLE = "eligible", "eligible"
+    # Members grant themselves the role at once, with a justification, reviewed afterwards
+    # (SPEC §4 Break-glass).
+    BREAK_GLASS = "break_glass", "break-glass"
 
 
 class EntitlementAccess(models.TextChoices):
@@ -38,7 +41,9 @@ class EntitlementAccess(models.TextChoices):
     STANDING = "standing", "standing"
     GRANT = "grant", "grant"
     ELIGIBLE = "eligible", "eligible"
+    # Only a break-glass row reaches it: usable after an activation (a grant) only.
+    BREAK_GLASS = "break_glass", "break-glass"
 
     @property
     def usable(self) -> bool:
-        return self is not EntitlementAccess.ELIGIBLE
+        return self in (EntitlementAccess.STANDING, EntitlementAccess.GRANT)

@@ -88,6 +88,11 @@ GRANTS = Counter(
     "Grants entering each state (active when granted; revoked, expired).",
     ["state"],
 )
+BREAK_GLASS = Counter(
+    "fedaccess_break_glass_activations_total",
+    "Break-glass activations (a grant with no approval), by business unit and environment.",
+    ["business_unit", "environment"],
+)
 CELERY_FAILURES = Counter(
     "fedaccess_celery_task_failures_total",
     "Celery tasks that ended in failure, by task name.",
@@ -200,6 +205,11 @@ def record_decision(decision: str) -> None:
 @_never_raises
 def record_grant_state(state: str) -> None:
     _on_commit(_guarded_inc(GRANTS.labels(_label(state))))
+
+
+@_never_raises
+def record_break_glass(*, business_unit: str, environment: str) -> None:
+    _on_commit(_guarded_inc(BREAK_GLASS.labels(_label(business_unit), _label(environment))))
 
 
 @_never_raises

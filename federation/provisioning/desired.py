@@ -162,7 +162,9 @@ def desired_roles(
                 f"{where}: roles[{role_name}].policies.{account.environment} lists "
                 f"{len(policies)} managed policies, IAM attaches at most {limit}"
             )
-        document_ = trust.trust_policy(broker_arn, account.business_unit)
+        document_ = trust.trust_policy(
+            broker_arn, account.business_unit, require_mfa=role.require_mfa
+        )
         size, size_limit = trust.policy_size(document_), settings.ROLE_TRUST_POLICY_MAX_CHARS
         if size > size_limit:
             faults.append(

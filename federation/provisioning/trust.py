@@ -21,14 +21,20 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
 from federation.aws import sts
-from federation.issuance.service import TAG_ACCESS_REQUEST, TAG_BUSINESS_UNIT, TAG_IDP
+from federation.issuance.service import (
+    TAG_ACCESS_REQUEST,
+    TAG_BREAK_GLASS,
+    TAG_BUSINESS_UNIT,
+    TAG_IDP,
+    TAG_MFA,
+)
 from federation.refusals import Refused
 
 POLICY_VERSION = "2012-10-17"
 STATEMENT_SID = "FedAccessBroker"
 ACTIONS = ("sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession")
 # Every tag key the broker may set on a session; TagSession is allowed for these only.
-SESSION_TAG_KEYS = (TAG_ACCESS_REQUEST, TAG_BUSINESS_UNIT, TAG_IDP)
+SESSION_TAG_KEYS = (TAG_ACCESS_REQUEST, TAG_BREAK_GLASS, TAG_BUSINESS_UNIT, TAG_IDP, TAG_MFA)
 
 _ASSUMED_ROLE = re.compile(r"^arn:(aws[a-z-]*):sts::([0-9]{12}):assumed-role/([\w+=,.@-]+)/.+$")
 _PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/([\w+=,.@/-]+)$")
@@ -95,8 +101,18 @@ def reset_broker_principal() -> None:
         _derived = None
 
 
-def trust_policy(broker_arn: str, business_unit: str) -> dict[str, Any]:
-    """The trust policy of a provisioned role of ``business_unit``'s account."""
+def trust_policy(
+    broker_arn: str, business_unit: str, *, require_mfa: bool = False
+) -> dict[str, Any]:
+    """The trust policy of a provisioned role of ``business_unit``'s account. With
+    ``require_mfa`` (SPEC §4 Step-up) a session must also carry the tag MFA=true, which the
+    broker sets only after a fresh MFA sign-in: AWS itself refuses any other."""
+    equals = {
+        "aws:PrincipalArn": broker_arn,
+        f"aws:RequestTag/{TAG_BUSINESS_UNIT}": business_unit,
+    }
+    if require_mfa:
+        equals[f"aws:RequestTag/{TAG_MFA}"] = "true"
     return {
         "Version": POLICY_VERSION,
         "Statement": [
@@ -106,10 +122,7 @@ def trust_policy(broker_arn: str, business_unit: str) -> dict[str, Any]:
                 "Principal": {"AWS": broker_arn},
                 "Action": list(ACTIONS),
                 "Condition": {
-                    "StringEquals": {
-                        "aws:PrincipalArn": broker_arn,
-                        f"aws:RequestTag/{TAG_BUSINESS_UNIT}": business_unit,
-                    },
+                    "StringEquals": equals,
                     "StringLike": {"sts:SourceIdentity": "*"},
                     "Null": {f"aws:RequestTag/{TAG_IDP}": "false"},
                     "ForAllValues:StringEquals": {"aws:TagKeys": list(SESSION_TAG_KEYS)},

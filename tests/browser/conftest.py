@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -84,15 +85,19 @@ def _handler(state: BrowserIdp) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data.encode())
 
         def do_GET(self) -> None:
-            # The AuthnRequest arrives by HTTP-Redirect; show who can sign in.
+            # The AuthnRequest arrives by HTTP-Redirect; show who can sign in. A request with
+            # ForceAuthn (a step-up) gets a password and a second factor, as a real IdP asks.
             location = state.url + self.path
+            forced = state.signer.read_redirect(location).force_authn
+            how = " with password and second factor" if forced else ""
             buttons = "".join(
                 f"<button type='submit' name='person' value='{html.escape(name)}'>"
-                f"Sign in as {html.escape(name)}</button>"
+                f"Sign in as {html.escape(name)}{how}</button>"
                 for name in state.people
             )
             self._page(
-                "<h1>Test IdP</h1><form method='post' action='/choose'>"
+                f"<h1>Test IdP{' (MFA)' if forced else ''}</h1>"
+                "<form method='post' action='/choose'>"
                 f"<input type='hidden' name='location' value='{html.escape(location)}'>"
                 f"{buttons}</form>"
             )
@@ -102,10 +107,16 @@ def _handler(state: BrowserIdp) -> type[BaseHTTPRequestHandler]:
             form = parse_qs(self.rfile.read(length).decode())
             seen = state.signer.read_redirect(form["location"][0])
             person = state.people[form["person"][0]]
+            class_ref = (
+                "http://schemas.microsoft.com/claims/multipleauthn"
+                if seen.force_authn
+                else "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
+            )
             xml = state.signer.response_xml(
                 seen,
                 subject=person.subject,
                 attributes={"email": [person.email], "groups": list(person.groups)},
+                authn={"class_ref": class_ref, "authn_instant": int(time.time())},
             )
             self._page(
                 f"<h1>Signed in as {html.escape(person.email)}</h1>"

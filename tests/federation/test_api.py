@@ -231,13 +231,19 @@ def test_openapi_document_describes_the_api(client: Client) -> None:
         "/console",
         "/requests",
         "/requests/{request_id}",
+        "/break-glass",
         "/token/revoke",
     }
     post = document["paths"]["/credentials"]["post"]
     assert {"200", "401", "403", "503"} <= set(post["responses"])
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     entitlement = document["components"]["schemas"]["Entitlements"]["properties"]["entitlements"]
-    assert entitlement["items"]["properties"]["access"]["enum"] == ["standing", "grant", "eligible"]
+    assert entitlement["items"]["properties"]["access"]["enum"] == [
+        "standing",
+        "grant",
+        "eligible",
+        "break_glass",
+    ]
 
 
 def test_token_of_someone_not_signed_in_lately_is_refused(world: World) -> None:

@@ -105,8 +105,10 @@ def test_trust_policy_trusts_only_the_broker_with_source_identity_and_its_tags()
     assert condition["Null"] == {"aws:RequestTag/IdP": "false"}
     assert sorted(condition["ForAllValues:StringEquals"]["aws:TagKeys"]) == [
         "AccessRequest",
+        "BreakGlass",
         "BusinessUnit",
         "IdP",
+        "MFA",
     ]
     assert trust.principals(role.trust_policy) == [BROKER]
 
@@ -114,7 +116,13 @@ def test_trust_policy_trusts_only_the_broker_with_source_identity_and_its_tags()
 def test_trust_policy_allows_only_tag_keys_the_broker_sets() -> None:
     from federation.issuance import service
 
-    keys = {service.TAG_ACCESS_REQUEST, service.TAG_BUSINESS_UNIT, service.TAG_IDP}
+    keys = {
+        service.TAG_ACCESS_REQUEST,
+        service.TAG_BUSINESS_UNIT,
+        service.TAG_IDP,
+        service.TAG_MFA,
+        service.TAG_BREAK_GLASS,
+    }
     assert set(trust.SESSION_TAG_KEYS) == keys
 
 
@@ -421,9 +429,44 @@ def test_the_brokers_real_session_tags_satisfy_the_trust_policy_of_its_own_unit_
     del no_identity["sts:SourceIdentity"]
     assert not _allows(policy, no_identity)
     extra = _request(user, _entitlement("pb"))
-    extra["aws:TagKeys"].append("MFA")
+    extra["aws:TagKeys"].append("CostCenter")
     assert not _allows(policy, extra)
     assert not _allows(policy, {**_request(user, _entitlement("pb")), "aws:PrincipalArn": "x"})
     no_idp = _request(user, _entitlement("pb"))
     del no_idp["aws:RequestTag/IdP"]
     assert not _allows(policy, no_idp)
+
+
+@pytest.mark.django_db
+def test_a_require_mfa_roles_trust_policy_refuses_sessions_without_the_brokers_mfa_tag() -> None:
+    text = BASE.replace(
+        "{name: admin, privileged: true, max_session_minutes: 15}",
+        "{name: admin, privileged: true, max_session_minutes: 15, require_mfa: true, "
+        "max_auth_age_minutes: 15}",
+    )
+    assert "require_mfa" in text
+    roles = _desired(text)
+    admin = _one(roles, "222222222222", "admin").trust_policy
+    cloud_eng = _one(roles, "111111111111", "cloud-eng").trust_policy
+    user = UserFactory()
+    plain = _entitlement("pb")._replace(require_mfa=True)
+
+    assert admin["Statement"][0]["Condition"]["StringEquals"]["aws:RequestTag/MFA"] == "true"
+    assert "aws:RequestTag/MFA" not in cloud_eng["Statement"][0]["Condition"]["StringEquals"]
+    # The tags issuance really sets: with MFA shown, AWS accepts; without, AWS refuses.
+    with_mfa = dict(session_tags(user, plain, mfa=True))
+    assert with_mfa["MFA"] == "true"
+    assert _allows(admin, _request_with(user, with_mfa))
+    assert not _allows(admin, _request(user, plain))
+    forged = _request(user, plain)
+    forged["aws:RequestTag/MFA"] = "yes"
+    forged["aws:TagKeys"].append("MFA")
+    assert not _allows(admin, forged)
+
+
+def _request_with(user: Any, tags: dict[str, str]) -> dict[str, Any]:
+    context: dict[str, Any] = {f"aws:RequestTag/{k}": v for k, v in tags.items()}
+    context["aws:TagKeys"] = list(tags)
+    context["aws:PrincipalArn"] = BROKER
+    context["sts:SourceIdentity"] = user.email
+    return context

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from federation.audit.chain import cli_actor
 from federation.demo import idp as dev_idp
-from federation.models import AuditEvent, IdentityProvider, User
+from federation.models import AuditEvent, IdentityProvider, SignIn, User
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -69,6 +69,33 @@ def test_demo_user_signs_in_through_the_development_idp(demo_mode: None, client:
     alice.refresh_from_db()
     assert alice.directory_groups == ["aws-pb-dev"]
     assert User.objects.count() == 1
+
+
+@pytest.mark.urls("tests.demo_urls")
+@pytest.mark.parametrize(("step_up", "mfa"), [("", False), ("1", True)])
+def test_the_development_idp_asserts_mfa_after_a_step_up_request(
+    demo_mode: None, client: Client, step_up: str, mfa: bool
+) -> None:
+    call_command("demo_idp", stdout=None)
+    idp = IdentityProvider.objects.get(slug="demo")
+    alice = UserFactory(idp=idp, subject="demo-alice", email="alice@demo.example")
+    to_idp = client.get("/saml/demo/login/", {"step_up": step_up} if step_up else {})
+    chooser = client.get(to_idp["Location"].removeprefix("http://127.0.0.1:8000")).content.decode()
+    assert ("multi-factor" in chooser) is mfa
+    page = client.post(
+        "/demo-idp/sso/",
+        {
+            "SAMLRequest": _hidden(chooser, "SAMLRequest"),
+            "RelayState": _hidden(chooser, "RelayState"),
+            "user": alice.pk,
+        },
+    ).content.decode()
+    answer = client.post(
+        "/saml/demo/acs/",
+        {"SAMLResponse": _hidden(page, "SAMLResponse"), "RelayState": _hidden(page, "RelayState")},
+    )
+    assert answer.status_code == 302
+    assert SignIn.objects.get().mfa is mfa
 
 
 @pytest.mark.urls("tests.demo_urls")

@@ -9,7 +9,8 @@
 //   CLIENT_ID, CLIENT_SECRET, REDIRECT_URIS (comma-separated, one per IdP slug of the service)
 //
 // Login is browser-less: GET /interaction/:uid shows a form, POST /interaction/:uid/login with
-// `login=<user>` signs that user in. Consent is implied for the test client (loadExistingGrant),
+// `login=<user>` signs that user in; optional `amr` (comma-separated RFC 8176 values) and `acr`
+// say how, as a real provider does after a password or an MFA prompt (step-up tests). Consent is implied for the test client (loadExistingGrant),
 // as a corporate IdP does for an admin-approved application.
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
@@ -67,11 +68,14 @@ const provider = new Provider(ISSUER, {
     response_types: ['code'],
     token_endpoint_auth_method: 'client_secret_basic',
     id_token_signed_response_alg: 'RS256',
+    // auth_time in every ID token, as Okta and Entra ID send it.
+    require_auth_time: true,
   }],
+  acrValues: ['urn:okta:loa:1fa:pwd', 'urn:okta:loa:2fa:any'],
   jwks: JSON.parse(readFileSync(env('JWKS_FILE'), 'utf8')),
   findAccount,
   claims: {
-    openid: ['sub'],
+    openid: ['sub', 'acr', 'amr', 'auth_time'],
     email: ['email', 'email_verified'],
     profile: ['name'],
     groups: ['groups'],
@@ -119,12 +123,16 @@ const interaction = async (req, res) => {
     return;
   }
   if (req.method === 'POST' && action === 'login') {
-    const login = (await readForm(req)).get('login');
+    const form = await readForm(req);
+    const login = form.get('login');
     if (!USERS[login]) {
       res.writeHead(403, { 'content-type': 'text/plain' }).end('unknown user');
       return;
     }
-    await provider.interactionFinished(req, res, { login: { accountId: login } }, {
+    const how = {};
+    if (form.get('amr')) how.amr = form.get('amr').split(',');
+    if (form.get('acr')) how.acr = form.get('acr');
+    await provider.interactionFinished(req, res, { login: { accountId: login, ...how } }, {
       mergeWithLastSubmission: false,
     });
     return;

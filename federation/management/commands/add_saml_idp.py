@@ -10,6 +10,7 @@ from django.utils import timezone
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
 from federation.audit.chain import cli_actor
+from federation.idp.mfa import DEFAULT_SAML_MFA_CONTEXTS, mfa_contexts
 from federation.idp.registry import RegistrationRefused
 from federation.idp.saml import acs_url, sp_entity_id
 from federation.idp.saml_metadata import MetadataRefused, fetch_metadata, register_saml_idp
@@ -39,6 +40,18 @@ class Command(BaseCommand):
             "--want-messages-signed",
             action="store_true",
             help="also require the whole Response to be signed (not only the assertion)",
+        )
+        parser.add_argument(
+            "--mfa-authn-contexts",
+            default=None,
+            help="comma-separated AuthnContextClassRef (or authentication-method) URIs that count "
+            "as MFA; default: " + ", ".join(DEFAULT_SAML_MFA_CONTEXTS),
+        )
+        parser.add_argument(
+            "--no-requested-authn-context",
+            action="store_true",
+            help="ask for a fresh sign-in with ForceAuthn only, without naming the MFA classes "
+            "in a RequestedAuthnContext (Entra ID refuses classes it does not issue)",
         )
         parser.add_argument(
             "--metadata-signing-cert",
@@ -72,6 +85,8 @@ class Command(BaseCommand):
                 subject_attribute=options["subject_attribute"],
                 display_name=options["display_name"],
                 want_messages_signed=options["want_messages_signed"],
+                mfa_authn_contexts=_uri_list(options["mfa_authn_contexts"]),
+                request_authn_context=not options["no_requested_authn_context"],
                 actor=cli_actor(),
                 now=timezone.now(),
             )
@@ -80,9 +95,23 @@ class Command(BaseCommand):
         except RegistrationRefused as refusal:
             raise CommandError(refusal.message) from None
         certs = len(idp.config.get("signing_certs", []))
+        mfa = ", ".join(sorted(mfa_contexts(idp)))
         self.stdout.write(
             f"SAML identity provider {idp.slug!r} saved: entity id {idp.entity_id}, "
-            f"{certs} signing certificate(s).\n"
+            f"{certs} signing certificate(s); MFA classes: {mfa}.\n"
             f"Configure the IdP with: ACS URL {acs_url(idp)}  entity id / audience "
             f"{sp_entity_id(idp)}  (or `manage.py saml_sp_metadata --idp {idp.slug}`)."
         )
+
+
+def _uri_list(value: str | None) -> tuple[str, ...] | None:
+    """``--mfa-authn-contexts`` as a tuple; None when not given (keep what is stored)."""
+    if value is None:
+        return None
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    for item in items:
+        if any(ch.isspace() for ch in item) or len(item) > 1024:
+            raise CommandError(f"--mfa-authn-contexts: {item[:80]!r} is not a URI")
+    if not items:
+        raise CommandError("--mfa-authn-contexts: give at least one URI")
+    return items

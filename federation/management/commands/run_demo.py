@@ -39,7 +39,13 @@ def trust_policy(broker_arn: str) -> dict[str, Any]:
                 "Condition": {
                     "Null": {"sts:SourceIdentity": "false"},
                     "ForAllValues:StringEquals": {
-                        "aws:TagKeys": ["BusinessUnit", "IdP", "AccessRequest"]
+                        "aws:TagKeys": [
+                            "BusinessUnit",
+                            "IdP",
+                            "AccessRequest",
+                            "MFA",
+                            "BreakGlass",
+                        ]
                     },
                 },
             }
