@@ -18,7 +18,7 @@ from django.urls import reverse
 
 from federation.audit.chain import record_event, record_refusal, request_ip
 from federation.idp.identity import SignInRefused, VerifiedIdentity
-from federation.models import IdentityProvider, Person, SignIn, User
+from federation.models import IdentityProvider, Person, PortalSession, SignIn, User
 from federation.refusals import refusal_page
 
 AUTH_BACKEND = "django.contrib.auth.backends.ModelBackend"
@@ -56,6 +56,13 @@ def complete_sign_in(
             .first()
         )
         created = user is None
+        if user is not None and not user.is_active:
+            # Deactivated over SCIM (a leaver): the IdP may still sign them in (Okta suspends
+            # without telling us), but nothing here starts a session for them again.
+            raise SignInRefused(
+                "This account has been deactivated by your directory.",
+                code="signin.deactivated",
+            )
         if user is None:
             user = User(
                 idp=identity.idp,
@@ -70,6 +77,8 @@ def complete_sign_in(
             user.person = person
         user.email = identity.email
         user.directory_groups = groups
+        user.groups_source = "signin"
+        user.groups_updated_at = now
         user.manager = identity.manager
         user.last_login = now
         user.save()
@@ -106,6 +115,11 @@ def complete_sign_in(
         # (last_login is saved above; federation/apps.py drops Django's second UPDATE of it.)
         login(request, user, backend=AUTH_BACKEND)
         request.session["signed_in_at"] = int(now.timestamp())  # absolute limit: middleware.py
+        # login() has created the session row under a fresh key: remember it, so a leaver's
+        # sessions can all be ended (federation/directory/leavers.py).
+        PortalSession.objects.create(
+            user=user, session_key=request.session.session_key or "", created_at=now
+        )
     return user
 
 
