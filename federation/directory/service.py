@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 
 from federation.audit.chain import record_event
 from federation.directory.errors import ScimError, invalid, not_found
@@ -379,9 +379,12 @@ def change_group(
                 target=f"scim-group:{group.display_name}",
                 data={"before": before_name, "after": group.display_name},
             )
-        changed = _set_members(idp, group, fields.members, scim_request=scim_request, now=now)
+        retired = frozenset({before_name}) if renamed else frozenset()
+        changed = _set_members(
+            idp, group, fields.members, scim_request=scim_request, now=now, retired=retired
+        )
         if renamed:
-            # Every member's statement names the group: restate all of them.
+            # Every member's statement names the group: restate the others too.
             _restate_groups(
                 idp,
                 set(
@@ -392,6 +395,7 @@ def change_group(
                 - changed,
                 scim_request=scim_request,
                 now=now,
+                retired=retired,
             )
     return group
 
@@ -420,7 +424,9 @@ def delete_group(
             target=f"scim-group:{name}",
             data={"display_name": name, "members": len(member_ids)},
         )
-        _restate_groups(idp, member_ids, scim_request=scim_request, now=now)
+        _restate_groups(
+            idp, member_ids, scim_request=scim_request, now=now, retired=frozenset({name})
+        )
 
 
 def _set_members(
@@ -430,6 +436,7 @@ def _set_members(
     *,
     scim_request: ScimRequest,
     now: datetime,
+    retired: frozenset[str] = frozenset(),
 ) -> set[int]:
     """Make the group's members exactly these users; returns the DirectoryUser ids changed."""
     wanted_ids = {_uuid(value, "member") for value in member_scim_ids}
@@ -469,17 +476,26 @@ def _set_members(
                 "removed": sorted(names[pk] for pk in removed),
             },
         )
-        _restate_groups(idp, added | removed, scim_request=scim_request, now=now)
+        _restate_groups(idp, added | removed, scim_request=scim_request, now=now, retired=retired)
     return added | removed
 
 
 def _restate_groups(
-    idp: IdentityProvider, entry_ids: set[int], *, scim_request: ScimRequest, now: datetime
+    idp: IdentityProvider,
+    entry_ids: set[int],
+    *,
+    scim_request: ScimRequest,
+    now: datetime,
+    retired: frozenset[str] = frozenset(),
 ) -> None:
-    """Each user's groups become their SCIM memberships (the most recent statement); who lost
-    entitlements is processed as a mover."""
+    """Each user's groups become the SCIM statement, the most recent one: SCIM decides the
+    membership of every group it provisions (and of ``retired``, a group just renamed or
+    deleted); a group it does not provision keeps what the last sign-in said. So an initial
+    sync, pushing one group at a time, never takes away a group it has not pushed yet. A member
+    who lost entitlements is processed as a mover."""
     if not entry_ids:
         return
+    managed = set(groups_of(idp).values_list("display_name", flat=True)) | retired
     statement: dict[int, set[str]] = defaultdict(set)
     for user_id, name in DirectoryMembership.objects.filter(member_id__in=entry_ids).values_list(
         "member__user_id", "group__display_name"
@@ -492,7 +508,7 @@ def _restate_groups(
     movers: list[tuple[User, list[str]]] = []
     for user in users:
         before = [str(g) for g in user.directory_groups]
-        after = sorted(statement.get(user.pk, set()))
+        after = sorted({g for g in before if g not in managed} | statement.get(user.pk, set()))
         if before == after and user.groups_source == "scim":
             continue
         user.directory_groups = after
@@ -575,6 +591,3 @@ def _audit(
         now=now,
         data={"idp": idp.slug, "scim_request": scim_request.pk, **data},
     )
-
-
-__all__ = ["Q"]
