@@ -78,8 +78,10 @@ def _operation(operation: Any, resource_id: str) -> list[Any]:
         and isinstance(value, list)
     ):
         # Entra ID: one remove naming the members in its value, rather than in the path.
-        members = [m.get("value") for m in value if isinstance(m, dict)]
-        if len(members) != len(value) or not all(isinstance(m, str) for m in members):
+        members = [
+            m["value"] for m in value if isinstance(m, dict) and isinstance(m.get("value"), str)
+        ]
+        if len(members) != len(value):
             raise ScimError(
                 "Each member to remove is an object with a string value.",
                 scim_type="invalidValue",

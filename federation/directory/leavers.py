@@ -169,9 +169,10 @@ def _deny_issued_sessions(
     )
     owed: dict[tuple[str, str], str] = {}
     for account_id, role, role_arn, source_identity in issued:
-        if keys is not None and (account_id, role) not in keys:
+        # The issuance keys its account and role by AWS account id and role name.
+        if keys is not None and (str(account_id), str(role)) not in keys:
             continue
-        owed[(role_arn, source_identity)] = account_id
+        owed[(role_arn, source_identity)] = str(account_id)
     denies = IdentityDeny.objects.bulk_create(
         IdentityDeny(
             leaver=leaver,

@@ -50,7 +50,6 @@ PROVIDER = ScimProvider(
     models=[User, EnterpriseUser, Group],
     resource_types=[ResourceType.from_resource(ScimUser), ResourceType.from_resource(Group)],
     config=ServiceProviderConfig(
-        documentation_uri="https://github.com/fedaccess/fedaccess/blob/main/docs/scim.md",
         patch=Patch(supported=True),
         bulk=Bulk(supported=False, max_operations=0, max_payload_size=0),
         filter=Filter(supported=True, max_results=MAX_RESULTS),
@@ -59,7 +58,7 @@ PROVIDER = ScimProvider(
         etag=ETag(supported=True),
         authentication_schemes=[
             AuthenticationScheme(
-                type="oauthbearertoken",
+                type=AuthenticationScheme.Type.oauthbearertoken,
                 name="Bearer token",
                 description="The IdP's SCIM token (manage.py scim_token --idp SLUG).",
                 primary=True,
@@ -117,7 +116,7 @@ def user_fields(user: ScimUser) -> UserFields:
     return UserFields(
         user_name=user.user_name.strip(),
         external_id=(user.external_id or "").strip(),
-        active=True if user.active is None else bool(user.active),
+        active=None if user.active is None else bool(user.active),
         email=email[:254],
         attributes=attributes,
     )
@@ -134,7 +133,7 @@ def user_model(entry: DirectoryUser, *, base_url: str) -> ScimUser:
         **entry.attributes,
         "id": str(entry.scim_id),
         "userName": entry.user_name,
-        "active": entry.active,
+        "active": entry.active,  # None (not stated) is left out below
         "groups": groups or None,
         "meta": {
             "resourceType": "User",
@@ -174,7 +173,7 @@ def group_fields(group: Group) -> GroupFields:
             "displayName is 1-256 characters without control characters.",
             scim_type="invalidValue",
         )
-    members = tuple(str(m.value) for m in group.members or [] if m.value)
+    members = tuple((str(m.value), str(m.display or "")) for m in group.members or [] if m.value)
     return GroupFields(
         display_name=name, external_id=(group.external_id or "").strip(), members=members
     )
@@ -196,8 +195,13 @@ def group_model(group: DirectoryGroup, *, base_url: str, with_members: bool = Tr
         payload["externalId"] = group.external_id
     if with_members:
         members = [
-            {"value": str(scim_id), "display": name, "$ref": f"{base_url}/Users/{scim_id}"}
-            for scim_id, name in members_of(group)
+            {
+                "value": str(scim_id),
+                "display": display,
+                "type": "User",
+                "$ref": f"{base_url}/Users/{scim_id}",
+            }
+            for scim_id, display in members_of(group)
         ]
         if members:
             payload["members"] = members
@@ -257,7 +261,7 @@ def list_response(
     parameters: ResponseParameters[Any] | None = None,
 ) -> dict[str, Any]:
     items = list(resources)
-    response = ListResponse[model](  # type: ignore[valid-type]
+    response = ListResponse[model](
         total_results=total, start_index=start_index, items_per_page=len(items), resources=items
     )
     return dump(response, context=Context.SEARCH_RESPONSE, parameters=parameters)
@@ -272,6 +276,7 @@ def discovery(kind: str, *, base_url: str) -> list[dict[str, Any]] | dict[str, A
     """The ServiceProviderConfig, the ResourceTypes or the Schemas, with their locations."""
     context = Context.RESOURCE_QUERY_RESPONSE
     if kind == "ServiceProviderConfig":
+        assert PROVIDER.config is not None
         config = PROVIDER.config.model_dump(scim_ctx=context)
         config["meta"] = {
             "resourceType": "ServiceProviderConfig",

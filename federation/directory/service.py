@@ -46,7 +46,7 @@ from federation.models import (
 class UserFields:
     user_name: str
     external_id: str
-    active: bool
+    active: bool | None  # None: the IdP sent none (the identity stays as it was)
     email: str
     attributes: dict[str, Any]
 
@@ -55,7 +55,7 @@ class UserFields:
 class GroupFields:
     display_name: str
     external_id: str
-    members: tuple[str, ...]  # SCIM ids of this IdP's users
+    members: tuple[tuple[str, str], ...]  # (SCIM id of one of this IdP's users, display)
 
 
 # --- The request log ------------------------------------------------------------------------
@@ -119,7 +119,7 @@ def create_user(
                 now=now,
             )
             user.person = person
-        user.is_active = fields.active
+        user.is_active = fields.active is not False
         if not user.email:
             user.email = fields.email
         user.save()
@@ -248,7 +248,7 @@ def _apply_user(
                 scim_type="uniqueness",
             )
         user.subject = subject
-    deactivated = entry.active and not fields.active
+    deactivated = user.is_active and fields.active is False
     entry.user_name = fields.user_name
     entry.external_id = fields.external_id
     entry.active = fields.active
@@ -256,7 +256,8 @@ def _apply_user(
     entry.version += 1
     entry.updated_at = now
     entry.save()
-    user.is_active = fields.active
+    if fields.active is not None:
+        user.is_active = fields.active
     if fields.email:
         user.email = fields.email
     user.save(update_fields=["is_active", "email", "subject"])
@@ -290,12 +291,14 @@ def get_group(idp: IdentityProvider, scim_id: str) -> DirectoryGroup:
 
 
 def members_of(group: DirectoryGroup) -> list[tuple[uuid.UUID, str]]:
-    """(SCIM id, userName) of each member, in a stable order."""
-    return list(
+    """(SCIM id, display) of each member, in a stable order: the display the IdP sent, else
+    the member's userName."""
+    rows = (
         DirectoryMembership.objects.filter(group=group)
         .order_by("member__user_name")
-        .values_list("member__scim_id", "member__user_name")
+        .values_list("member__scim_id", "display", "member__user_name")
     )
+    return [(scim_id, display or user_name) for scim_id, display, user_name in rows]
 
 
 def create_group(
@@ -432,34 +435,42 @@ def delete_group(
 def _set_members(
     idp: IdentityProvider,
     group: DirectoryGroup,
-    member_scim_ids: Iterable[str],
+    members: Iterable[tuple[str, str]],
     *,
     scim_request: ScimRequest,
     now: datetime,
     retired: frozenset[str] = frozenset(),
 ) -> set[int]:
     """Make the group's members exactly these users; returns the DirectoryUser ids changed."""
-    wanted_ids = {_uuid(value, "member") for value in member_scim_ids}
+    displays: dict[uuid.UUID, str] = {}
+    for value, display in members:
+        displays[_uuid(value, "member")] = display[:256]
     found = dict(
-        DirectoryUser.objects.filter(idp=idp, scim_id__in=wanted_ids).values_list("scim_id", "pk")
+        DirectoryUser.objects.filter(idp=idp, scim_id__in=displays).values_list("scim_id", "pk")
     )
-    missing = wanted_ids - set(found)
+    missing = set(displays) - set(found)
     if missing:
         raise invalid(
             f"Group members must be this IdP's users; unknown: {sorted(map(str, missing))[:5]}."
         )
-    wanted = set(found.values())
-    current = set(
-        DirectoryMembership.objects.filter(group=group).values_list("member_id", flat=True)
+    wanted = {found[scim_id]: display for scim_id, display in displays.items()}
+    current = dict(
+        DirectoryMembership.objects.filter(group=group).values_list("member_id", "display")
     )
-    added, removed = wanted - current, current - wanted
+    added, removed = set(wanted) - set(current), set(current) - set(wanted)
     if removed:
         DirectoryMembership.objects.filter(group=group, member_id__in=removed).delete()
     if added:
         DirectoryMembership.objects.bulk_create(
-            [DirectoryMembership(group=group, member_id=pk) for pk in sorted(added)],
+            [
+                DirectoryMembership(group=group, member_id=pk, display=wanted[pk])
+                for pk in sorted(added)
+            ],
             batch_size=1000,
         )
+    for pk in set(wanted) & set(current):
+        if wanted[pk] != current[pk]:
+            DirectoryMembership.objects.filter(group=group, member_id=pk).update(display=wanted[pk])
     if added or removed:
         names = dict(
             DirectoryUser.objects.filter(pk__in=added | removed).values_list("pk", "user_name")

@@ -63,9 +63,9 @@ def directory_status(*, now: datetime) -> dict[str, Any]:
     leavers = list(
         Leaver.objects.select_related("user", "idp", "scim_request")
         .annotate(
-            denies=Count("denies"),
-            denies_pending=Count("denies", filter=Q(denies__applied_at__isnull=True)),
-            denies_applied=Max("denies__applied_at"),
+            deny_count=Count("denies"),
+            deny_pending=Count("denies", filter=Q(denies__applied_at__isnull=True)),
+            deny_applied=Max("denies__applied_at"),
         )
         .order_by("-at", "-pk")[:50]
     )

@@ -8,6 +8,7 @@ app_name = "directory"
 
 urlpatterns: list[URLPattern] = [
     path("scim/", views.status_page, name="status"),
+    re_path(r"^scim/v2/(?:(?:Users|Groups)/)?\.search$", views.search, name="search"),
     path("scim/v2/Users", views.users, name="users"),
     path("scim/v2/Users/<str:scim_id>", views.user, name="user"),
     path("scim/v2/Groups", views.groups, name="groups"),

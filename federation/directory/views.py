@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
-from functools import wraps
 from typing import Any
 
 from django.conf import settings
@@ -367,6 +366,13 @@ def not_found(
     raise ScimError("No such SCIM endpoint.", status=404)
 
 
+def search_not_implemented(
+    request: HttpRequest, idp: IdentityProvider, _: ScimRequest, now: datetime
+) -> Answer:
+    # RFC 7644 §3.4.3: POST /.search is a MAY; Okta and Entra ID filter with GET.
+    raise ScimError("POST /.search is not supported; filter with GET.", status=501)
+
+
 _ANY = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 users = scim_endpoint({"GET": list_users, "POST": create_user})
@@ -383,6 +389,7 @@ resource_type = scim_endpoint({"GET": _discovery_item("ResourceTypes")})
 schemas = scim_endpoint({"GET": _discovery_list("Schemas")})
 schema = scim_endpoint({"GET": _discovery_item("Schemas")})
 unknown = scim_endpoint({method: not_found for method in _ANY})
+search = scim_endpoint({"POST": search_not_implemented})
 
 
 # --- The admin page -------------------------------------------------------------------------
@@ -391,6 +398,3 @@ unknown = scim_endpoint({method: not_found for method in _ANY})
 @require(is_admin, "administrators")
 def status_page(request: HttpRequest) -> HttpResponse:
     return render(request, "federation/directory/status.html", directory_status(now=timezone.now()))
-
-
-__all__ = ["wraps"]

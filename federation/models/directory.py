@@ -60,7 +60,8 @@ class DirectoryUser(models.Model):
     scim_id = models.UUIDField(default=uuid.uuid4, unique=True)
     user_name = models.CharField(max_length=512)
     external_id = models.CharField(max_length=512, blank=True)
-    active = models.BooleanField(default=True)
+    # NULL: the IdP removed the attribute (no statement; the identity stays as it was).
+    active = models.BooleanField(null=True, default=True)
     # The rest of the resource as the IdP sent it (name, emails, ...), minus meta and groups.
     attributes = models.JSONField(default=dict, blank=True)
     version = models.PositiveIntegerField(default=1)
@@ -108,6 +109,7 @@ class DirectoryGroup(models.Model):
 class DirectoryMembership(models.Model):
     group = models.ForeignKey(DirectoryGroup, on_delete=models.CASCADE)
     member = models.ForeignKey(DirectoryUser, on_delete=models.CASCADE)
+    display = models.CharField(max_length=256, blank=True)  # as the IdP sent it, if it did
 
     class Meta:
         constraints = [
