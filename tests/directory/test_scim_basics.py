@@ -276,3 +276,29 @@ def test_every_request_is_logged_for_the_status_page(scim: Scim) -> None:
 
     statuses = list(ScimRequest.objects.order_by("pk").values_list("status", flat=True))
     assert statuses == [200, 404]
+
+
+def test_a_patch_with_one_bad_member_applies_nothing(scim: Scim) -> None:
+    alice = scim.post("Users", okta_user("alice@corp.example")).body
+    group = scim.post("Groups", {"schemas": [GROUP_SCHEMA], "displayName": "g"}).body
+
+    response = scim.patch(
+        f"Groups/{group['id']}",
+        patch(
+            {"op": "replace", "path": "displayName", "value": "renamed"},
+            {
+                "op": "add",
+                "path": "members",
+                "value": [
+                    {"value": alice["id"]},
+                    {"value": "2819c223-7f76-453a-919d-413861904646"},
+                ],
+            },
+        ),
+    )
+
+    assert response.status_code == 400
+    after = scim.get(f"Groups/{group['id']}").body
+    assert after["displayName"] == "g"
+    assert "members" not in after
+    assert User.objects.get(subject="alice@corp.example").directory_groups == []
