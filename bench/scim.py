@@ -33,6 +33,9 @@ from benchdb import scratch_database
 SCRATCH = scratch_database("bench/scim.py", "bench_scim")
 os.environ.pop("CELERY_BROKER_URL", None)  # effect tasks (the IAM denies) run eagerly
 os.environ["LOG_LEVEL"] = "ERROR"
+# As in production with a broker: audit events are placed in the chain by the sequencer, after
+# commit, not by each writer under the chain lock (docs/audit.md; bench/audit.py measures that).
+os.environ.setdefault("AUDIT_SEQUENCING", "batched")
 
 SCALE = float(os.environ.get("SCIM_BENCH_SCALE", "1"))
 USERS = int(os.environ.get("SCIM_BENCH_USERS", str(int(10_000 * SCALE))))

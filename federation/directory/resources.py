@@ -179,7 +179,9 @@ def group_fields(group: Group) -> GroupFields:
     )
 
 
-def group_model(group: DirectoryGroup, *, base_url: str, with_members: bool = True) -> Group:
+def group_model(
+    group: DirectoryGroup, *, base_url: str, with_members: bool = True, as_sent: bool = False
+) -> Group:
     payload: dict[str, Any] = {
         "id": str(group.scim_id),
         "displayName": group.display_name,
@@ -197,11 +199,11 @@ def group_model(group: DirectoryGroup, *, base_url: str, with_members: bool = Tr
         members = [
             {
                 "value": str(scim_id),
-                "display": display,
                 "type": "User",
                 "$ref": f"{base_url}/Users/{scim_id}",
+                **({"display": display} if display else {}),
             }
-            for scim_id, display in members_of(group)
+            for scim_id, display in members_of(group, as_sent=as_sent)
         ]
         if members:
             payload["members"] = members
@@ -209,7 +211,7 @@ def group_model(group: DirectoryGroup, *, base_url: str, with_members: bool = Tr
 
 
 def patched_group(group: DirectoryGroup, body: Any) -> GroupFields:
-    model = group_model(group, base_url="")
+    model = group_model(group, base_url="", as_sent=True)
     _apply_patch(PatchOp[Group], body, model, resource_id=str(group.scim_id))
     return group_fields(model)
 
