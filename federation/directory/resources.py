@@ -38,7 +38,8 @@ from scim2_models import (
 
 from federation.directory import compat
 from federation.directory.errors import ScimError
-from federation.directory.service import GroupFields, UserFields, etag, members_of
+from federation.directory.groups import GroupFields, members_of
+from federation.directory.service import UserFields, etag
 from federation.models import DirectoryGroup, DirectoryUser
 
 ScimUser = User[EnterpriseUser]

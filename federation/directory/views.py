@@ -22,6 +22,7 @@ from django.views.decorators.csrf import csrf_exempt
 from scim2_models import Context, Group
 
 from federation.audit.chain import record_refusal, request_ip
+from federation.directory import groups as group_service
 from federation.directory import resources, service
 from federation.directory.errors import ScimError
 from federation.directory.filters import SCAN_LIMIT, parse_filter
@@ -264,9 +265,9 @@ def list_groups(
     # Okta and Entra page through groups without their members unless asked for them.
     excluded = (request.GET.get("excludedAttributes") or "").lower()
     members = "members" not in {part.strip() for part in excluded.split(",")}
-    groups = service.groups_of(idp).order_by("pk")
+    found = group_service.groups_of(idp).order_by("pk")
     return _listing(
-        request, groups, kind="Group", model=Group, build=lambda g: _group(g, members=members)
+        request, found, kind="Group", model=Group, build=lambda g: _group(g, members=members)
     )
 
 
@@ -274,21 +275,21 @@ def create_group(
     request: HttpRequest, idp: IdentityProvider, sr: ScimRequest, now: datetime
 ) -> Answer:
     fields = resources.parse_group(_body(request), replacing=False)
-    group = service.create_group(idp, fields, scim_request=sr, now=now)
+    group = group_service.create_group(idp, fields, scim_request=sr, now=now)
     return _resource(_group(group), request, status=201, created=True)
 
 
 def get_group(
     request: HttpRequest, idp: IdentityProvider, _: ScimRequest, now: datetime, scim_id: str
 ) -> Answer:
-    return _resource(_group(service.get_group(idp, scim_id)), request)
+    return _resource(_group(group_service.get_group(idp, scim_id)), request)
 
 
 def replace_group(
     request: HttpRequest, idp: IdentityProvider, sr: ScimRequest, now: datetime, scim_id: str
 ) -> Answer:
     fields = resources.parse_group(_body(request), replacing=True)
-    group = service.change_group(
+    group = group_service.change_group(
         idp, scim_id, lambda _: fields, scim_request=sr, now=now, if_match=_if_match(request)
     )
     return _resource(_group(group), request)
@@ -298,7 +299,7 @@ def patch_group(
     request: HttpRequest, idp: IdentityProvider, sr: ScimRequest, now: datetime, scim_id: str
 ) -> Answer:
     body = _body(request)
-    group = service.change_group(
+    group = group_service.change_group(
         idp,
         scim_id,
         lambda current: resources.patched_group(current, body),
@@ -312,7 +313,7 @@ def patch_group(
 def delete_group(
     request: HttpRequest, idp: IdentityProvider, sr: ScimRequest, now: datetime, scim_id: str
 ) -> Answer:
-    service.delete_group(idp, scim_id, scim_request=sr, now=now)
+    group_service.delete_group(idp, scim_id, scim_request=sr, now=now)
     return 204, None, {}
 
 
