@@ -302,3 +302,23 @@ def test_a_patch_with_one_bad_member_applies_nothing(scim: Scim) -> None:
     assert after["displayName"] == "g"
     assert "members" not in after
     assert User.objects.get(subject="alice@corp.example").directory_groups == []
+
+
+def test_scim_token_command_prints_a_working_token_once(scim: Scim) -> None:
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    out, err = StringIO(), StringIO()
+    call_command("scim_token", "--idp", "okta", stdout=out, stderr=err)
+
+    token = out.getvalue().strip()
+    assert token.startswith("fedscim_")
+    assert scim.get("Users", token=token).status_code == 200
+    assert "1 older token(s)" in err.getvalue()
+    assert token not in str(list(AuditEvent.objects.values_list("data", flat=True)))
+    scim.post("Users", okta_user("alice@corp.example"))
+    with pytest.raises(CommandError, match="cannot change"):
+        call_command("scim_token", "--idp", "okta", "--subject", "externalId", stdout=out)
+    with pytest.raises(CommandError, match="No IdP"):
+        call_command("scim_token", "--idp", "nope", stdout=out)
