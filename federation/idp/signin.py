@@ -117,9 +117,10 @@ def complete_sign_in(
         request.session["signed_in_at"] = int(now.timestamp())  # absolute limit: middleware.py
         # login() has created the session row under a fresh key: remember it, so a leaver's
         # sessions can all be ended (federation/directory/leavers.py).
-        PortalSession.objects.create(
-            user=user, session_key=request.session.session_key or "", created_at=now
-        )
+        if request.session.session_key:
+            PortalSession.objects.create(
+                user=user, session_key=request.session.session_key, created_at=now
+            )
     return user
 
 
