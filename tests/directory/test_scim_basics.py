@@ -322,3 +322,12 @@ def test_scim_token_command_prints_a_working_token_once(scim: Scim) -> None:
         call_command("scim_token", "--idp", "okta", "--subject", "externalId", stdout=out)
     with pytest.raises(CommandError, match="No IdP"):
         call_command("scim_token", "--idp", "nope", stdout=out)
+
+
+def test_a_nul_in_the_query_is_a_scim_error_too(scim: Scim) -> None:
+    response = scim.get("Users?filter=userName%20eq%20%22a%00b%22")
+
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/scim+json"
+    assert response.body["schemas"] == [ERROR_SCHEMA]
+    assert AuditEvent.objects.filter(event_type="request.input_refused").exists()
