@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 
 from federation.audit.chain import record_event
@@ -88,11 +88,7 @@ def create_user(
     subject = _subject(idp, fields)
     with transaction.atomic(durable=True):
         if users_of(idp).filter(user_name__iexact=fields.user_name).exists():
-            raise ScimError(
-                f"userName {fields.user_name!r} is already provisioned.",
-                status=409,
-                scim_type="uniqueness",
-            )
+            raise _taken(fields.user_name)
         user = User.objects.select_for_update().filter(idp=idp, subject=subject).first()
         if user is not None and hasattr(user, "directory_entry"):
             raise ScimError(
@@ -112,17 +108,21 @@ def create_user(
         user.is_active = fields.active is not False
         if not user.email:
             user.email = fields.email
-        user.save()
-        entry = DirectoryUser.objects.create(
-            idp=idp,
-            user=user,
-            user_name=fields.user_name,
-            external_id=fields.external_id,
-            active=fields.active,
-            attributes=fields.attributes,
-            created_at=now,
-            updated_at=now,
-        )
+        try:
+            user.save()
+            entry = DirectoryUser.objects.create(
+                idp=idp,
+                user=user,
+                user_name=fields.user_name,
+                external_id=fields.external_id,
+                active=fields.active,
+                attributes=fields.attributes,
+                created_at=now,
+                updated_at=now,
+            )
+        except IntegrityError:
+            # The same user pushed twice at once: the other request's commit won.
+            raise _taken(fields.user_name) from None
         audit_scim(
             "scim.user_created",
             idp,
@@ -222,11 +222,7 @@ def _apply_user(
         fields.user_name.casefold() != entry.user_name.casefold()
         and users_of(idp).filter(user_name__iexact=fields.user_name).exclude(pk=entry.pk).exists()
     ):
-        raise ScimError(
-            f"userName {fields.user_name!r} is already provisioned.",
-            status=409,
-            scim_type="uniqueness",
-        )
+        raise _taken(fields.user_name)
     subject = _subject(idp, fields)
     before = {"user_name": entry.user_name, "active": entry.active, "subject": user.subject}
     if subject != user.subject:
@@ -245,12 +241,16 @@ def _apply_user(
     entry.attributes = fields.attributes
     entry.version += 1
     entry.updated_at = now
-    entry.save()
     if fields.active is not None:
         user.is_active = fields.active
     if fields.email:
         user.email = fields.email
-    user.save(update_fields=["is_active", "email", "subject"])
+    try:
+        with transaction.atomic():
+            entry.save()
+            user.save(update_fields=["is_active", "email", "subject"])
+    except IntegrityError:
+        raise _taken(fields.user_name) from None
     after = {"user_name": entry.user_name, "active": entry.active, "subject": user.subject}
     audit_scim(
         "scim.user_updated",
@@ -267,6 +267,12 @@ def _apply_user(
 
 
 # --- Shared ---------------------------------------------------------------------------------
+
+
+def _taken(user_name: str) -> ScimError:
+    return ScimError(
+        f"userName {user_name!r} is already provisioned.", status=409, scim_type="uniqueness"
+    )
 
 
 def _subject_attr(idp: IdentityProvider) -> str:
