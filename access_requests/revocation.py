@@ -20,7 +20,7 @@ from access_requests.models import Grant
 from federation.audit.chain import record_event
 from federation.aws import iam
 from federation.aws.names import IdentityNotExpressible
-from federation.models import MAX_SESSION
+from federation.models import MAX_SESSION, IdentityDeny
 
 
 class RevocationPolicyFailed(Exception):
@@ -34,7 +34,7 @@ class RevocationPolicyFailed(Exception):
 
 
 @contextmanager
-def _serialised_per_role(role_arn: str) -> Iterator[None]:
+def serialised_per_role(role_arn: str) -> Iterator[None]:
     """IAM has no conditional write: two read-modify-writes of one role's policy must not overlap.
     A PostgreSQL session advisory lock keyed on the ARN serialises them across workers."""
     if connection.vendor != "postgresql":
@@ -63,7 +63,7 @@ def apply_revocation_policy(grant_id: int, *, now: datetime) -> Grant:
     role_arn = grant.role_arn or grant.account.default_role_arn(grant.role.name)
     try:
         source_identity = grant.source_identity or source_identity_for(grant.user)
-        with _serialised_per_role(role_arn):
+        with serialised_per_role(role_arn):
             iam.put_revocation_policy(
                 role_arn, source_identity=source_identity, issued_before=grant.revoked_at, now=now
             )
@@ -109,8 +109,12 @@ def collect_revocation_policies(*, now: datetime) -> int:
         .exclude(role_arn="")
         .values_list("role_arn", flat=True)
     )
+    # Directory leavers' denies (federation/directory/denies.py) share the policy.
+    arns |= set(
+        IdentityDeny.objects.filter(created_at__gte=since).values_list("role_arn", flat=True)
+    )
     removed = 0
     for role_arn in sorted(arns):
-        with _serialised_per_role(role_arn):
+        with serialised_per_role(role_arn):
             removed += iam.collect_expired_revocations(role_arn, now=now)
     return removed

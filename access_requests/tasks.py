@@ -18,6 +18,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from access_requests import notifications, outbox, revocation
+from federation.directory import denies
 from federation.provisioning import notices, runner
 
 _RETRY: dict[str, Any] = {
@@ -88,6 +89,19 @@ def apply_revocation_policy(grant_id: int, effect_id: int | None = None) -> str:
     return f"grant #{grant.pk}: deny policy applied at {grant.revocation_applied_at}"
 
 
+@shared_task(  # type: ignore[untyped-decorator]
+    autoretry_for=(revocation.RevocationPolicyFailed,),
+    max_retries=settings.REVOCATION_MAX_RETRIES,
+    **_RETRY,
+)
+def apply_identity_deny(deny_id: int, effect_id: int | None = None) -> str:
+    # A directory leaver's or mover's deny (federation/directory/denies.py); idempotent.
+    deny = denies.apply_identity_deny(deny_id, now=timezone.now())
+    if effect_id is not None:
+        outbox.mark_done(effect_id, now=timezone.now())
+    return f"identity deny #{deny.pk} applied at {deny.applied_at}"
+
+
 # What the outbox may name in OutboxEffect.task, by task name.
 EFFECT_TASKS: dict[str, Task] = {
     t.name: t
@@ -96,6 +110,7 @@ EFFECT_TASKS: dict[str, Task] = {
         post_request_webhook,
         post_break_glass_webhooks,
         apply_revocation_policy,
+        apply_identity_deny,
         notices.send_drift_email,
         notices.post_drift_webhook,
         runner.run_rollout,

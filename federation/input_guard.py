@@ -166,4 +166,18 @@ class InputGuardMiddleware:
         )
         if request.path.startswith("/api/"):
             return refusal_json(refusal)
+        if request.path.startswith("/scim/v2/"):
+            # A SCIM client reads SCIM error bodies (RFC 7644 §3.12), never an HTML page.
+            return HttpResponse(
+                json.dumps(
+                    {
+                        "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+                        "status": "400",
+                        "scimType": "invalidValue",
+                        "detail": refusal.message,
+                    }
+                ),
+                status=400,
+                content_type="application/scim+json",
+            )
         return refusal_page(request, refusal)

@@ -293,6 +293,8 @@ API_TOKEN_MAX_DAYS = int(os.environ.get("API_TOKEN_MAX_DAYS", "90"))
 # The API acts on the directory groups of the person's last sign-in: refuse it when that
 # sign-in is older than this, so a person removed from a group loses CLI access within it.
 API_SIGNIN_MAX_AGE_HOURS = int(os.environ.get("API_SIGNIN_MAX_AGE_HOURS", "24"))
+# SCIM (docs/scim.md): after `scim_token` makes a new token, the IdP's older ones work this long.
+SCIM_TOKEN_GRACE_HOURS = int(os.environ.get("SCIM_TOKEN_GRACE_HOURS", "24"))
 
 # --- The control loop (docs/control-loop.md): provisioning the roles, and drift checks.
 # The principal generated trust policies trust; empty: the broker's own identity (its role

@@ -17,6 +17,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("", include("federation.stepup.urls")),
     path("", include("access_requests.urls")),
     path("", include("federation.provisioning.urls")),
+    path("", include("federation.directory.urls")),
 ]
 # The development IdP signs responses for anyone who asks: it exists only in demo mode.
 if settings.DEMO_MODE:

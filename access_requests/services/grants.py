@@ -106,6 +106,33 @@ def _revoke_locked(
     enqueue(tasks.apply_revocation_policy, grant.pk)
 
 
+def revoke_grants_of(
+    user: User,
+    *,
+    actor: str,
+    now: datetime,
+    reason: str,
+    keys: set[tuple[str, str]] | None = None,
+) -> list[Grant]:
+    """Revoke ``user``'s active grants (only those on ``keys`` = (account id, role) when given),
+    inside the caller's transaction: a directory leaver or mover (``federation.directory``).
+    Each is locked, audited as ``grant.revoked`` with ``reason``, and owes its IAM deny as any
+    revocation does (queued after commit, retried)."""
+    locked = (
+        Grant.objects.select_for_update(of=("self",))
+        .select_related("user", "account", "role")
+        .filter(user=user, state=Grant.State.ACTIVE, ends_at__gt=now)
+        .order_by("pk")
+    )
+    revoked = []
+    for grant in locked:
+        if keys is not None and (grant.account.account_id, grant.role.name) not in keys:
+            continue
+        _revoke_locked(grant, actor=actor, now=now, reason=reason, ip=None)
+        revoked.append(grant)
+    return revoked
+
+
 def revoke_lost_eligibility(*, now: datetime) -> int:
     """Revoke active grants whose holder is no longer eligible (a sign-in dropped the group).
 

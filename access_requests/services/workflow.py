@@ -448,6 +448,25 @@ def transition_request(
 # --- Cancel ---------------------------------------------------------------------------------
 
 
+def cancel_pending_of(
+    requester: User, *, actor: str, now: datetime, comment: str
+) -> list[AccessRequest]:
+    """Cancel every pending request of ``requester`` inside the caller's transaction (a
+    directory leaver: ``federation.directory``). Each is locked and audited with ``comment``."""
+    pending = (
+        AccessRequest.objects.select_for_update(of=("self",))
+        .select_related("account")
+        .filter(requester=requester, state=State.PENDING)
+        .order_by("pk")
+    )
+    cancelled = list(pending)
+    for access_request in cancelled:
+        transition_request(
+            access_request, State.CANCELLED, actor=actor, now=now, ip=None, comment=comment
+        )
+    return cancelled
+
+
 def cancel_request(
     access_request: AccessRequest | int, *, actor: User, now: datetime, ip: str | None = None
 ) -> AccessRequest:

@@ -18,7 +18,7 @@ from django.urls import reverse
 
 from federation.audit.chain import record_event, record_refusal, request_ip
 from federation.idp.identity import SignInRefused, VerifiedIdentity
-from federation.models import IdentityProvider, Person, SignIn, User
+from federation.models import IdentityProvider, Person, PortalSession, SignIn, User
 from federation.observability import metrics
 from federation.refusals import refusal_page
 
@@ -58,6 +58,13 @@ def complete_sign_in(
             .first()
         )
         created = user is None
+        if user is not None and not user.is_active:
+            # Deactivated over SCIM (a leaver): the IdP may still sign them in (Okta suspends
+            # without telling us), but nothing here starts a session for them again.
+            raise SignInRefused(
+                "This account has been deactivated by your directory.",
+                code="signin.deactivated",
+            )
         if user is None:
             user = User(
                 idp=identity.idp,
@@ -72,6 +79,8 @@ def complete_sign_in(
             user.person = person
         user.email = identity.email
         user.directory_groups = groups
+        user.groups_source = "signin"
+        user.groups_updated_at = now
         user.manager = identity.manager
         user.last_login = now
         user.save()
@@ -115,6 +124,12 @@ def complete_sign_in(
         request.session["signed_in_at"] = int(now.timestamp())  # absolute limit: middleware.py
         # The sign-in this browser session stands on: what step-up judges (stepup/rules.py).
         request.session[SIGN_IN_SESSION_KEY] = sign_in.pk
+        # login() has created the session row under a fresh key: remember it, so a leaver's
+        # sessions can all be ended (federation/directory/leavers.py).
+        if request.session.session_key:
+            PortalSession.objects.create(
+                user=user, session_key=request.session.session_key, created_at=now
+            )
     return user
 
 

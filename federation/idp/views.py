@@ -165,7 +165,7 @@ def oidc_callback(request: HttpRequest, slug: str) -> HttpResponse:
     try:
         idp = load_idp(slug, OIDC)
         result = oidc.finish_sign_in(request, idp, now=now)
+        complete_sign_in(request, result.identity, now=now)
     except SignInRefused as refusal:
         return refusal_response(request, slug, refusal, protocol=OIDC, now=now)
-    complete_sign_in(request, result.identity, now=now)
     return HttpResponseRedirect(result.next_url)

@@ -65,6 +65,12 @@ class NotEntitled(IssuanceRefused):
     code = "not_entitled"
 
 
+class IdentityDeactivated(IssuanceRefused):
+    """The identity was deactivated (a SCIM leaver) after the request was authenticated."""
+
+    code = "identity_deactivated"
+
+
 class GrantRequired(IssuanceRefused):
     code = "grant_required"
 
@@ -267,9 +273,17 @@ def _issue(
         raise InvalidIssuanceRequest("The account must be a 12-digit id and the role a name.")
     if requested is not None and not MIN_SESSION <= requested <= MAX_SESSION:
         raise InvalidIssuanceRequest("A session lasts between 15 minutes and 12 hours.")
-    entitlement = find_entitlement(
-        user.directory_groups, account_id, role, now=now, user_id=user.pk
+    # Re-read the identity under a row lock: a directory leaver or mover (SCIM) may have
+    # changed it since this request loaded it, and locks the same row, so the two serialise.
+    current = (
+        User.objects.select_for_update()
+        .filter(pk=user.pk)
+        .values_list("is_active", "directory_groups")
     )
+    active, groups = current.first() or (False, [])
+    if not active:
+        raise IdentityDeactivated("Your account has been deactivated by your directory.")
+    entitlement = find_entitlement(groups, account_id, role, now=now, user_id=user.pk)
     if entitlement is None:
         raise NotEntitled(f"You are not entitled to the role {role} in account {account_id}.")
     context.update(

@@ -74,7 +74,13 @@ class User(AbstractUser):
     person = models.ForeignKey(
         Person, null=True, blank=True, on_delete=models.PROTECT, related_name="identities"
     )
+    # The most recent group statement, from a sign-in or from SCIM (SPEC §4 Directory sync):
+    # whichever came last wins; both are kept for audit (SignIn.groups, the SCIM audit events).
     directory_groups = models.JSONField(default=list, blank=True)
+    groups_source = models.CharField(
+        max_length=8, choices=[("signin", "sign-in"), ("scim", "SCIM")], blank=True
+    )
+    groups_updated_at = models.DateTimeField(null=True, blank=True)
     manager = models.CharField(max_length=320, blank=True)
 
     class Meta:
