@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Callable
 from datetime import datetime
 
-from django.contrib.auth import login
+from django.contrib.auth import SESSION_KEY, login
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
@@ -117,9 +117,13 @@ def complete_sign_in(
             },
         )
         metrics.record_signin(idp=identity.idp.slug, protocol=identity.idp.protocol)
-        # login() calls cycle_key(): a session id planted before sign-in is dead afterwards.
+        # A new session id at every sign-in, so one planted before it is dead afterwards:
+        # login() rotates it for a browser nobody was signed in to, and flushes it for another
+        # person, but keeps it when the same person signs in again (step-up): rotate that here.
         # Inside the transaction, so the new session row commits with the sign-in record.
         # (last_login is saved above; federation/apps.py drops Django's second UPDATE of it.)
+        if request.session.get(SESSION_KEY) == str(user.pk):
+            request.session.cycle_key()
         login(request, user, backend=AUTH_BACKEND)
         request.session["signed_in_at"] = int(now.timestamp())  # absolute limit: middleware.py
         # The sign-in this browser session stands on: what step-up judges (stepup/rules.py).

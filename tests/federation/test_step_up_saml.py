@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import pytest
+from django.contrib.sessions.backends.db import SessionStore
 from django.core.management import call_command
 from lxml import etree
 
@@ -194,3 +195,15 @@ def test_a_bad_mfa_class_list_is_refused_by_the_command(saml_flow: SamlFlow, tmp
             "two words",
             stdout=io.StringIO(),
         )
+
+
+def test_a_second_sign_in_of_the_same_person_gets_a_new_session_id(saml_flow: SamlFlow) -> None:
+    # A step-up signs the same person in again in the same browser: Django's login() keeps the
+    # session id then, so a session id known before the step-up would survive it.
+    _sign_in(saml_flow, attributes=_attributes())
+    first = saml_flow.client.session.session_key
+    stepped_up = _sign_in(saml_flow, attributes=_attributes(), authn={"class_ref": OKTA_2FA_ANY})
+    assert stepped_up.mfa
+    second = saml_flow.client.session.session_key
+    assert first and second and first != second
+    assert not SessionStore().exists(first)
