@@ -20,6 +20,8 @@ from federation.models.identity import User
 from federation.models.vocabulary import (
     ACCOUNT_ID_RE,
     MAX_SESSION,
+    MIN_GRANT,
+    MIN_GRANT_MINUTES,
     MIN_SESSION,
     SLUG_RE,
     Access,
@@ -180,6 +182,12 @@ class GroupMapping(models.Model):
             raise ValidationError(faults)
 
 
+MIN_GRANT_FAULT = (
+    f"a grant lasts at least {MIN_GRANT_MINUTES} minutes (an AWS session lasts at least 15, and "
+    "a grant must leave 15 minutes in which sessions can be started)"
+)
+
+
 def group_mapping_faults(
     *,
     access: str,
@@ -211,8 +219,8 @@ def group_mapping_faults(
             faults["approver_groups"] = (
                 "approver groups apply to eligible rows only (standing access is not approved)"
             )
-    elif max_grant is not None and max_grant < MIN_SESSION:
-        faults["max_grant"] = "a grant lasts at least 15 minutes"
+    elif max_grant is not None and max_grant < MIN_GRANT:
+        faults["max_grant"] = MIN_GRANT_FAULT
     return faults
 
 

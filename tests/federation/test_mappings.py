@@ -277,6 +277,28 @@ BAD_INPUTS = [
         "eligible rows only",
     ),
     (
+        "grant-shorter-than-the-shortest-grant",
+        replace_line(
+            SAMPLE,
+            13,
+            "  - {group: aws-pb-admin, role: admin, business_unit: pb,"
+            " environments: [prod], access: eligible, max_grant_minutes: 15}",
+        ),
+        13,
+        "a grant lasts at least 30 minutes",
+    ),
+    (
+        "grant-one-minute-short",
+        replace_line(
+            SAMPLE,
+            13,
+            "  - {group: aws-pb-admin, role: admin, business_unit: pb,"
+            " environments: [prod], access: eligible, max_grant_minutes: 29}",
+        ),
+        13,
+        "got the number 29",
+    ),
+    (
         "session-too-short",
         replace_line(SAMPLE, 9, "  - {name: cloud-eng, max_session_minutes: 10}"),
         9,
