@@ -259,11 +259,13 @@ class MappingVersion(models.Model):
 
 
 class DraftKind(models.TextChoices):
-    """How a draft was made in the editor (module level so Meta's constraint can name it)."""
+    """How a draft was made: in the editor, or by a command (module level so Meta's
+    constraint can name it)."""
 
     EDIT = "edit", "row edit"
     UPLOAD = "upload", "file upload"
     ROLLBACK = "rollback", "rollback"
+    IMPORT = "import", "command-line import"
 
 
 class MappingDraft(models.Model):

@@ -737,7 +737,7 @@ def test_rollback_restores_an_earlier_version_as_a_new_audited_version() -> None
     apply_text(SAMPLE)
     apply_text(CHANGED)
     output = StringIO()
-    call_command("rollback_mappings", "1", "--reason", "bad change", stdout=output)
+    call_command("rollback_mappings", "1", "--reason", "bad change", "--emergency", stdout=output)
 
     assert "Applied as mapping version 3" in output.getvalue()
     assert "+ mapping aws-dw-cloud-eng -> cloud-eng in dw" in output.getvalue()
