@@ -96,3 +96,9 @@ class NotAllowedToRevoke(RequestRefused):
     code = "not_allowed_to_revoke"
     status = 403
     title = "Revocation refused"
+
+
+class NotTheHolder(RequestRefused):
+    code = "not_the_holder"
+    status = 403
+    title = "Ending the grant refused"
