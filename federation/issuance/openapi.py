@@ -25,9 +25,17 @@ def _errors(*statuses: int) -> dict[str, Any]:
         for status, description in (
             (400, "Malformed request"),
             (401, "Missing, unknown, expired or revoked token"),
-            (403, "Not entitled now (or only eligible, or the identity cannot name a session)"),
-            (404, "No such request of yours"),
-            (409, "The grant ends in less than 15 minutes; or a request for it is pending"),
+            (
+                403,
+                "Not entitled now (or only eligible, or the identity cannot name a session); "
+                "not an approver of this request, or its requester",
+            ),
+            (404, "No such request of yours (or that you may decide)"),
+            (
+                409,
+                "The grant ends in less than 15 minutes; or a request for it is pending; or "
+                "the request is no longer pending, or you already voted on it",
+            ),
             (502, "AWS refused the session"),
             (503, "No STS endpoint answered"),
         )
@@ -40,6 +48,96 @@ def _request_response(description: str) -> dict[str, Any]:
         "description": description,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Request"}}},
     }
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_REQUEST_ID = {
+    "name": "request_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1},
+}
+
+
+def _request_paths() -> dict[str, Any]:
+    """Listing and cancelling my requests, and the approvers' list and decision (issue 20)."""
+    waiting = {
+        "type": "object",
+        "required": ["requests"],
+        "properties": {
+            "requests": {"type": "array", "items": {"$ref": "#/components/schemas/Waiting"}}
+        },
+    }
+    decided = {
+        "type": "object",
+        "required": ["id", "state", "decision", "comment"],
+        "properties": {
+            "id": {"type": "integer"},
+            "state": {"type": "string"},
+            "decision": {"enum": ["approve", "deny"]},
+            "comment": {"type": "string"},
+        },
+    }
+    return {
+        "/requests/{request_id}/cancel": {
+            "post": {
+                "operationId": "cancelRequest",
+                "summary": "Withdraw a pending request of mine",
+                "parameters": [_REQUEST_ID],
+                "responses": {
+                    "200": _request_response("The request, cancelled"),
+                    **_errors(401, 403, 404, 409),
+                },
+            }
+        },
+        "/approvals": {
+            "get": {
+                "operationId": "listApprovals",
+                "summary": "Pending requests I may decide and have not voted on, oldest first",
+                "responses": {"200": _json(waiting, "Requests waiting for me"), **_errors(401)},
+            }
+        },
+        "/approvals/{request_id}/decision": {
+            "post": {
+                "operationId": "decideRequest",
+                "summary": "Approve or deny a request, with an optional comment the requester sees",
+                "parameters": [_REQUEST_ID],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Decision"}}
+                    },
+                },
+                "responses": {
+                    "200": _json(decided, "The vote is recorded; state is the request's now"),
+                    **_errors(400, 401, 403, 404, 409),
+                },
+            }
+        },
+    }
+
+
+_LISTED = {
+    "type": "object",
+    "required": ["requests"],
+    "properties": {
+        "requests": {"type": "array", "items": {"$ref": "#/components/schemas/Request"}}
+    },
+}
+
+_VOTE = {
+    "type": "object",
+    "required": ["approver", "decision", "comment", "at"],
+    "properties": {
+        "approver": {"type": "string"},
+        "decision": {"enum": ["approve", "deny"]},
+        "comment": {"type": "string"},
+        "at": {"type": "string", "format": "date-time"},
+    },
+}
 
 
 def openapi_document() -> dict[str, Any]:
@@ -131,6 +229,14 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             "/requests": {
+                "get": {
+                    "operationId": "listRequests",
+                    "summary": "My requests, newest first (the latest 100)",
+                    "responses": {
+                        "200": _json(_LISTED, "My requests"),
+                        **_errors(401),
+                    },
+                },
                 "post": {
                     "operationId": "fileRequest",
                     "summary": "Ask for time-bound access to a role I am eligible for",
@@ -146,7 +252,7 @@ def openapi_document() -> dict[str, Any]:
                         "201": _request_response("The request, pending"),
                         **_errors(400, 401, 403, 409),
                     },
-                }
+                },
             },
             "/requests/{request_id}": {
                 "get": {
@@ -166,6 +272,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            **_request_paths(),
             "/token/revoke": {
                 "post": {
                     "operationId": "revokeThisToken",
@@ -239,6 +346,34 @@ def openapi_document() -> dict[str, Any]:
                         "minutes": {"type": "integer"},
                         "decide_by": {"type": "string", "format": "date-time"},
                         "grant_ends_at": {"type": ["string", "null"], "format": "date-time"},
+                        "grant_state": {"enum": ["active", "expired", "revoked", None]},
+                        "revoked_by": {"type": ["string", "null"]},
+                        "revoke_reason": {"type": ["string", "null"]},
+                        "votes": {"type": "array", "items": _VOTE},
+                    },
+                },
+                "Waiting": {
+                    "allOf": [{"$ref": "#/components/schemas/Request"}],
+                    "type": "object",
+                    "required": ["requester", "justification", "approvals_required"],
+                    "properties": {
+                        "requester": {"type": "string"},
+                        "account_alias": {"type": "string"},
+                        "business_unit": {"type": "string"},
+                        "environment": {"enum": ["dev", "test", "prod"]},
+                        "justification": {"type": "string"},
+                        "ticket": {"type": "string"},
+                        "approvals_required": {"type": "integer"},
+                        "created_at": {"type": "string", "format": "date-time"},
+                    },
+                },
+                "Decision": {
+                    "type": "object",
+                    "required": ["decision"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "decision": {"enum": ["approve", "deny"]},
+                        "comment": {"type": "string", "maxLength": 2000},
                     },
                 },
                 "Credentials": {

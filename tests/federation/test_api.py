@@ -231,6 +231,9 @@ def test_openapi_document_describes_the_api(client: Client) -> None:
         "/console",
         "/requests",
         "/requests/{request_id}",
+        "/requests/{request_id}/cancel",
+        "/approvals",
+        "/approvals/{request_id}/decision",
         "/token/revoke",
     }
     post = document["paths"]["/credentials"]["post"]
