@@ -18,7 +18,8 @@ stored values (automation).
 (``$AWS_CONFIG_FILE`` or ``~/.aws/config``), rewritten in place on every run; no line outside the
 block is ever changed.
 
-Standard library only: this runs on every AWS CLI call that needs credentials.
+Standard library only, on Python 3.9 or newer: this runs on every AWS CLI call that needs
+credentials, and ``make cli`` packs it alone into a single-file zipapp (``dist/fedaccess.pyz``).
 """
 
 from __future__ import annotations
@@ -35,10 +36,13 @@ import time
 import urllib.error
 import urllib.request
 import webbrowser
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
+
+# datetime.UTC is 3.11+; the client supports 3.9.
+UTC = timezone.utc  # noqa: UP017
 
 # Cached credentials are handed out only while more than this is left. botocore asks
 # credential_process again before every call once under 10 minutes remain (its mandatory refresh
