@@ -8,6 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/fedaccess
 DEMO_PORT ?= 8000
+DEMO_STS_PORT ?= 0
 CLI_PYZ ?= dist/fedaccess.pyz
 
 .PHONY: demo test lint typecheck pytest venv services bench clean cli
@@ -24,7 +25,7 @@ demo: venv
 	DEMO_MODE=1 DEBUG=1 $(PY) manage.py migrate --verbosity 0
 	DEMO_MODE=1 DEBUG=1 $(PY) manage.py seed_demo
 	DEMO_MODE=1 DEBUG=1 BASE_URL=http://127.0.0.1:$(DEMO_PORT) $(PY) manage.py demo_idp
-	DEMO_MODE=1 DEBUG=1 BASE_URL=http://127.0.0.1:$(DEMO_PORT) $(PY) manage.py run_demo 127.0.0.1:$(DEMO_PORT)
+	DEMO_MODE=1 DEBUG=1 BASE_URL=http://127.0.0.1:$(DEMO_PORT) $(PY) manage.py run_demo 127.0.0.1:$(DEMO_PORT) --sts-port $(DEMO_STS_PORT)
 
 # The fedaccess client alone, as one file any python3 >= 3.9 runs (standard library only):
 # copy it onto PATH as `fedaccess`.
