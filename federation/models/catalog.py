@@ -168,7 +168,8 @@ class GroupMapping(models.Model):
         indexes = [models.Index(fields=["group"], name="group_mapping_group_idx")]
 
     def __str__(self) -> str:
-        return f"{self.group} → {self.role_id} in {self.business_unit_id} ({self.access})"
+        # Names, never ids: this labels rows on pages, in drafts' titles and in refusals.
+        return f"{self.group} → {self.role.name} in {self.business_unit.slug} ({self.access})"
 
     def clean(self) -> None:
         faults = group_mapping_faults(
