@@ -1,6 +1,6 @@
 """``fedaccess``: the command-line client of the portal's JSON API (SPEC §3.5).
 
-    fedaccess login [--url URL] [--token-stdin]     store a personal API token
+    fedaccess login [--url URL] [--no-browser | --paste | --token-stdin]   sign in, store a token
     fedaccess credentials --account A --role R       print credential_process JSON (cached)
     fedaccess config [--print]                       write (or print) the ~/.aws/config profiles
     fedaccess console --account A --role R [--print] open an AWS console sign-in link
@@ -29,6 +29,7 @@ import getpass
 import hashlib
 import json
 import os
+import socket
 import stat
 import sys
 import tempfile
@@ -36,6 +37,7 @@ import time
 import urllib.error
 import urllib.request
 import webbrowser
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TextIO
@@ -58,9 +60,10 @@ class CliError(Exception):
 
 
 class PortalRefused(CliError):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, code: str = "") -> None:
         super().__init__(f"the portal answered {status}: {message}")
         self.status = status
+        self.code = code  # the API's stable "error" value, when it sent one
 
 
 def config_dir() -> Path:
@@ -118,7 +121,8 @@ def _call(url: str, token: str, path: str, body: dict[str, Any] | None = None) -
         data=data,
         method="POST" if data is not None else "GET",
         headers={
-            "Authorization": f"Bearer {token}",
+            # The browser login's two calls have no token yet.
+            **({"Authorization": f"Bearer {token}"} if token else {}),
             "Accept": "application/json",
             "Content-Type": "application/json",
             "User-Agent": "fedaccess-cli/1",
@@ -128,23 +132,61 @@ def _call(url: str, token: str, path: str, body: dict[str, Any] | None = None) -
         with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
             return json.load(response)
     except urllib.error.HTTPError as error:
+        code = ""
         try:
             detail = json.load(error)
-            message = f"{detail.get('message')} ({detail.get('error')})"
+            code = str(detail.get("error") or "")
+            message = f"{detail.get('message')} ({code})"
         except (ValueError, AttributeError):
             message = error.reason
-        raise PortalRefused(error.code, str(message)) from None
+        raise PortalRefused(error.code, str(message), code) from None
     except urllib.error.URLError as error:
         raise CliError(f"cannot reach the portal at {url}: {error.reason}") from None
 
 
-def login(url: str | None, token_stdin: bool, stdin: TextIO) -> str:
+def browser_token(
+    url: str,
+    *,
+    open_browser: bool,
+    out: TextIO,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """A token by browser sign-in: show the portal URL and a code, let the person approve it
+    there after signing in, and poll until the portal hands out the token (or refuses)."""
+    started = _call(url, "", "device/start", {"client": socket.gethostname()[:100]})
+    page, code = str(started["verification_uri"]), str(started["user_code"])
+    print(f"To sign in, open {page} and confirm the code {code}", file=out, flush=True)
+    if open_browser:
+        webbrowser.open(str(started.get("verification_uri_complete") or page))
+    interval = max(1, int(started.get("interval", 5)))
+    for _ in range(int(started.get("expires_in", 600)) // interval + 2):
+        try:
+            return str(
+                _call(url, "", "device/token", {"device_code": started["device_code"]})["token"]
+            )
+        except PortalRefused as refusal:
+            if refusal.code != "authorization_pending":
+                raise
+        sleep(interval)
+    raise CliError("the sign-in code expired before it was approved; run fedaccess login again")
+
+
+def login(
+    url: str | None,
+    token_stdin: bool,
+    stdin: TextIO,
+    *,
+    paste: bool = False,
+    open_browser: bool = True,
+) -> str:
     url = url or os.environ.get("FEDACCESS_URL") or input("Portal URL: ").strip()
     url = _check_url(url)
     if token_stdin:
         token = stdin.readline().strip()
-    else:
+    elif paste:
         token = getpass.getpass(f"Personal API token (from {url}/tokens/): ").strip()
+    else:
+        token = browser_token(url, open_browser=open_browser, out=sys.stderr)
     if not token:
         raise CliError("no token given")
     entitlements = _call(url, token, "entitlements")["entitlements"]
@@ -424,9 +466,16 @@ def _write_text_keeping_mode(path: Path, text: str) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fedaccess", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    p_login = commands.add_parser("login", help="store a personal API token from the portal")
+    p_login = commands.add_parser(
+        "login", help="sign in through the browser (or paste a token) and store the token"
+    )
     p_login.add_argument("--url", help="the portal URL, e.g. https://aws-access.example.com")
-    p_login.add_argument("--token-stdin", action="store_true", help="read the token from stdin")
+    how = p_login.add_mutually_exclusive_group()
+    how.add_argument("--token-stdin", action="store_true", help="read a token from stdin")
+    how.add_argument("--paste", action="store_true", help="paste a token from the tokens page")
+    p_login.add_argument(
+        "--no-browser", action="store_true", help="print the sign-in page, do not open it"
+    )
     commands.add_parser("logout", help="revoke the stored token and forget it")
     commands.add_parser("status", help="my accounts and roles, and the time left on grants")
     p_console = commands.add_parser("console", help="open (or --print) an AWS console link")
@@ -463,7 +512,16 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "login":
-            print(login(args.url, args.token_stdin, sys.stdin), file=sys.stderr)
+            print(
+                login(
+                    args.url,
+                    args.token_stdin,
+                    sys.stdin,
+                    paste=args.paste,
+                    open_browser=not args.no_browser,
+                ),
+                file=sys.stderr,
+            )
         elif args.command == "logout":
             print(logout(), file=sys.stderr)
         elif args.command == "status":

@@ -23,7 +23,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
         }
         for status, description in (
-            (400, "Malformed request"),
+            (400, "Malformed request; or, polling a CLI sign-in, not approved (yet)"),
             (401, "Missing, unknown, expired or revoked token"),
             (
                 403,
@@ -37,7 +37,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
                 "the request is no longer pending, or you already voted on it",
             ),
             (502, "AWS refused the session"),
-            (503, "No STS endpoint answered"),
+            (503, "No STS endpoint answered; or too many CLI sign-ins are waiting"),
         )
         if status in statuses
     }
@@ -81,7 +81,70 @@ def _request_paths() -> dict[str, Any]:
             "comment": {"type": "string"},
         },
     }
+    device_start = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {"client": {"type": "string", "maxLength": 100}},
+    }
+    device_started = {
+        "type": "object",
+        "required": ["device_code", "user_code", "verification_uri", "expires_in", "interval"],
+        "properties": {
+            "device_code": {"type": "string"},
+            "user_code": {"type": "string"},
+            "verification_uri": {"type": "string"},
+            "verification_uri_complete": {"type": "string"},
+            "expires_in": {"type": "integer"},
+            "interval": {"type": "integer"},
+        },
+    }
+    device_poll = {
+        "type": "object",
+        "required": ["device_code"],
+        "additionalProperties": False,
+        "properties": {"device_code": {"type": "string", "minLength": 1, "maxLength": 100}},
+    }
+    device_token = {
+        "type": "object",
+        "required": ["token", "expires_at"],
+        "properties": {
+            "token": {"type": "string"},
+            "expires_at": {"type": "string", "format": "date-time"},
+        },
+    }
     return {
+        "/device/start": {
+            "post": {
+                "operationId": "startDeviceLogin",
+                "summary": "Start a browser sign-in for the CLI (no token needed)",
+                "security": [],
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": device_start}},
+                },
+                "responses": {
+                    "200": _json(device_started, "Show the user code; poll /device/token"),
+                    **_errors(400, 503),
+                },
+            }
+        },
+        "/device/token": {
+            "post": {
+                "operationId": "pollDeviceLogin",
+                "summary": "The token once the person approved the code on /device/ "
+                "(error authorization_pending until then; access_denied, expired_token, "
+                "invalid_grant)",
+                "security": [],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": device_poll}},
+                },
+                "responses": {
+                    "200": _json(device_token, "The token, handed out once"),
+                    **_errors(400, 403),
+                },
+            }
+        },
         "/requests/{request_id}/cancel": {
             "post": {
                 "operationId": "cancelRequest",

@@ -21,7 +21,7 @@ from federation.models.identity import (
     SignIn,
     User,
 )
-from federation.models.issuance import ApiToken, SessionIssuance
+from federation.models.issuance import ApiToken, DeviceLogin, SessionIssuance
 from federation.models.provisioning import DriftFinding, Rollout, RolloutStep
 from federation.models.vocabulary import (
     ACCOUNT_ID_RE,
@@ -51,6 +51,7 @@ __all__ = [
     "AuditChainHead",
     "AuditEvent",
     "BusinessUnit",
+    "DeviceLogin",
     "DraftKind",
     "DriftFinding",
     "EntitlementAccess",
