@@ -1,18 +1,21 @@
 """Journeys of issue 20 in headless Chromium, signed in through real SAML: the requester reads
 the approvers' comments and votes on /requests/ and ends their own grant early (asked first;
-the IAM deny lands on moto); an admin reads a full page of the audit log without it widening."""
+the IAM deny lands on moto); an admin reads a full page of the audit log without it widening;
+``fedaccess login`` is confirmed on /device/ and the CLI's poll then receives the token."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 from playwright.sync_api import BrowserContext, expect
 
 from access_requests.models import Grant
 from federation.audit.chain import record_event
 from federation.aws import iam
+from federation.models import ApiToken
 from tests.aws import MotoServer
 from tests.browser.conftest import BrowserIdp, assert_accessible, screenshot, sign_in
 from tests.browser.test_approval_journey import approve_as, local_aws, people
@@ -94,4 +97,28 @@ def test_a_full_page_of_the_audit_log_stays_within_the_window(
     width = root.evaluate("document.documentElement.scrollWidth")
     assert width <= 1280, f"the audit page is {width} px wide"
     assert_accessible(root)
-    screenshot(root, "auditor-audit-log")
+    screenshot(root, "admin-audit-log-full-page")
+
+
+def test_the_cli_sign_in_code_is_confirmed_in_the_browser(
+    people: BrowserIdp, site: str, new_context: Callable[[], BrowserContext]
+) -> None:
+    terminal = Client()
+    started = terminal.post("/api/v1/device/start", {"client": "alice-laptop"}, "application/json")
+    code = started.json()["user_code"]
+    alice = new_context().new_page()
+    sign_in(alice, site, "alice")
+    alice.goto(f"{site}/device/")
+    alice.get_by_label("The code your terminal shows").fill(code.lower().replace("-", " "))
+    alice.get_by_role("button", name="Continue").click()
+    expect(alice.get_by_text("from alice-laptop")).to_be_visible()
+    assert_accessible(alice)
+    screenshot(alice, "employee-device-login")
+    alice.get_by_role("button", name="Approve").click()
+    expect(alice.get_by_role("status")).to_contain_text(f"Approved: the terminal showing {code}")
+
+    polled = terminal.post(
+        "/api/v1/device/token", {"device_code": started.json()["device_code"]}, "application/json"
+    )
+    assert polled.status_code == 200
+    assert ApiToken.objects.get().user.email == "alice@corp.example"
