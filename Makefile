@@ -48,13 +48,15 @@ lint: venv
 typecheck: venv
 	DEBUG=1 $(VENV)/bin/mypy
 
-pytest: venv services
+pytest: venv
 	@scripts/ensure-system-packages
+	@DATABASE_URL=$(TEST_DATABASE_URL) scripts/ensure-services
 	$(PY) scripts/check-libxml2
 	npm ci --no-audit --no-fund --prefix tests/oidc_provider
 	npm ci --no-audit --no-fund --prefix tests/browser
 	DATABASE_URL=$(TEST_DATABASE_URL) DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
 	DATABASE_URL=$(TEST_DATABASE_URL) BASE_URL=https://fed.example.com \
+	  RATE_LIMIT_CACHE_URL=redis://127.0.0.1:6379/0 \
 	  SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(64))') \
 	  $(PY) manage.py check --deploy --fail-level WARNING
 	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) -m pytest $(PYTEST_ARGS)

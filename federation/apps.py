@@ -14,6 +14,7 @@ class FederationConfig(AppConfig):
         from django.contrib.auth.signals import user_logged_in
 
         import federation.celery  # noqa: F401
+        from federation.edge import checks  # noqa: F401 - registers the deploy check
         from federation.idp import saml_schemas
 
         # Once per process, here rather than at import: it replaces a python3-saml method.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -66,7 +67,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "federation.edge.proxy.TrustedProxyMiddleware",  # first: everything sees the client address
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # static files without a web server in front
     "federation.unavailable.DatabaseUnavailableMiddleware",  # 503 page while the database is down
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -78,6 +81,7 @@ MIDDLEWARE = [
     # Inside the headers middleware, so its redirect to sign-in carries them too.
     "federation.middleware.SessionLimitsMiddleware",
     "federation.input_guard.InputGuardMiddleware",
+    "federation.edge.ratelimit.RateLimitMiddleware",  # last: it needs the route and the person
 ]
 
 ROOT_URLCONF = "federation.urls"
@@ -123,7 +127,11 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "var" / "static"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", str(BASE_DIR / "var" / "static")))
+# Whitenoise serves STATIC_ROOT (scripts/serve runs collectstatic); in development and tests it
+# finds files where they are, without collectstatic.
+WHITENOISE_AUTOREFRESH = DEBUG or TESTING
+WHITENOISE_USE_FINDERS = DEBUG or TESTING
 
 # --- Who administers and audits (SPEC §3.1): directory groups, nobody else.
 # The demo's users (seed_demo) carry these groups; a real deployment names its own.
@@ -291,7 +299,53 @@ CELERY_BEAT_SCHEDULE["drift-check"] = {
 }
 
 # --- Cache: entitlement results are memoised per process under the mapping version.
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+CACHES: dict[str, dict[str, object]] = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
+
+# --- The edge (federation/edge/, docs/production.md): proxies and rate limits.
+# How many proxies of our own stand in front; forwarded headers are believed only then.
+TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
+if TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured("TRUSTED_PROXY_COUNT must be 0 or more.")
+RATE_LIMITS_ENABLED = _env_bool("RATE_LIMITS_ENABLED", True)
+# Budgets per window (django-ratelimit syntax: "30/m", "20/10m"; "off" disables one).
+RATE_LIMITS = {
+    name: os.environ.get(f"RATE_LIMIT_{name.upper()}", default).strip().lower()
+    for name, default in (
+        ("signin", "60/m"),  # per client address: /saml/<idp>/login/, /oidc/<idp>/login/
+        ("saml_acs", "60/m"),  # per client address
+        ("oidc_callback", "60/m"),  # per client address
+        ("api_address", "600/m"),  # per client address, every /api/ call
+        ("api_token", "120/m"),  # per API token, every /api/ call
+        ("issuance", "30/m"),  # per person: console links and CLI credentials
+        ("requests", "20/10m"),  # per person: access requests filed
+    )
+}
+for _name, _rate in RATE_LIMITS.items():
+    if _rate != "off" and not re.fullmatch(r"[1-9][0-9]*/[1-9]?[0-9]*[smhd]", _rate):
+        raise ImproperlyConfigured(
+            f"RATE_LIMIT_{_name.upper()} must look like 30/m or 20/10m (or be off), got {_rate!r}."
+        )
+# When the cache is unreachable: "open" lets requests through unlimited, "closed" answers 503.
+RATE_LIMIT_FAILURE = os.environ.get("RATE_LIMIT_FAILURE", "open").strip().lower()
+if RATE_LIMIT_FAILURE not in {"open", "closed"}:
+    raise ImproperlyConfigured("RATE_LIMIT_FAILURE must be open or closed.")
+RATE_LIMIT_FAILURE_PAUSE_SECONDS = float(os.environ.get("RATE_LIMIT_FAILURE_PAUSE_SECONDS", "5"))
+# Shared by every instance in production (Redis); without it, counted per process (demo).
+RATE_LIMIT_CACHE_URL = os.environ.get("RATE_LIMIT_CACHE_URL", "")
+_cache_timeout = float(os.environ.get("RATE_LIMIT_CACHE_TIMEOUT_SECONDS", "0.25"))
+CACHES["ratelimit"] = (
+    {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": RATE_LIMIT_CACHE_URL,
+        "KEY_PREFIX": os.environ.get("RATE_LIMIT_CACHE_PREFIX", "fedaccess"),
+        "OPTIONS": {"socket_connect_timeout": _cache_timeout, "socket_timeout": _cache_timeout},
+    }
+    if RATE_LIMIT_CACHE_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "ratelimit"}
+)
+RATELIMIT_USE_CACHE = "ratelimit"  # django-ratelimit's setting
 
 # --- Transport and cookies (SECURITY.md §3). The BASE_URL scheme decides.
 SESSION_COOKIE_HTTPONLY = True
@@ -315,10 +369,13 @@ if SECURE_TRANSPORT:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SECURE_SSL_REDIRECT = _env_bool("SECURE_SSL_REDIRECT", True)
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 else:
     # Plain http is for loopback only (demo, tests); check --deploy warns about it.
     SILENCED_SYSTEM_CHECKS: list[str] = []
+
+# X-Forwarded-Proto is believed only from proxies the deployment declares (federation/edge/).
+if TRUSTED_PROXY_COUNT:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # Request bodies: SAML responses are small; a cap bounds parser work on hostile input.
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DATA_UPLOAD_MAX_MEMORY_SIZE", str(512 * 1024)))

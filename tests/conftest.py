@@ -7,8 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 from django.conf import settings
+from django.core.cache import caches
+from django.core.cache.backends.locmem import LocMemCache
 
 from federation.audit import chain as audit
+from federation.edge import ratelimit
 from federation.entitlements import resolve as entitlements
 
 
@@ -25,6 +28,12 @@ def pytest_configure(config: pytest.Config) -> None:
 def _fresh_entitlement_memo() -> Iterator[None]:
     entitlements.clear_cache()
     audit.forget_verification()
+    # Rate limits count per test (in process memory unless a test points them at Redis).
+    # Never clear() a Redis cache: that flushes the whole database, which others share.
+    limits = caches[ratelimit.CACHE_ALIAS]
+    if isinstance(limits, LocMemCache):
+        limits.clear()
+    ratelimit.reset_failure_pause()
     yield
     entitlements.clear_cache()
     audit.forget_verification()

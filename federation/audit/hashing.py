@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 GENESIS_HASH = "0" * 64
 # The event time as canonical_record writes it (UTC, microseconds), formatted by PostgreSQL.
 AT_ISO_SQL = "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
@@ -58,11 +60,41 @@ def canonical_record_text(
 ) -> bytes:
     """``canonical_record`` from the time already written as its ISO string (the verifier reads
     it so from PostgreSQL): the same bytes, built without one dict and one sort per event."""
+    return record_text(seq, at_iso, event_type, actor, account_id, target, ip, _data(data))
+
+
+def record_text(
+    seq: int,
+    at_iso: str,
+    event_type: str,
+    actor: str,
+    account_id: str,
+    target: str,
+    ip: str | None,
+    data_json: str,
+) -> bytes:
+    """The canonical record around ``data`` already encoded as canonical JSON."""
     return (
         f'{{"account_id":{_str(account_id)},"actor":{_str(actor)},"at":"{at_iso}",'
-        f'"data":{_data(data)},"event_type":{_str(event_type)},'
+        f'"data":{data_json},"event_type":{_str(event_type)},'
         f'"ip":{"null" if ip is None else _str(ip)},"seq":{seq},"target":{_str(target)}}}'
     ).encode()
+
+
+def fast_data_json(text: str) -> str | None:
+    """``data`` (as PostgreSQL prints a jsonb) re-encoded as canonical JSON by orjson, or None
+    where orjson cannot read or write it. orjson and the standard library agree on almost every
+    document but not on all (exponent spelling, integers past 64 bits), so a caller that gets a
+    hash mismatch from this form must retry with the standard library before calling it bad."""
+    try:
+        return orjson.dumps(orjson.loads(text), option=orjson.OPT_SORT_KEYS).decode()
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError, TypeError):
+        return None
+
+
+def canonical_data_json(text: str) -> str:
+    """``data`` re-encoded exactly as ``canonical_record`` encodes it (the standard library)."""
+    return _data(json.loads(text))
 
 
 def chain_hash(prev_hash: str, record: bytes) -> str:

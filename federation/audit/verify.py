@@ -1,30 +1,40 @@
 """Checking the audit hash chain: the full check (``audit_verify``) and the page's incremental one.
 
-Fast enough for millions of events: rows are read in keyset pages of plain values (no model
-instances; JSON arrives as text and is parsed once), and each hash is recomputed from the stored
-previous hash, so ranges of the chain are independent and ``jobs`` processes can check them in
-parallel; the links between ranges are checked at the end.
+Fast enough for millions of events: rows stream from one COPY as plain values (no model
+instances; JSON arrives as text and is re-encoded by orjson, with the writer's own encoder as the
+fallback), and each hash is recomputed from the stored previous hash, so ranges of the chain are
+independent and ``jobs`` processes can check them in parallel; the links between ranges are
+checked at the end.
 """
 
 from __future__ import annotations
 
 import json
 import multiprocessing as mp
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
 from django.db import connection, connections
 
-from federation.audit.hashing import AT_ISO_SQL, GENESIS_HASH, canonical_record_text, chain_hash
+from federation.audit.hashing import (
+    AT_ISO_SQL,
+    GENESIS_HASH,
+    canonical_data_json,
+    chain_hash,
+    fast_data_json,
+    record_text,
+)
 from federation.models import AuditChainHead, AuditEvent
 
-PAGE = 20_000
-_ROWS = (
-    f"SELECT seq, {AT_ISO_SQL}, event_type, actor, account_id, target, ip, data, prev_hash, hash"  # noqa: S608
-    " FROM federation_auditevent WHERE seq > %s AND seq <= %s ORDER BY seq LIMIT %s"
+PAGE = 20_000  # events per ORM page where COPY is not available (SQLite: the demo)
+_COPY = (
+    f"COPY (SELECT seq, {AT_ISO_SQL}, event_type, actor, account_id, target, ip, data::text,"  # noqa: S608
+    " prev_hash, hash FROM federation_auditevent WHERE seq > {after} AND seq <= {end}"
+    " ORDER BY seq) TO STDOUT"
 )
+_COPY_TYPES = ["int8", "text", "text", "text", "text", "text", "text", "text", "text", "text"]
 
 
 @dataclass(frozen=True)
@@ -60,45 +70,40 @@ class _Range:
     problem: str = ""
 
 
-def _page(after: int, end: int) -> list[tuple[Any, ...]]:
-    """Up to PAGE placed events after ``after``, as plain values (time as its ISO string)."""
+def _rows(after: int, end: int) -> Generator[tuple[Any, ...], None, None]:
+    """Placed events after ``after`` up to ``end`` in chain order, as plain values (time as its
+    ISO string, data as JSON text). PostgreSQL streams them with one COPY (about three times
+    the rate of paged SELECTs); elsewhere they come in ORM pages."""
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(_ROWS, [after, end, PAGE])
-            return list(cursor.fetchall())
-    rows = AuditEvent.objects.filter(seq__gt=after, seq__lte=end).order_by("seq")[:PAGE]
-    return [
-        (e.seq, e.at.astimezone(UTC).isoformat(timespec="microseconds"), e.event_type, e.actor,
-         e.account_id, e.target, e.ip, e.data, e.prev_hash, e.hash)
-        for e in rows
-    ]  # fmt: skip
+        sql = _COPY.format(after=int(after), end=int(end))
+        with connection.cursor() as cursor, cursor.copy(sql) as copy:
+            copy.set_types(_COPY_TYPES)
+            yield from copy.rows()
+        return
+    while True:
+        page = list(AuditEvent.objects.filter(seq__gt=after, seq__lte=end).order_by("seq")[:PAGE])
+        if not page:
+            return
+        for e in page:
+            at = e.at.astimezone(UTC).isoformat(timespec="microseconds")
+            yield (e.seq, at, e.event_type, e.actor, e.account_id, e.target, e.ip,
+                   json.dumps(e.data), e.prev_hash, e.hash)  # fmt: skip
+        after = page[-1].seq or after
 
 
 def _check_range(start: int, end: int) -> _Range:
     """Recompute each event's hash from its stored predecessor hash, and the links inside."""
     expected, prev, first_prev = start + 1, None, None
-    while expected <= end:
-        rows = _page(expected - 1, end)
-        if not rows:
-            break
+    rows = _rows(start, end)
+    try:
         for seq, at, event_type, actor, account_id, target, ip, data, prev_hash, digest in rows:
             bad = ""
             if seq != expected:
                 seq, bad = expected, "missing event(s)"
             elif prev is not None and prev_hash != prev:
                 bad = "previous hash does not match"
-            elif digest != chain_hash(
-                prev_hash,
-                canonical_record_text(
-                    seq=seq,
-                    at_iso=at,
-                    event_type=event_type,
-                    actor=actor,
-                    account_id=account_id,
-                    target=target,
-                    ip=ip,
-                    data=json.loads(data) if isinstance(data, str) else data,
-                ),
+            elif not _hash_matches(
+                digest, prev_hash, seq, at, event_type, actor, account_id, target, ip, data
             ):
                 bad = "content does not match its hash"
             if bad:
@@ -106,7 +111,32 @@ def _check_range(start: int, end: int) -> _Range:
             if first_prev is None:
                 first_prev = prev_hash
             prev, expected = digest, expected + 1
+    finally:
+        rows.close()  # stops a COPY still streaming after the first bad event
     return _Range(start, end, first_prev, expected - 1, prev or "")
+
+
+def _hash_matches(
+    digest: str,
+    prev_hash: str,
+    seq: int,
+    at: str,
+    event_type: str,
+    actor: str,
+    account_id: str,
+    target: str,
+    ip: str | None,
+    data: str,
+) -> bool:
+    """Does the stored hash cover this row? orjson's encoding first (fast); on a mismatch the
+    standard library's, which is what the writer used, so only a real difference fails."""
+    for encode in (fast_data_json, canonical_data_json):
+        data_json = encode(data)
+        if data_json is not None and digest == chain_hash(
+            prev_hash, record_text(seq, at, event_type, actor, account_id, target, ip, data_json)
+        ):
+            return True
+    return False
 
 
 def _check_range_in_child(bounds: tuple[int, int]) -> _Range:

@@ -17,6 +17,9 @@ _ERROR_SCHEMA = {
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
+    # Every API call spends rate-limit budgets (federation/edge/), and with
+    # RATE_LIMIT_FAILURE=closed answers 503 while they cannot be checked.
+    statuses = (*statuses, 429, 503)
     return {
         str(status): {
             "description": description,
@@ -28,7 +31,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
             (
                 403,
                 "Not entitled now (or only eligible, or the identity cannot name a session); "
-                "not an approver of this request, or its requester",
+                "not an approver of this request, or its requester; a CLI sign-in denied",
             ),
             (404, "No such request of yours (or that you may decide)"),
             (
@@ -36,8 +39,13 @@ def _errors(*statuses: int) -> dict[str, Any]:
                 "The grant ends in less than 15 minutes; or a request for it is pending; or "
                 "the request is no longer pending, or you already voted on it",
             ),
+            (429, "Too many calls: try again after Retry-After seconds"),
             (502, "AWS refused the session"),
-            (503, "No STS endpoint answered; or too many CLI sign-ins are waiting"),
+            (
+                503,
+                "No STS endpoint answered, or the rate limits cannot be checked; or too many "
+                "CLI sign-ins are waiting",
+            ),
         )
         if status in statuses
     }

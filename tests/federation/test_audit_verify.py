@@ -108,3 +108,22 @@ def test_a_rewrite_hashed_consistently_up_to_a_range_end_is_caught_at_the_join()
         status = verify_chain(jobs=jobs)
         assert (status.ok, status.first_bad_seq) == (False, 9), (jobs, status)
         assert "previous hash" in status.problem
+
+
+@pytest.mark.django_db(transaction=True)
+def test_data_the_fast_encoder_writes_differently_still_verifies_and_tampering_is_caught() -> None:
+    # orjson spells 1e16 as 1e16 (the writer's json module: 1e+16) and cannot hold 2**70: the
+    # verifier must fall back to the writer's encoding before it calls an event bad.
+    start = timezone.now()
+    for i, data in enumerate([{"f": 1e16}, {"big": 2**70}, {"s": "naïve\u2028"}, {"i": 1}]):
+        record_event("e", now=start + timedelta(microseconds=i), actor="a", data=data)
+    assert verify_chain().ok
+    _tamper(
+        "UPDATE federation_auditevent SET data = jsonb_build_object('big', %s::numeric)"
+        " WHERE seq = 2",
+        [str(2**70 + 1)],
+    )
+    for jobs in (1, 3):
+        status = verify_chain(jobs=jobs)
+        assert (status.ok, status.first_bad_seq) == (False, 2), (jobs, status)
+        assert "content" in status.problem
