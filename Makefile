@@ -8,8 +8,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/fedaccess
 DEMO_PORT ?= 8000
+DEMO_STS_PORT ?= 0
+CLI_PYZ ?= dist/fedaccess.pyz
 
-.PHONY: demo test lint typecheck pytest venv services bench clean
+.PHONY: demo test lint typecheck pytest venv services bench clean cli
 
 $(UV):
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) is required" >&2; exit 1; }
@@ -23,7 +25,18 @@ demo: venv
 	DEMO_MODE=1 DEBUG=1 $(PY) manage.py migrate --verbosity 0
 	DEMO_MODE=1 DEBUG=1 $(PY) manage.py seed_demo
 	DEMO_MODE=1 DEBUG=1 BASE_URL=http://127.0.0.1:$(DEMO_PORT) $(PY) manage.py demo_idp
-	DEMO_MODE=1 DEBUG=1 BASE_URL=http://127.0.0.1:$(DEMO_PORT) $(PY) manage.py run_demo 127.0.0.1:$(DEMO_PORT)
+	DEMO_MODE=1 DEBUG=1 BASE_URL=http://127.0.0.1:$(DEMO_PORT) $(PY) manage.py run_demo 127.0.0.1:$(DEMO_PORT) --sts-port $(DEMO_STS_PORT)
+
+# The fedaccess client alone, as one file any python3 >= 3.9 runs (standard library only):
+# copy it onto PATH as `fedaccess`.
+cli:
+	rm -rf $(CLI_PYZ).build && mkdir -p $(CLI_PYZ).build/federation
+	cp federation/__init__.py federation/cli.py federation/cli_portal.py $(CLI_PYZ).build/federation/
+	printf 'import sys\nfrom federation.cli import main\nsys.exit(main())\n' \
+	  > $(CLI_PYZ).build/__main__.py
+	python3 -m zipapp $(CLI_PYZ).build -o $(CLI_PYZ) -p '/usr/bin/env python3' -c
+	rm -rf $(CLI_PYZ).build
+	@echo "built $(CLI_PYZ): install it with  install -m 755 $(CLI_PYZ) ~/.local/bin/fedaccess"
 
 services:
 	@DATABASE_URL=$(TEST_DATABASE_URL) scripts/ensure-services

@@ -8,8 +8,8 @@ from typing import Any
 from django import forms
 
 from access_requests.models import Approval
-from access_requests.services.workflow import MIN_GRANT_MINUTES
 from federation.entitlements.resolve import Entitlement
+from federation.models import MIN_GRANT_MINUTES
 
 
 def target_value(entitlement: Entitlement) -> str:

@@ -163,6 +163,8 @@ class Grant(models.Model):
         on_delete=models.PROTECT,
         related_name="+",
     )
+    # Why it was revoked, shown to its holder; "ended early by its holder" when they ended it.
+    revoke_reason = models.CharField(max_length=500, blank=True)
     # Snapshots taken at approval, so a revocation denies exactly what the grant allowed even if
     # the mapping or the user's email changes afterwards (SECURITY.md §4).
     role_arn = models.CharField(max_length=2048, blank=True)

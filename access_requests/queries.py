@@ -35,9 +35,14 @@ def list_requestable(user: User, *, now: datetime) -> list[Entitlement]:
 
 
 def list_my_requests(user: User) -> QuerySet[AccessRequest]:
+    """My requests, newest first, with the votes so far (who, what, their comment) and the
+    grant with who revoked it: what a requester is told about their own request."""
     return (
         AccessRequest.objects.filter(requester=user)
-        .select_related("account", "role", "grant")
+        .select_related("account__business_unit", "role", "grant__revoked_by")
+        .prefetch_related(
+            Prefetch("approvals", queryset=Approval.objects.select_related("approver"))
+        )
         .order_by("-created_at")
     )
 

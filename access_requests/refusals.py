@@ -128,3 +128,7 @@ class AlreadyReviewed(RequestRefused):
     code = "already_reviewed"
     status = 409
     title = "Review refused"
+class NotTheHolder(RequestRefused):
+    code = "not_the_holder"
+    status = 403
+    title = "Ending the grant refused"

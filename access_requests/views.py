@@ -90,6 +90,23 @@ def cancel(request: HttpRequest, request_id: int) -> HttpResponse:
 
 
 @login_required
+@require_POST
+def end_grant(request: HttpRequest, grant_id: int) -> HttpResponse:
+    try:
+        grants.end_grant(grant_id, actor=_user(request), now=timezone.now(), ip=request_ip(request))
+    except refusals.NotFound:
+        # The same 404 whether the id does not exist or is outside this person's reach.
+        raise Http404("no such grant") from None
+    except refusals.RequestRefused as refusal:
+        messages.error(request, refusal.message)
+    else:
+        messages.success(
+            request, f"Grant #{grant_id} ended; the sessions it started are being denied in AWS."
+        )
+    return redirect("requests")
+
+
+@login_required
 @require_http_methods(["GET"])
 def approvals(request: HttpRequest) -> HttpResponse:
     user = _user(request)

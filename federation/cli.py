@@ -1,6 +1,6 @@
 """``fedaccess``: the command-line client of the portal's JSON API (SPEC §3.5).
 
-    fedaccess login [--url URL] [--token-stdin]     store a personal API token
+    fedaccess login [--url URL] [--no-browser | --paste | --token-stdin]   sign in, store a token
     fedaccess credentials --account A --role R       print credential_process JSON (cached)
     fedaccess config [--print]                       write (or print) the ~/.aws/config profiles
     fedaccess console --account A --role R [--print] open an AWS console sign-in link
@@ -22,7 +22,9 @@ block is ever changed.
 A role that needs a fresh MFA sign-in (step-up) is refused with the URL of a portal page to
 open in a browser; after signing in there with MFA, the same command succeeds.
 
-Standard library only: this runs on every AWS CLI call that needs credentials.
+Standard library only, on Python 3.9 or newer: this runs on every AWS CLI call that needs
+credentials, and ``make cli`` packs it (with ``cli_portal.py``) into a single-file zipapp
+(``dist/fedaccess.pyz``).
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ import getpass
 import hashlib
 import json
 import os
+import socket
 import stat
 import sys
 import tempfile
 import time
 import webbrowser
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -53,6 +57,9 @@ from federation.cli_portal import (
     config_dir,
 )
 
+# datetime.UTC is 3.11+; the client supports 3.9.
+UTC = timezone.utc  # noqa: UP017
+
 # Cached credentials are handed out only while more than this is left. botocore asks
 # credential_process again before every call once under 10 minutes remain (its mandatory refresh
 # window), so older ones would only be asked for again at once. It is below STS's 15-minute
@@ -60,13 +67,49 @@ from federation.cli_portal import (
 REFRESH_MARGIN = timedelta(minutes=10)
 
 
-def login(url: str | None, token_stdin: bool, stdin: TextIO) -> str:
+def browser_token(
+    url: str,
+    *,
+    open_browser: bool,
+    out: TextIO,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """A token by browser sign-in: show the portal URL and a code, let the person approve it
+    there after signing in, and poll until the portal hands out the token (or refuses)."""
+    started = _call(url, "", "device/start", {"client": socket.gethostname()[:100]})
+    page, code = str(started["verification_uri"]), str(started["user_code"])
+    print(f"To sign in, open {page} and confirm the code {code}", file=out, flush=True)
+    if open_browser:
+        webbrowser.open(str(started.get("verification_uri_complete") or page))
+    interval = max(1, int(started.get("interval", 5)))
+    for _ in range(int(started.get("expires_in", 600)) // interval + 2):
+        try:
+            return str(
+                _call(url, "", "device/token", {"device_code": started["device_code"]})["token"]
+            )
+        except PortalRefused as refusal:
+            if refusal.code != "authorization_pending":
+                raise
+        sleep(interval)
+    raise CliError("the sign-in code expired before it was approved; run fedaccess login again")
+
+
+def login(
+    url: str | None,
+    token_stdin: bool,
+    stdin: TextIO,
+    *,
+    paste: bool = False,
+    open_browser: bool = True,
+) -> str:
     url = url or os.environ.get("FEDACCESS_URL") or input("Portal URL: ").strip()
     url = _check_url(url)
     if token_stdin:
         token = stdin.readline().strip()
-    else:
+    elif paste:
         token = getpass.getpass(f"Personal API token (from {url}/tokens/): ").strip()
+    else:
+        token = browser_token(url, open_browser=open_browser, out=sys.stderr)
     if not token:
         raise CliError("no token given")
     entitlements = _call(url, token, "entitlements")["entitlements"]
@@ -364,9 +407,16 @@ def _write_text_keeping_mode(path: Path, text: str) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fedaccess", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    p_login = commands.add_parser("login", help="store a personal API token from the portal")
+    p_login = commands.add_parser(
+        "login", help="sign in through the browser (or paste a token) and store the token"
+    )
     p_login.add_argument("--url", help="the portal URL, e.g. https://aws-access.example.com")
-    p_login.add_argument("--token-stdin", action="store_true", help="read the token from stdin")
+    how = p_login.add_mutually_exclusive_group()
+    how.add_argument("--token-stdin", action="store_true", help="read a token from stdin")
+    how.add_argument("--paste", action="store_true", help="paste a token from the tokens page")
+    p_login.add_argument(
+        "--no-browser", action="store_true", help="print the sign-in page, do not open it"
+    )
     commands.add_parser("logout", help="revoke the stored token and forget it")
     commands.add_parser("status", help="my accounts and roles, and the time left on grants")
     p_console = commands.add_parser("console", help="open (or --print) an AWS console link")
@@ -410,7 +460,16 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "login":
-            print(login(args.url, args.token_stdin, sys.stdin), file=sys.stderr)
+            print(
+                login(
+                    args.url,
+                    args.token_stdin,
+                    sys.stdin,
+                    paste=args.paste,
+                    open_browser=not args.no_browser,
+                ),
+                file=sys.stderr,
+            )
         elif args.command == "logout":
             print(logout(), file=sys.stderr)
         elif args.command == "status":

@@ -95,7 +95,8 @@ def _call(url: str, token: str, path: str, body: dict[str, Any] | None = None) -
         data=data,
         method="POST" if data is not None else "GET",
         headers={
-            "Authorization": f"Bearer {token}",
+            # The browser login's two calls have no token yet.
+            **({"Authorization": f"Bearer {token}"} if token else {}),
             "Accept": "application/json",
             "Content-Type": "application/json",
             "User-Agent": "fedaccess-cli/1",

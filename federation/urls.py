@@ -13,6 +13,8 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("", include("federation.entitlements.urls")),
     path("", include("federation.mappings.urls")),
     path("", include("federation.audit.urls")),
+    # Before issuance: its urls end with the API's catch-all 404.
+    path("", include("federation.device.urls")),
     path("", include("federation.issuance.urls")),
     path("", include("federation.stepup.urls")),
     path("", include("access_requests.urls")),

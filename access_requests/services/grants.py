@@ -2,7 +2,7 @@
 
 Transitions::
 
-    grant: active -> expired | revoked
+    grant: active -> expired | revoked (by an approver or admin, or ended early by its holder)
 
 A revocation locks the grant and re-checks it (``services/locked.py``), commits, and then owes
 the IAM deny on the holder's earlier sessions (``access_requests/revocation.py``), queued after
@@ -20,7 +20,12 @@ from access_requests import tasks
 from access_requests.approvers import may_revoke, may_see_grant, reloaded
 from access_requests.models import AccessRequest, Grant, GrantState
 from access_requests.notifications import RequestEvent
-from access_requests.refusals import GrantNotActive, NotAllowedToRevoke, RequestRefused
+from access_requests.refusals import (
+    GrantNotActive,
+    NotAllowedToRevoke,
+    NotTheHolder,
+    RequestRefused,
+)
 from access_requests.services.effects import enqueue, notify
 from access_requests.services.locked import change_locked, not_found
 from access_requests.services.workflow import transition_request
@@ -77,15 +82,61 @@ def revoke_grant(
     )
 
 
+ENDED_BY_HOLDER = "ended early by its holder"
+
+
+def end_grant(grant: Grant | int, *, actor: User, now: datetime, ip: str | None = None) -> Grant:
+    """The holder ends their own active grant now: like a revocation (the grant is unusable as
+    this commits, and the IAM deny on the sessions it issued is owed and retried until applied),
+    audited as ``grant.ended``. Raises ``GrantNotFound`` (unknown, or outside the actor's
+    reach), ``NotTheHolder`` (an approver or admin, who revoke instead) or ``GrantNotActive``."""
+    grant_id = grant if isinstance(grant, int) else grant.pk
+
+    def check(locked: Grant) -> RequestRefused | None:
+        if not may_see_grant(actor, locked):
+            return not_found("grant")
+        # Exactly the identity that holds it: ending is a holder's act, never a twin's.
+        if locked.user_id != actor.pk:
+            return NotTheHolder(
+                "Only the person holding a grant can end it early; approvers and admins revoke it."
+            )
+        if not locked.is_active_at(now):
+            return GrantNotActive(f"Grant #{locked.pk} is already {_grant_state(locked, now)}.")
+        return None
+
+    def apply(locked: Grant, _: None) -> None:
+        _revoke_locked(
+            locked, actor=actor, now=now, reason=ENDED_BY_HOLDER, ip=ip, event="grant.ended"
+        )
+
+    return change_locked(
+        Grant.objects.select_related("user", "account", "role", "request"),
+        grant_id,
+        check=check,
+        apply=apply,
+        refused_event="grant.end_refused",
+        actor=actor,
+        now=now,
+        ip=ip,
+    )
+
+
 def _revoke_locked(
-    grant: Grant, *, actor: User | str, now: datetime, reason: str, ip: str | None
+    grant: Grant,
+    *,
+    actor: User | str,
+    now: datetime,
+    reason: str,
+    ip: str | None,
+    event: str = "grant.revoked",
 ) -> None:
     grant.state = Grant.State.REVOKED
     grant.revoked_at = now
     grant.revoked_by = actor if isinstance(actor, User) else None
-    grant.save(update_fields=["state", "revoked_at", "revoked_by"])
+    grant.revoke_reason = reason[:500]
+    grant.save(update_fields=["state", "revoked_at", "revoked_by", "revoke_reason"])
     record_event(
-        "grant.revoked",
+        event,
         actor=actor,
         account_id=grant.account.account_id,
         target=f"grant #{grant.pk}",

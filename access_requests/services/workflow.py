@@ -50,7 +50,8 @@ from federation.audit.chain import record_event, record_refusal
 from federation.entitlements.resolve import Entitlement, find_entitlement
 from federation.entitlements.scope import accounts_reached
 from federation.models import (
-    MIN_SESSION,
+    MIN_GRANT,
+    MIN_GRANT_MINUTES,
     Access,
     Account,
     EntitlementAccess,
@@ -99,16 +100,6 @@ def _eligible_mapping(
     if not reaching:
         return None
     return max(reaching, key=lambda row: (row.max_grant or timedelta(0), -row.pk))
-
-
-# Sessions never outlive their grant (SECURITY.md §4) and STS issues none under 15 minutes, so a
-# grant can start sessions only until 15 minutes before it ends. Issuing the 15-minute minimum
-# past the end and denying it in IAM at expiry was the alternative: it needs a deny statement per
-# expiring grant on the role's inline policy (10,240 characters for all of them), cuts the
-# person's standing sessions on that role too, and IAM takes minutes to apply it. So the shortest
-# grant is twice STS's minimum: at least 15 minutes in which sessions can be started.
-MIN_GRANT = 2 * MIN_SESSION
-MIN_GRANT_MINUTES = int(MIN_GRANT.total_seconds() // 60)
 
 
 def submit_request(

@@ -70,7 +70,8 @@ _ROUTES: dict[str, tuple[tuple[LimitName, ...], frozenset[str] | None]] = {
     "api-credentials": ((LimitName.ISSUANCE,), frozenset({"POST"})),
     "api-console": ((LimitName.ISSUANCE,), frozenset({"POST"})),
     "requests": ((LimitName.REQUESTS,), frozenset({"POST"})),
-    "api-file-request": ((LimitName.REQUESTS,), frozenset({"POST"})),
+    # GET on the same path lists my requests: only filing (POST) spends the budget.
+    "api-requests": ((LimitName.REQUESTS,), frozenset({"POST"})),
 }
 # Every path under the API (unknown ones included) spends these first.
 _API_LIMITS = (LimitName.API_ADDRESS, LimitName.API_TOKEN)

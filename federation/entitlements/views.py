@@ -4,7 +4,7 @@ its CSV export, for admins and auditors)."""
 from __future__ import annotations
 
 import csv
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import groupby
 from typing import Any
 
@@ -29,9 +29,14 @@ from federation.entitlements.usage import (
     list_unused_mappings,
     window_days,
 )
-from federation.models import MIN_SESSION, Account, BusinessUnit, User
+from federation.models import ENV_ORDER, MIN_SESSION, Account, BusinessUnit, User
 from federation.permissions import can_read_audit, is_admin, require
 from federation.refusals import Refused, refusal_page
+
+# Above this many rows the portal offers its search and environment filter.
+FILTER_FROM = 8
+# The session lengths offered besides the longest allowed (minutes).
+SESSION_CHOICES = (15, 30, 60, 120, 240, 480, 720)
 
 
 @login_required
@@ -42,6 +47,13 @@ def portal(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     entitlements = resolve_entitlements(user.directory_groups, now=now, user_id=user.pk)
     names = dict(BusinessUnit.objects.values_list("slug", "name"))
+    query = request.GET.get("q", "").strip()[:100]
+    environment = request.GET.get("env", "")
+    shown = [
+        e
+        for e in entitlements
+        if _matches(e, query, names.get(e.business_unit, "")) and environment in ("", e.environment)
+    ]
     sections = [
         {
             "business_unit": bu,
@@ -51,13 +63,40 @@ def portal(request: HttpRequest) -> HttpResponse:
                 for env, items in groupby(bu_items, key=lambda e: e.environment)
             ],
         }
-        for bu, bu_items in groupby(entitlements, key=lambda e: e.business_unit)
+        for bu, bu_items in groupby(shown, key=lambda e: e.business_unit)
     ]
-    return render(request, "federation/portal.html", {"sections": sections, "now": now})
+    context = {
+        "sections": sections,
+        "now": now,
+        "total": len(entitlements),
+        "shown": len(shown),
+        "query": query,
+        "environment": environment,
+        "environments": sorted(
+            {e.environment for e in entitlements}, key=lambda env: ENV_ORDER[env]
+        ),
+        "offer_filter": len(entitlements) > FILTER_FROM or bool(query or environment),
+    }
+    return render(request, "federation/portal.html", context)
+
+
+def _matches(entitlement: Entitlement, query: str, unit_name: str) -> bool:
+    """Whether every word of ``query`` is in the row's account, role or business unit."""
+    haystack = " ".join(
+        (
+            entitlement.account_alias,
+            entitlement.account_id,
+            entitlement.role,
+            entitlement.business_unit,
+            unit_name,
+        )
+    ).lower()
+    return all(word in haystack for word in query.lower().split())
 
 
 def _row(entitlement: Entitlement, now: datetime) -> dict[str, Any]:
-    """An entitlement with how long a session started now would really last."""
+    """An entitlement with how long a session started now would really last, and the shorter
+    lengths a person may choose instead."""
     row: dict[str, Any] = {"e": entitlement, "too_late": False, "last_start": None}
     session = entitlement.max_session
     if entitlement.grant_ends_at is not None:
@@ -66,6 +105,10 @@ def _row(entitlement: Entitlement, now: datetime) -> dict[str, Any]:
         row["too_late"] = now > row["last_start"]
         session = min(session, entitlement.grant_ends_at - now)
     row["session"] = session
+    longest = int(session.total_seconds() // 60)
+    row["lengths"] = [
+        timedelta(minutes=m) for m in (*(c for c in SESSION_CHOICES if c < longest), longest)
+    ]
     return row
 
 

@@ -7,6 +7,7 @@ disabled one is an audited refusal, whatever the protocol), calls one adapter an
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.auth import logout
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -43,6 +44,7 @@ def logout_view(request: HttpRequest) -> HttpResponse:
     logout(request)  # flushes the session
     if idp_logout_url:
         return render(request, "federation/saml_logged_out.html", {"url": idp_logout_url})
+    messages.success(request, "You are signed out of the portal.")
     return redirect("idp:login")
 
 

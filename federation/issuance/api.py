@@ -73,6 +73,7 @@ def api_method(method: str) -> Callable[[Callable[..., HttpResponse]], Callable[
     return decorator
 
 
+@csrf_exempt  # it changes nothing; a POST to a mistyped path is a JSON 404, not a CSRF page
 def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
     """Any other path under /api/v1/: a JSON 404, never the HTML page."""
     return refusal_json(

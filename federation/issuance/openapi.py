@@ -31,19 +31,21 @@ def _errors(*statuses: int) -> dict[str, Any]:
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
         }
         for status, description in (
-            (400, "Malformed request"),
+            (400, "Malformed request; or, polling a CLI sign-in, not approved (yet)"),
             (401, "Missing, unknown, expired or revoked token"),
             (
                 403,
                 "Not entitled now (or only eligible, or the identity cannot name a session); "
                 'or {"error": "step_up_required", "step_up_url": ...}: the role needs a fresh '
-                "MFA sign-in, to be made at step_up_url in a browser",
+                "MFA sign-in, to be made at step_up_url in a browser; or not an approver of this "
+                "request, or its requester; a CLI sign-in denied",
             ),
-            (404, "No such request of yours"),
+            (404, "No such request of yours (or that you may decide)"),
             (
                 409,
                 "The grant ends in less than 15 minutes; or a request for it is pending; or the "
-                "role is already held",
+                "role is already held; or the request is no longer pending, or you already "
+                "voted on it",
             ),
             (
                 429,
@@ -51,7 +53,11 @@ def _errors(*statuses: int) -> dict[str, Any]:
                 "often as allowed in the window",
             ),
             (502, "AWS refused the session"),
-            (503, "No STS endpoint answered, or the rate limits cannot be checked"),
+            (
+                503,
+                "No STS endpoint answered, or the rate limits cannot be checked; or too many "
+                "CLI sign-ins are waiting",
+            ),
         )
         if status in statuses
     }
@@ -62,6 +68,159 @@ def _request_response(description: str) -> dict[str, Any]:
         "description": description,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Request"}}},
     }
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_REQUEST_ID = {
+    "name": "request_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1},
+}
+
+
+def _request_paths() -> dict[str, Any]:
+    """Listing and cancelling my requests, and the approvers' list and decision (issue 20)."""
+    waiting = {
+        "type": "object",
+        "required": ["requests"],
+        "properties": {
+            "requests": {"type": "array", "items": {"$ref": "#/components/schemas/Waiting"}}
+        },
+    }
+    decided = {
+        "type": "object",
+        "required": ["id", "state", "decision", "comment"],
+        "properties": {
+            "id": {"type": "integer"},
+            "state": {"type": "string"},
+            "decision": {"enum": ["approve", "deny"]},
+            "comment": {"type": "string"},
+        },
+    }
+    device_start = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {"client": {"type": "string", "maxLength": 100}},
+    }
+    device_started = {
+        "type": "object",
+        "required": ["device_code", "user_code", "verification_uri", "expires_in", "interval"],
+        "properties": {
+            "device_code": {"type": "string"},
+            "user_code": {"type": "string"},
+            "verification_uri": {"type": "string"},
+            "verification_uri_complete": {"type": "string"},
+            "expires_in": {"type": "integer"},
+            "interval": {"type": "integer"},
+        },
+    }
+    device_poll = {
+        "type": "object",
+        "required": ["device_code"],
+        "additionalProperties": False,
+        "properties": {"device_code": {"type": "string", "minLength": 1, "maxLength": 100}},
+    }
+    device_token = {
+        "type": "object",
+        "required": ["token", "expires_at"],
+        "properties": {
+            "token": {"type": "string"},
+            "expires_at": {"type": "string", "format": "date-time"},
+        },
+    }
+    return {
+        "/device/start": {
+            "post": {
+                "operationId": "startDeviceLogin",
+                "summary": "Start a browser sign-in for the CLI (no token needed)",
+                "security": [],
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": device_start}},
+                },
+                "responses": {
+                    "200": _json(device_started, "Show the user code; poll /device/token"),
+                    **_errors(400, 503),
+                },
+            }
+        },
+        "/device/token": {
+            "post": {
+                "operationId": "pollDeviceLogin",
+                "summary": "The token once the person approved the code on /device/ "
+                "(error authorization_pending until then; access_denied, expired_token, "
+                "invalid_grant)",
+                "security": [],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": device_poll}},
+                },
+                "responses": {
+                    "200": _json(device_token, "The token, handed out once"),
+                    **_errors(400, 403),
+                },
+            }
+        },
+        "/requests/{request_id}/cancel": {
+            "post": {
+                "operationId": "cancelRequest",
+                "summary": "Withdraw a pending request of mine",
+                "parameters": [_REQUEST_ID],
+                "responses": {
+                    "200": _request_response("The request, cancelled"),
+                    **_errors(401, 403, 404, 409),
+                },
+            }
+        },
+        "/approvals": {
+            "get": {
+                "operationId": "listApprovals",
+                "summary": "Pending requests I may decide and have not voted on, oldest first",
+                "responses": {"200": _json(waiting, "Requests waiting for me"), **_errors(401)},
+            }
+        },
+        "/approvals/{request_id}/decision": {
+            "post": {
+                "operationId": "decideRequest",
+                "summary": "Approve or deny a request, with an optional comment the requester sees",
+                "parameters": [_REQUEST_ID],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Decision"}}
+                    },
+                },
+                "responses": {
+                    "200": _json(decided, "The vote is recorded; state is the request's now"),
+                    **_errors(400, 401, 403, 404, 409),
+                },
+            }
+        },
+    }
+
+
+_LISTED = {
+    "type": "object",
+    "required": ["requests"],
+    "properties": {
+        "requests": {"type": "array", "items": {"$ref": "#/components/schemas/Request"}}
+    },
+}
+
+_VOTE = {
+    "type": "object",
+    "required": ["approver", "decision", "comment", "at"],
+    "properties": {
+        "approver": {"type": "string"},
+        "decision": {"enum": ["approve", "deny"]},
+        "comment": {"type": "string"},
+        "at": {"type": "string", "format": "date-time"},
+    },
+}
 
 
 def openapi_document() -> dict[str, Any]:
@@ -153,6 +312,14 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             "/requests": {
+                "get": {
+                    "operationId": "listRequests",
+                    "summary": "My requests, newest first (the latest 100)",
+                    "responses": {
+                        "200": _json(_LISTED, "My requests"),
+                        **_errors(401),
+                    },
+                },
                 "post": {
                     "operationId": "fileRequest",
                     "summary": "Ask for time-bound access to a role I am eligible for",
@@ -168,7 +335,7 @@ def openapi_document() -> dict[str, Any]:
                         "201": _request_response("The request, pending"),
                         **_errors(400, 401, 403, 409),
                     },
-                }
+                },
             },
             "/requests/{request_id}": {
                 "get": {
@@ -251,6 +418,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            **_request_paths(),
             "/token/revoke": {
                 "post": {
                     "operationId": "revokeThisToken",
@@ -324,6 +492,34 @@ def openapi_document() -> dict[str, Any]:
                         "minutes": {"type": "integer"},
                         "decide_by": {"type": "string", "format": "date-time"},
                         "grant_ends_at": {"type": ["string", "null"], "format": "date-time"},
+                        "grant_state": {"enum": ["active", "expired", "revoked", None]},
+                        "revoked_by": {"type": ["string", "null"]},
+                        "revoke_reason": {"type": ["string", "null"]},
+                        "votes": {"type": "array", "items": _VOTE},
+                    },
+                },
+                "Waiting": {
+                    "allOf": [{"$ref": "#/components/schemas/Request"}],
+                    "type": "object",
+                    "required": ["requester", "justification", "approvals_required"],
+                    "properties": {
+                        "requester": {"type": "string"},
+                        "account_alias": {"type": "string"},
+                        "business_unit": {"type": "string"},
+                        "environment": {"enum": ["dev", "test", "prod"]},
+                        "justification": {"type": "string"},
+                        "ticket": {"type": "string"},
+                        "approvals_required": {"type": "integer"},
+                        "created_at": {"type": "string", "format": "date-time"},
+                    },
+                },
+                "Decision": {
+                    "type": "object",
+                    "required": ["decision"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "decision": {"enum": ["approve", "deny"]},
+                        "comment": {"type": "string", "maxLength": 2000},
                     },
                 },
                 "Credentials": {

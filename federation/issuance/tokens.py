@@ -66,25 +66,33 @@ def create_api_token(
         raise InvalidTokenRequest(
             f"A token lives between 1 and {settings.API_TOKEN_MAX_DAYS} days."
         )
+    with transaction.atomic(durable=True):
+        return insert_api_token(user, name=name, lifetime=lifetime, now=now, ip=ip)
+
+
+def insert_api_token(
+    user: User, *, name: str, lifetime: timedelta, now: datetime, ip: str | None
+) -> CreatedToken:
+    """The token row and its audit event, inside the caller's transaction (``create_api_token``
+    checks the name and lifetime first; the CLI's browser login hands out a fixed name)."""
     prefix = secrets.token_hex(4)
     plaintext = f"{TOKEN_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
-    with transaction.atomic(durable=True):
-        token = ApiToken.objects.create(
-            user=user,
-            name=name,
-            prefix=f"{TOKEN_PREFIX}{prefix}",
-            digest=digest_of(plaintext),
-            created_at=now,
-            expires_at=now + lifetime,
-        )
-        record_event(
-            "api_token.created",
-            actor=user,
-            target=f"api-token:{token.prefix}",
-            ip=ip,
-            now=now,
-            data={"name": name, "expires_at": token.expires_at.isoformat()},
-        )
+    token = ApiToken.objects.create(
+        user=user,
+        name=name,
+        prefix=f"{TOKEN_PREFIX}{prefix}",
+        digest=digest_of(plaintext),
+        created_at=now,
+        expires_at=now + lifetime,
+    )
+    record_event(
+        "api_token.created",
+        actor=user,
+        target=f"api-token:{token.prefix}",
+        ip=ip,
+        now=now,
+        data={"name": name, "expires_at": token.expires_at.isoformat()},
+    )
     return CreatedToken(token=token, plaintext=plaintext)
 
 

@@ -12,9 +12,20 @@ urlpatterns: list[URLPattern] = [
     path("api/v1/entitlements", api.entitlements, name="api-entitlements"),
     path("api/v1/credentials", api.credentials, name="api-credentials"),
     path("api/v1/console", api.console, name="api-console"),
-    path("api/v1/requests", requests_api.file_request, name="api-file-request"),
+    path("api/v1/requests", requests_api.requests_collection, name="api-requests"),
     path("api/v1/requests/<int:request_id>", requests_api.show_request, name="api-show-request"),
     path("api/v1/break-glass", requests_api.break_glass, name="api-break-glass"),
+    path(
+        "api/v1/requests/<int:request_id>/cancel",
+        requests_api.cancel_request,
+        name="api-cancel-request",
+    ),
+    path("api/v1/approvals", requests_api.list_approvals, name="api-approvals"),
+    path(
+        "api/v1/approvals/<int:request_id>/decision",
+        requests_api.decide,
+        name="api-decide-request",
+    ),
     path("api/v1/token/revoke", api.revoke_this_token, name="api-revoke-this-token"),
     path("api/v1/openapi.json", api.openapi, name="api-openapi"),
     # Last: any other path under the API answers a JSON 404 (an HTML page is no API answer).

@@ -257,6 +257,7 @@ def _apply(
     base_version: int | None,
     now: datetime,
     rolled_back_to: int | None = None,
+    emergency: bool = False,
 ) -> ApplyResult:
     if source not in Source.values:
         raise ValueError(f"unknown source {source!r}; expected one of {', '.join(Source.values)}")
@@ -296,6 +297,10 @@ def _apply(
             }
             if rolled_back_to is not None:
                 data["rolled_back_to"] = rolled_back_to
+            if emergency:
+                # A sensitive change applied without a second admin: say so, and why it counted.
+                data["emergency"] = True
+                data["sensitive_because"] = list(plan.sensitive_because)
             record_event(
                 "mappings.rollback" if source == Source.ROLLBACK else "mappings.apply",
                 actor=actor,
@@ -329,6 +334,7 @@ def apply_document(
     reason: str = "",
     base_version: int | None = None,
     now: datetime,
+    emergency: bool = False,
 ) -> ApplyResult:
     """Make the tables equal to ``document``, atomically, as a new mapping version.
 
@@ -337,10 +343,17 @@ def apply_document(
     returns a result whose ``version`` is None ("No changes"). Otherwise one MappingVersion
     (number = previous + 1, the whole document, the plan) and one audit event are written in
     the same transaction. Raises RemovalRefused when a removed row is still referenced by access
-    requests or grants; nothing is changed then.
+    requests or grants; nothing is changed then. ``emergency`` marks the audit event of a
+    sensitive change applied without a second admin (``import_mappings --emergency``).
     """
     return _apply(
-        document, actor=actor, source=source, reason=reason, base_version=base_version, now=now
+        document,
+        actor=actor,
+        source=source,
+        reason=reason,
+        base_version=base_version,
+        now=now,
+        emergency=emergency,
     )
 
 
@@ -351,6 +364,7 @@ def rollback_to_version(
     reason: str = "",
     base_version: int | None = None,
     now: datetime,
+    emergency: bool = False,
 ) -> ApplyResult:
     """Restore the document of version ``number`` as a new version (source "rollback").
 
@@ -367,4 +381,5 @@ def rollback_to_version(
         base_version=base_version,
         now=now,
         rolled_back_to=number,
+        emergency=emergency,
     )

@@ -13,6 +13,7 @@ from django import forms
 
 from federation.mappings import MappingFileInvalid
 from federation.models import (
+    MIN_GRANT_MINUTES,
     Access,
     Account,
     BusinessUnit,
@@ -62,7 +63,10 @@ class MappingRowForm(forms.Form):
     )
     access = forms.ChoiceField(choices=Access.choices, label="Access")
     max_grant_minutes = forms.IntegerField(
-        required=False, min_value=15, max_value=1440, label="Max grant (minutes, eligible only)"
+        required=False,
+        min_value=MIN_GRANT_MINUTES,
+        max_value=1440,
+        label="Max grant (minutes, eligible only)",
     )
     approver_groups = forms.CharField(
         required=False, label="Approver groups for this row (eligible only, comma-separated)"

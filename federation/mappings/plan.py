@@ -209,7 +209,7 @@ class Plan:
                 lines.extend(f"    - {entry}" for entry in approval.lost)
         if self.sensitive_because:
             lines.append("")
-            lines.append("Sensitive (in the editor, a second administrator must apply it):")
+            lines.append("Sensitive (needs a second administrator, or a command's --emergency):")
             lines.extend(f"  * {reason}" for reason in self.sensitive_because)
         if self.blockers:
             lines.append("")

@@ -11,12 +11,13 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError
 
 from federation.mappings.document import DEFAULT_REGION, DEFAULT_SESSION_MINUTES
-from federation.models import ACCOUNT_ID_RE, SLUG_RE
+from federation.models import ACCOUNT_ID_RE, MIN_GRANT_MINUTES, SLUG_RE
+from federation.models.catalog import MIN_GRANT_FAULT
 
 # STS DurationSeconds bounds (models.MIN_SESSION / MAX_SESSION) in minutes.
 SESSION_MINUTES_RANGE = (15, 720)
 # Eligible access is time-bound by design: a day is the longest grant a row may allow.
-MAX_GRANT_MINUTES_RANGE = (15, 1440)
+MAX_GRANT_MINUTES_RANGE = (MIN_GRANT_MINUTES, 1440)
 
 _ACCOUNT_ID = re.compile(ACCOUNT_ID_RE)
 _SLUG = re.compile(SLUG_RE)
@@ -202,6 +203,8 @@ def schema_message(error: Any, model: type[Item]) -> str:
         return (
             f"{error['msg'].replace('Input should be', 'must be')}, got {describe(error['input'])}"
         )
+    if kind == "greater_than_equal" and loc[-1] == "max_grant_minutes":
+        return f"{MIN_GRANT_FAULT}, got {describe(error['input'])}"
     if kind in ("greater_than_equal", "less_than_equal", "string_too_long", "string_too_short"):
         return f"{error['msg'].replace('Input should', 'must')}, got {describe(error['input'])}"
     return str(error["msg"])

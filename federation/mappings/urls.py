@@ -20,5 +20,6 @@ urlpatterns: list[URLPattern] = [
         name="mapping-draft-decide",
     ),
     path("mappings/versions/", views.version_list, name="mapping-versions"),
+    path("mappings/versions/compare/", views.version_compare, name="mapping-compare"),
     path("mappings/versions/<int:number>/", views.version_detail, name="mapping-version"),
 ]

@@ -26,6 +26,7 @@ from federation.mappings import (
     get_version_document,
     parse_document,
 )
+from federation.mappings.compare import compare_documents
 from federation.mappings.drafts import (
     DraftRefused,
     UploadRefused,
@@ -55,6 +56,7 @@ from federation.models import (
     User,
 )
 from federation.permissions import is_admin, require
+from federation.refusals import refusal_page
 
 admin_only = require(is_admin, "administrators")
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024
@@ -366,8 +368,52 @@ def draft_decide(request: HttpRequest, draft_id: int, action: str) -> HttpRespon
 @admin_only
 @require_GET
 def version_list(request: HttpRequest) -> HttpResponse:
-    versions = MappingVersion.objects.order_by("-number").defer("document")[:200]
-    return render(request, "federation/mappings/versions.html", {"versions": versions})
+    versions = list(MappingVersion.objects.order_by("-number").defer("document")[:200])
+    current = versions[0].number if versions else None
+    return render(
+        request, "federation/mappings/versions.html", {"versions": versions, "current": current}
+    )
+
+
+def _version_number(value: str | None) -> int | None:
+    return int(value) if value and value.isascii() and value.isdigit() and len(value) < 10 else None
+
+
+@admin_only
+@require_GET
+def version_compare(request: HttpRequest) -> HttpResponse:
+    """?from=A&to=B: what changes from version A to version B (either order, any two)."""
+    raw = [request.GET.get(name, "") for name in ("from", "to")]
+    numbers = [_version_number(value) for value in raw]
+    found = {
+        v.number: v
+        for v in MappingVersion.objects.filter(number__in=[n for n in numbers if n is not None])
+    }
+    missing = [value for value, number in zip(raw, numbers, strict=True) if number not in found]
+    if missing:
+        refusal = VersionNotFound(
+            f"No mapping version {missing[0][:20]!r}: compare two versions by number "
+            "(?from=A&to=B)."
+        )
+        return refusal_page(
+            request,
+            refusal,
+            back_url="/mappings/versions/",
+            back_label="Back to the versions",
+            recorded=False,
+        )
+    old, new = (found[n] for n in numbers if n is not None)
+    current = MappingVersion.objects.order_by("-number").values_list("number", flat=True).first()
+    return render(
+        request,
+        "federation/mappings/compare.html",
+        {
+            "old": old,
+            "new": new,
+            "current": current,
+            "sections": compare_documents(old.document, new.document),
+        },
+    )
 
 
 @admin_only

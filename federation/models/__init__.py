@@ -33,12 +33,14 @@ from federation.models.identity import (
     SignIn,
     User,
 )
-from federation.models.issuance import ApiToken, SessionIssuance
+from federation.models.issuance import ApiToken, DeviceLogin, SessionIssuance
 from federation.models.provisioning import DriftFinding, RoleLastUsed, Rollout, RolloutStep
 from federation.models.vocabulary import (
     ACCOUNT_ID_RE,
     ENV_ORDER,
     MAX_SESSION,
+    MIN_GRANT,
+    MIN_GRANT_MINUTES,
     MIN_SESSION,
     SLUG_RE,
     Access,
@@ -50,6 +52,8 @@ __all__ = [
     "ACCOUNT_ID_RE",
     "ENV_ORDER",
     "MAX_SESSION",
+    "MIN_GRANT",
+    "MIN_GRANT_MINUTES",
     "MIN_SESSION",
     "SLUG_RE",
     "Access",
@@ -59,6 +63,7 @@ __all__ = [
     "AuditChainHead",
     "AuditEvent",
     "BusinessUnit",
+    "DeviceLogin",
     "DirectoryGroup",
     "DirectoryMembership",
     "DirectoryUser",

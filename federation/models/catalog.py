@@ -20,6 +20,8 @@ from federation.models.identity import User
 from federation.models.vocabulary import (
     ACCOUNT_ID_RE,
     MAX_SESSION,
+    MIN_GRANT,
+    MIN_GRANT_MINUTES,
     MIN_SESSION,
     SLUG_RE,
     Access,
@@ -184,7 +186,8 @@ class GroupMapping(models.Model):
         indexes = [models.Index(fields=["group"], name="group_mapping_group_idx")]
 
     def __str__(self) -> str:
-        return f"{self.group} → {self.role_id} in {self.business_unit_id} ({self.access})"
+        # Names, never ids: this labels rows on pages, in drafts' titles and in refusals.
+        return f"{self.group} → {self.role.name} in {self.business_unit.slug} ({self.access})"
 
     def clean(self) -> None:
         faults = group_mapping_faults(
@@ -196,6 +199,12 @@ class GroupMapping(models.Model):
         )
         if faults:
             raise ValidationError(faults)
+
+
+MIN_GRANT_FAULT = (
+    f"a grant lasts at least {MIN_GRANT_MINUTES} minutes (an AWS session lasts at least 15, and "
+    "a grant must leave 15 minutes in which sessions can be started)"
+)
 
 
 def group_mapping_faults(
@@ -235,8 +244,8 @@ def group_mapping_faults(
                 "approver groups apply to eligible rows only (break-glass is reviewed afterwards "
                 "by the business unit's approvers)"
             )
-        if max_grant is not None and max_grant < MIN_SESSION:
-            faults["max_grant"] = "a grant lasts at least 15 minutes"
+        if max_grant is not None and max_grant < MIN_GRANT:
+            faults["max_grant"] = MIN_GRANT_FAULT
     return faults
 
 
@@ -275,11 +284,13 @@ class MappingVersion(models.Model):
 
 
 class DraftKind(models.TextChoices):
-    """How a draft was made in the editor (module level so Meta's constraint can name it)."""
+    """How a draft was made: in the editor, or by a command (module level so Meta's
+    constraint can name it)."""
 
     EDIT = "edit", "row edit"
     UPLOAD = "upload", "file upload"
     ROLLBACK = "rollback", "rollback"
+    IMPORT = "import", "command-line import"
 
 
 class MappingDraft(models.Model):

@@ -119,3 +119,55 @@ class ApiToken(models.Model):
 
     def is_usable_at(self, now: datetime) -> bool:
         return self.revoked_at is None and now < self.expires_at
+
+
+class DeviceLoginState(models.TextChoices):
+    PENDING = "pending", "waiting for approval"
+    APPROVED = "approved", "approved"
+    DENIED = "denied", "denied"
+    REDEEMED = "redeemed", "token handed out"
+
+
+class DeviceLogin(models.Model):
+    """A ``fedaccess login`` in progress (device-authorization style, RFC 8628's shape): the CLI
+    holds the device code (only its SHA-256 is stored), the person confirms the short user code
+    on the portal after signing in, and the CLI then receives one API token of that identity.
+    """
+
+    State = DeviceLoginState
+
+    device_digest = models.CharField(max_length=64, unique=True)
+    user_code = models.CharField(max_length=9)
+    client = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
+    user = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.PROTECT, related_name="device_logins"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    token = models.OneToOneField(
+        ApiToken, null=True, blank=True, on_delete=models.PROTECT, related_name="device_login"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=DeviceLoginState.values), name="device_login_state_valid"
+            ),
+            # Approved or redeemed means someone approved it.
+            models.CheckConstraint(
+                condition=Q(state__in=["pending", "denied"]) | Q(user__isnull=False),
+                name="device_login_approved_by_someone",
+            ),
+            # One live login per user code, so a code names exactly one CLI.
+            models.UniqueConstraint(
+                fields=["user_code"],
+                condition=Q(state="pending"),
+                name="device_login_one_pending_per_code",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"device login {self.user_code} ({self.state})"

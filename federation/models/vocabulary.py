@@ -14,6 +14,16 @@ SLUG_RE = r"^[a-z0-9][a-z0-9-]{0,62}$"
 MIN_SESSION = timedelta(minutes=15)
 MAX_SESSION = timedelta(hours=12)
 
+# Sessions never outlive their grant (SECURITY.md §4) and STS issues none under 15 minutes, so a
+# grant can start sessions only until 15 minutes before it ends. Issuing the 15-minute minimum
+# past the end and denying it in IAM at expiry was the alternative: it needs a deny statement per
+# expiring grant on the role's inline policy (10,240 characters for all of them), cuts the
+# person's standing sessions on that role too, and IAM takes minutes to apply it. So the shortest
+# grant (and the smallest max grant a mapping row may allow) is twice STS's minimum: at least 15
+# minutes in which sessions can be started.
+MIN_GRANT = 2 * MIN_SESSION
+MIN_GRANT_MINUTES = int(MIN_GRANT.total_seconds() // 60)
+
 
 class Environment(models.TextChoices):
     DEV = "dev", "dev"

@@ -19,3 +19,9 @@ def duration(value: timedelta | None) -> str:
     if hours and rest:
         return f"{hours} h {rest} min"
     return f"{hours} h" if hours else f"{rest} min"
+
+
+@register.filter
+def minutes(value: timedelta) -> int:
+    """A timedelta as whole minutes, for form values."""
+    return int(value.total_seconds() // 60)

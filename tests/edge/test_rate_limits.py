@@ -182,6 +182,7 @@ def test_request_budget_is_per_person(world: World, shared_limits: Tune) -> None
     _limited(answer, json_body=True)
     # Reading one's requests is not filing: not limited.
     assert client.get("/api/v1/entitlements", **_bearer(token)).status_code == 200
+    assert client.get("/api/v1/requests", **_bearer(token)).status_code == 200  # same path, GET
 
 
 def test_limits_can_be_turned_off_one_by_one_or_all(

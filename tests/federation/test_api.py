@@ -232,6 +232,11 @@ def test_openapi_document_describes_the_api(client: Client) -> None:
         "/requests",
         "/requests/{request_id}",
         "/break-glass",
+        "/requests/{request_id}/cancel",
+        "/approvals",
+        "/approvals/{request_id}/decision",
+        "/device/start",
+        "/device/token",
         "/token/revoke",
     }
     post = document["paths"]["/credentials"]["post"]

@@ -289,7 +289,7 @@ def test_the_database_refuses_a_draft_of_an_unknown_kind() -> None:
     with pytest.raises(IntegrityError, match="mapping_draft_kind_valid"), transaction.atomic():
         MappingDraft.objects.create(
             created_by=author,
-            kind="import",
+            kind="paste",
             summary="s",
             reason="r",
             base_version=1,

@@ -277,6 +277,28 @@ BAD_INPUTS = [
         "eligible rows only",
     ),
     (
+        "grant-shorter-than-the-shortest-grant",
+        replace_line(
+            SAMPLE,
+            13,
+            "  - {group: aws-pb-admin, role: admin, business_unit: pb,"
+            " environments: [prod], access: eligible, max_grant_minutes: 15}",
+        ),
+        13,
+        "a grant lasts at least 30 minutes",
+    ),
+    (
+        "grant-one-minute-short",
+        replace_line(
+            SAMPLE,
+            13,
+            "  - {group: aws-pb-admin, role: admin, business_unit: pb,"
+            " environments: [prod], access: eligible, max_grant_minutes: 29}",
+        ),
+        13,
+        "got the number 29",
+    ),
+    (
         "session-too-short",
         replace_line(SAMPLE, 9, "  - {name: cloud-eng, max_session_minutes: 10}"),
         9,
@@ -715,7 +737,7 @@ def test_rollback_restores_an_earlier_version_as_a_new_audited_version() -> None
     apply_text(SAMPLE)
     apply_text(CHANGED)
     output = StringIO()
-    call_command("rollback_mappings", "1", "--reason", "bad change", stdout=output)
+    call_command("rollback_mappings", "1", "--reason", "bad change", "--emergency", stdout=output)
 
     assert "Applied as mapping version 3" in output.getvalue()
     assert "+ mapping aws-dw-cloud-eng -> cloud-eng in dw" in output.getvalue()

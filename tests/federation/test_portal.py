@@ -70,6 +70,57 @@ def test_logout_is_post_only_and_flushes_the_session(client: Client) -> None:
     assert client.get("/").status_code == 302
 
 
+def test_signing_out_says_so(client: Client) -> None:
+    client.force_login(UserFactory())
+    page = client.post("/logout/", follow=True)
+    assert page.redirect_chain[-1][0] == "/login/"
+    assert "You are signed out of the portal." in page.content.decode()
+
+
+def many_accounts(count: int = 12) -> object:
+    """A person reaching ``count`` dev accounts and one prod account of Personal Banking."""
+    pb = BusinessUnitFactory(slug="pb", name="Personal Banking")
+    for n in range(count):
+        AccountFactory(alias=f"pb-dev-{n:02}", business_unit=pb, environment="dev")
+    AccountFactory(alias="pb-prod", account_id="222222222222", business_unit=pb, environment="prod")
+    GroupMappingFactory(
+        group="eng",
+        role=LogicalRoleFactory(name="cloud-eng", max_session="2:00:00"),
+        business_unit=pb,
+    )
+    return UserFactory(directory_groups=["eng"])
+
+
+def test_many_accounts_can_be_searched_and_filtered(client: Client) -> None:
+    client.force_login(many_accounts())
+    everything = client.get("/").content.decode()
+    assert 'role="search"' in everything and "Showing 13 of 13" in everything
+
+    found = client.get("/", {"q": "DEV-07 cloud"}).content.decode()
+    assert "pb-dev-07" in found and "pb-dev-08" not in found and "Showing 1 of 13" in found
+    by_unit_name = client.get("/", {"q": "banking", "env": "prod"}).content.decode()
+    assert "pb-prod" in by_unit_name and "pb-dev-00" not in by_unit_name
+    nothing = client.get("/", {"q": "nope"}).content.decode()
+    assert "Nothing matches “nope”" in nothing
+    assert "no access to any AWS account" not in nothing
+    hostile = client.get("/", {"q": "<script>x</script>", "env": "qa"})
+    assert hostile.status_code == 200 and "<script>x</script>" not in hostile.content.decode()
+
+
+def test_a_few_accounts_need_no_search(client: Client) -> None:
+    client.force_login(many_accounts(count=2))
+    assert 'role="search"' not in client.get("/").content.decode()
+
+
+def test_the_session_length_can_be_chosen_up_to_the_roles_limit(client: Client) -> None:
+    client.force_login(many_accounts(count=1))
+    body = client.get("/", {"q": "pb-prod"}).content.decode()
+    lengths = body.split('name="duration_minutes"', 1)[1].split("</select>", 1)[0]
+    values = [chunk.split('"', 1)[0] for chunk in lengths.split('value="')[1:]]
+    assert values == ["15", "30", "60", "120"]
+    assert '<option value="120" selected>2 h</option>' in lengths
+
+
 def test_healthz_answers_without_the_database(client: Client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
 

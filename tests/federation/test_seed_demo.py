@@ -79,7 +79,7 @@ def test_seed_demo_loads_the_demo_data_set() -> None:
     assert groups["bob"] == groups["carol"] == ["aws-pb-managers"]
     assert groups["dave"] == ["aws-dw-database-eng", "aws-dw-admin"]
     assert groups["erin"] == ["aws-dw-managers"]
-    assert groups["admin"] == ["fedaccess-admins"]
+    assert groups["admin"] == groups["admin2"] == ["fedaccess-admins"]
     assert groups["auditor"] == ["fedaccess-auditors"]
     assert "User alice@example.com (aws-pb-cloud-eng, aws-pb-admin): created" in output
 
@@ -144,3 +144,12 @@ def test_demo_file_exported_back_is_unchanged() -> None:
     document = parse_document(DEMO_MAPPINGS.read_text(encoding="utf-8"))
     assert parse_document(dump_document_yaml(document)) == document
     assert plan_document(document).blockers == ()
+
+
+def test_run_demo_tells_cli_users_where_the_local_sts_is() -> None:
+    from federation.management.commands.run_demo import aws_cli_hint
+
+    hint = aws_cli_hint("http://127.0.0.1:8080", "http://127.0.0.1:5999")
+    assert "fedaccess login --url http://127.0.0.1:8080" in hint
+    assert "export AWS_ENDPOINT_URL=http://127.0.0.1:5999" in hint
+    assert "--profile pb-dev.cloud-eng" in hint

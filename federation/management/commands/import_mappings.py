@@ -1,7 +1,9 @@
-"""`manage.py import_mappings FILE [--dry-run] [--reason R]`: plan, then apply a mapping file.
+"""`manage.py import_mappings FILE [--dry-run] [--reason R] [--as ADMIN | --emergency]`.
 
-The file is the complete desired state (SPEC §3.3). The plan printed is the plan applied: the
-apply is refused if the tables moved since it was computed.
+Plans, then applies a mapping file. The file is the complete desired state (SPEC §3.3). The plan
+printed is the plan applied: the apply is refused if the tables moved since it was computed. A
+sensitive change is not applied by the shell alone: it becomes a draft another admin applies
+(``--as``), or an audited ``--emergency`` (``federation/mappings/commands.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from federation.mappings import (
     parse_document,
     plan_document,
 )
-from federation.models import MappingVersion
+from federation.mappings.commands import add_landing_arguments, land_change
+from federation.models import DraftKind, MappingVersion
+from federation.refusals import Refused
 
 # MappingVersion.reason's column length.
 REASON_MAX = 500
@@ -46,6 +50,7 @@ class Command(BaseCommand):
         parser.add_argument("file", help="the YAML mapping file, or - for standard input")
         parser.add_argument("--dry-run", action="store_true", help="print the plan only")
         parser.add_argument("--reason", default="", help="why, recorded with the version")
+        add_landing_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         with say_so_if_the_database_is_lost("import_mappings"):
@@ -70,15 +75,27 @@ class Command(BaseCommand):
         if options["dry_run"]:
             self.stdout.write("Dry run: nothing applied.")
             return
+        now = timezone.now()
         try:
-            result = apply_document(
+            landing = land_change(
                 document,
-                actor=cli_actor(),
-                source=MappingVersion.Source.IMPORT,
+                plan,
+                apply=lambda emergency: apply_document(
+                    document,
+                    actor=cli_actor(),
+                    source=MappingVersion.Source.IMPORT,
+                    reason=reason,
+                    base_version=plan.base_version,
+                    now=now,
+                    emergency=emergency,
+                ),
+                kind=DraftKind.IMPORT,
+                summary=f"import of {Path(options['file']).name}",
+                proposer=options["as_admin"],
+                emergency=options["emergency"],
                 reason=reason,
-                base_version=plan.base_version,
-                now=timezone.now(),
+                now=now,
             )
-        except (MappingConflict, RemovalRefused) as refusal:
+        except (MappingConflict, RemovalRefused, Refused) as refusal:
             raise CommandError(refusal.message) from refusal
-        self.stdout.write(result.message)
+        self.stdout.write(landing.message)

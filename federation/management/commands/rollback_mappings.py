@@ -1,7 +1,8 @@
-"""`manage.py rollback_mappings VERSION [--dry-run] [--reason R]`: restore an earlier version.
+"""`manage.py rollback_mappings VERSION [--dry-run] [--reason R] [--as ADMIN | --emergency]`.
 
-The restored document is applied as a new version (source "rollback"), planned and audited
-like any import; history is never rewritten.
+Restores an earlier version: the restored document is applied as a new version (source
+"rollback"), planned and audited like any import; history is never rewritten. A sensitive
+rollback follows the same two-person rule as an import (``federation/mappings/commands.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from federation.mappings import (
     plan_document,
     rollback_to_version,
 )
+from federation.mappings.commands import add_landing_arguments, land_change
+from federation.models import DraftKind
 from federation.refusals import Refused
 
 
@@ -29,6 +32,7 @@ class Command(BaseCommand):
         parser.add_argument("version", type=int, help="the mapping version number to restore")
         parser.add_argument("--dry-run", action="store_true", help="print the plan only")
         parser.add_argument("--reason", default="", help="why, recorded with the version")
+        add_landing_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         with say_so_if_the_database_is_lost("rollback_mappings"):
@@ -37,20 +41,33 @@ class Command(BaseCommand):
     def _handle(self, **options: Any) -> None:
         number = options["version"]
         try:
-            plan = plan_document(get_version_document(number))
+            document = get_version_document(number)
+            plan = plan_document(document)
             self.stdout.write(plan.render_text())
             if plan.blockers:
                 raise RemovalRefused(plan.blockers)
             if options["dry_run"]:
                 self.stdout.write("Dry run: nothing applied.")
                 return
-            result = rollback_to_version(
-                number,
-                actor=cli_actor(),
+            now = timezone.now()
+            landing = land_change(
+                document,
+                plan,
+                apply=lambda emergency: rollback_to_version(
+                    number,
+                    actor=cli_actor(),
+                    reason=options["reason"],
+                    base_version=plan.base_version,
+                    now=now,
+                    emergency=emergency,
+                ),
+                kind=DraftKind.ROLLBACK,
+                summary=f"rollback to version {number}",
+                proposer=options["as_admin"],
+                emergency=options["emergency"],
                 reason=options["reason"],
-                base_version=plan.base_version,
-                now=timezone.now(),
+                now=now,
             )
         except Refused as refusal:
             raise CommandError(refusal.message) from refusal
-        self.stdout.write(result.message)
+        self.stdout.write(landing.message)

@@ -87,6 +87,18 @@ def create_demo_roles(broker_arn: str = DEMO_BROKER_ARN) -> list[str]:
     return created
 
 
+def aws_cli_hint(portal_url: str, sts_url: str) -> str:
+    """How a person points the fedaccess client and the AWS CLI at this demo (printed at start):
+    the credentials come from the local STS, so AWS calls must go there too."""
+    return (
+        "To use the demo from the AWS CLI:\n"
+        f"  fedaccess login --url {portal_url}     # paste a token from {portal_url}/tokens/\n"
+        "  fedaccess config                                 # profiles in ~/.aws/config\n"
+        f"  export AWS_ENDPOINT_URL={sts_url}      # the demo's local STS and IAM\n"
+        "  aws sts get-caller-identity --profile pb-dev.cloud-eng\n"
+    )
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -98,7 +110,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000")
-        parser.add_argument("--sts-port", type=int, default=0, help="default: a free port")
+        parser.add_argument(
+            "--sts-port", type=int, default=0, help="the local STS's port (default: a free one)"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.DEMO_MODE:
@@ -130,6 +144,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Local STS and IAM (moto) at {url}: {len(roles)} demo roles created.\n"
                 f"Console links go to {settings.AWS_FEDERATION_URL}\n"
+                + aws_cli_hint(settings.BASE_URL, url)
             )
             call_command("runserver", options["addrport"], use_reloader=False)
         finally:

@@ -51,6 +51,8 @@ DEMO_USERS = (
     DemoUser("dave", "Dave", ("aws-dw-database-eng", "aws-dw-admin")),
     DemoUser("erin", "Erin", ("aws-dw-managers",)),
     DemoUser("admin", "Ada", ("fedaccess-admins",)),
+    # A second admin, so the two-person rule of mapping changes can be tried in the demo.
+    DemoUser("admin2", "Grace", ("fedaccess-admins",)),
     DemoUser("auditor", "Otto", ("fedaccess-auditors",)),
 )
 

@@ -1,0 +1,1 @@
+"""``fedaccess login`` through the browser: device-authorization style sign-in for the CLI."""
