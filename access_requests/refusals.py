@@ -128,6 +128,8 @@ class AlreadyReviewed(RequestRefused):
     code = "already_reviewed"
     status = 409
     title = "Review refused"
+
+
 class NotTheHolder(RequestRefused):
     code = "not_the_holder"
     status = 403
