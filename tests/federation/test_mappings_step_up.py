@@ -70,7 +70,7 @@ def test_a_break_glass_row_without_max_grant_gets_the_sixty_minute_default() -> 
             "break-glass is reviewed afterwards",
         ),
         ("{name: admin}", GLASS.replace("break_glass", "breakglass"), "break_glass"),
-        ("{name: admin}", GLASS.replace("60}", "10}"), "greater than or equal to 15"),
+        ("{name: admin}", GLASS.replace("60}", "10}"), "a grant lasts at least 30 minutes"),
     ],
 )
 def test_bad_step_up_or_break_glass_keys_are_refused_with_their_line(
