@@ -8,9 +8,11 @@ The worker reads the *test* database (pytest-django's ``test_<name>``), so tests
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -335,6 +337,9 @@ def run_worker(
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
+            # Its own process group: the embedded beat is a child process, which outlives a
+            # worker killed with SIGKILL (the drills do that) unless the group is stopped.
+            start_new_session=True,
         )
     worker = Worker(process, log)
     try:
@@ -347,11 +352,15 @@ def run_worker(
             raise RuntimeError(f"the Celery worker exited:\n{worker.output()}")
         yield worker
     finally:
-        process.terminate()
-        try:
+        _signal_group(process, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        _signal_group(process, signal.SIGKILL)  # whatever of the group is left, beat included
+        process.wait(timeout=10)
         celery_app.control.purge()
         use_broker(**saved)
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
