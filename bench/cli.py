@@ -27,7 +27,7 @@ from pathlib import Path
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 200
 TARGET_MS = 50.0
 URL = "https://portal.invalid"  # never reached: a fresh cache entry answers
-TOKEN = "fa_bench_" + "x" * 40  # noqa: S105 - a made-up token for a cache key
+TOKEN = "fa_bench_" + "x" * 40
 ACCOUNT, ROLE = "111122223333", "ReadOnly"
 
 
@@ -83,10 +83,10 @@ def main() -> None:
         env = {**os.environ, "FEDACCESS_CONFIG_DIR": folder}
         env.pop("FEDACCESS_URL", None)
         env.pop("FEDACCESS_TOKEN", None)
-        answer = subprocess.run(
+        answer = subprocess.run(  # noqa: S603 - our own console script
             cases["fedaccess credentials (cached)"],
             env=env,
-            check=True,  # noqa: S603
+            check=True,
             capture_output=True,
         ).stdout
         assert json.loads(answer)["AccessKeyId"] == "ASIABENCH", answer

@@ -30,20 +30,13 @@ credentials, and ``make cli`` packs it (with ``cli_portal.py``) into a single-fi
 from __future__ import annotations
 
 import argparse
-import getpass
 import hashlib
 import json
 import os
-import socket
-import stat
 import sys
-import tempfile
 import time
-import webbrowser
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, TextIO
 
 from federation.cli_portal import (
     CliError,
@@ -56,6 +49,14 @@ from federation.cli_portal import (
     _write_private,
     config_dir,
 )
+
+# The cached answer of `fedaccess credentials` is the hot path (every AWS CLI call): what only the
+# other commands need (getpass, socket, tempfile, webbrowser, and urllib.request in cli_portal)
+# is imported inside the functions that use it. tests/federation/test_cli_imports.py checks.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, TextIO
 
 # datetime.UTC is 3.11+; the client supports 3.9.
 UTC = timezone.utc  # noqa: UP017
@@ -76,6 +77,9 @@ def browser_token(
 ) -> str:
     """A token by browser sign-in: show the portal URL and a code, let the person approve it
     there after signing in, and poll until the portal hands out the token (or refuses)."""
+    import socket
+    import webbrowser
+
     started = _call(url, "", "device/start", {"client": socket.gethostname()[:100]})
     page, code = str(started["verification_uri"]), str(started["user_code"])
     print(f"To sign in, open {page} and confirm the code {code}", file=out, flush=True)
@@ -107,6 +111,8 @@ def login(
     if token_stdin:
         token = stdin.readline().strip()
     elif paste:
+        import getpass
+
         token = getpass.getpass(f"Personal API token (from {url}/tokens/): ").strip()
     else:
         token = browser_token(url, open_browser=open_browser, out=sys.stderr)
@@ -387,6 +393,9 @@ def aws_config(*, write: bool) -> str:
 
 
 def _write_text_keeping_mode(path: Path, text: str) -> None:
+    import stat
+    import tempfile
+
     target = Path(os.path.realpath(path))  # a symlinked config stays a symlink
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
@@ -483,6 +492,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "break-glass":
             print(break_glass(args.account, args.role, args.why, args.minutes))
         elif args.command == "console":
+            import webbrowser
+
             link = console(args.account, args.role, args.duration)
             if args.print or not webbrowser.open(link):
                 print(link)
