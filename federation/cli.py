@@ -29,7 +29,6 @@ credentials, and ``make cli`` packs it (with ``cli_portal.py``) into a single-fi
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -37,6 +36,7 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 from federation.cli_portal import (
     CliError,
@@ -55,6 +55,7 @@ from federation.cli_portal import (
 # is imported inside the functions that use it. tests/federation/test_cli_imports.py checks.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Callable
     from typing import Any, TextIO
 
@@ -414,6 +415,8 @@ def _write_text_keeping_mode(path: Path, text: str) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(prog="fedaccess", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     p_login = commands.add_parser(
@@ -465,8 +468,48 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+_CREDENTIALS_OPTIONS = {"--account": "account", "--role": "role", "--duration": "duration"}
+
+
+def _credentials_args(argv: list[str]) -> SimpleNamespace | None:
+    """``credentials --account A --role R [--duration N] [--no-cache]``, the line every profile's
+    credential_process runs, read without argparse: building the whole parser (and the shutil it
+    imports) was a third of a cached answer's time. Anything else (help, ``--opt=value``, an
+    abbreviation, a repeated option, a value starting with ``-``, a duration that is not a
+    number, a missing option) gives None, and argparse reads it and names the fault."""
+    if not argv or argv[0] != "credentials":
+        return None
+    found: dict[str, Any] = {}
+    rest = argv[1:]
+    while rest:
+        option = rest.pop(0)
+        if option == "--no-cache" and "no_cache" not in found:
+            found["no_cache"] = True
+            continue
+        name = _CREDENTIALS_OPTIONS.get(option)
+        if name is None or name in found or not rest or rest[0].startswith("-"):
+            return None
+        found[name] = rest.pop(0)
+    if "account" not in found or "role" not in found:
+        return None
+    if "duration" in found:
+        try:
+            found["duration"] = int(found["duration"])  # as argparse's type=int
+        except ValueError:
+            return None
+    return SimpleNamespace(
+        command="credentials",
+        account=found["account"],
+        role=found["role"],
+        duration=found.get("duration"),
+        no_cache=found.get("no_cache", False),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    if argv is None:
+        argv = sys.argv[1:]
+    args = _credentials_args(argv) or _parser().parse_args(argv)
     try:
         if args.command == "login":
             print(
