@@ -149,15 +149,17 @@ class Navigation:
     reviews: int = 0
 
 
-def get_navigation(user: User, *, now: datetime) -> Navigation:
+def get_navigation(
+    user: User, *, now: datetime, entitlements: Iterable[Entitlement] | None = None
+) -> Navigation:
     """Requests: for people eligible for something or with requests of their own. Approvals: for
-    admins and members of any approver group, with the count of requests waiting for them."""
+    admins and members of any approver group, with the count of requests waiting for them.
+    ``entitlements``: the user's, resolved at ``now``, when the caller has them already."""
     accounts, rows = _approver_scope(user)
     approves = is_admin(user) or bool(accounts or rows)
-    eligible = any(
-        e.access == EntitlementAccess.ELIGIBLE
-        for e in resolve_entitlements(user.directory_groups, now=now, user_id=user.pk)
-    )
+    if entitlements is None:
+        entitlements = resolve_entitlements(user.directory_groups, now=now, user_id=user.pk)
+    eligible = any(e.access == EntitlementAccess.ELIGIBLE for e in entitlements)
     return Navigation(
         requests=eligible or AccessRequest.objects.filter(requester=user).exists(),
         approvals=approves,
