@@ -31,7 +31,7 @@ demo: venv
 # copy it onto PATH as `fedaccess`.
 cli:
 	rm -rf $(CLI_PYZ).build && mkdir -p $(CLI_PYZ).build/federation
-	cp federation/__init__.py federation/cli.py federation/cli_portal.py $(CLI_PYZ).build/federation/
+	cp federation/__init__.py federation/cli.py federation/cli_portal.py federation/cli_aws_config.py $(CLI_PYZ).build/federation/
 	printf 'import sys\nfrom federation.cli import main\nsys.exit(main())\n' \
 	  > $(CLI_PYZ).build/__main__.py
 	python3 -m zipapp $(CLI_PYZ).build -o $(CLI_PYZ) -p '/usr/bin/env python3' -c

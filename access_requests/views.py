@@ -18,6 +18,7 @@ from access_requests.forms import DecisionForm, RequestForm, RevokeForm
 from access_requests.models import Approval
 from access_requests.services import break_glass, grants, workflow
 from federation.audit.chain import request_ip
+from federation.entitlements.memo import request_entitlements
 from federation.models import User
 from federation.permissions import is_admin
 
@@ -196,7 +197,10 @@ def navigation(request: HttpRequest) -> dict[str, object]:
     user = getattr(request, "user", None)
     if not isinstance(user, User):
         return {}
-    nav = queries.get_navigation(user, now=timezone.now())
+    now = timezone.now()
+    nav = queries.get_navigation(
+        user, now=now, entitlements=request_entitlements(request, user, now=now)
+    )
     return {
         "nav_requests": nav.requests,
         "nav_approvals": nav.approvals,

@@ -23,28 +23,22 @@ A role that needs a fresh MFA sign-in (step-up) is refused with the URL of a por
 open in a browser; after signing in there with MFA, the same command succeeds.
 
 Standard library only, on Python 3.9 or newer: this runs on every AWS CLI call that needs
-credentials, and ``make cli`` packs it (with ``cli_portal.py``) into a single-file zipapp
-(``dist/fedaccess.pyz``).
+credentials, and ``make cli`` packs it (with ``cli_portal.py`` and ``cli_aws_config.py``) into a
+single-file zipapp (``dist/fedaccess.pyz``).
 """
 
 from __future__ import annotations
 
-import argparse
-import getpass
 import hashlib
 import json
 import os
-import socket
-import stat
 import sys
-import tempfile
 import time
-import webbrowser
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, TextIO
+from types import SimpleNamespace
 
+from federation.cli_aws_config import aws_config
 from federation.cli_portal import (
     CliError,
     PortalRefused,
@@ -56,6 +50,15 @@ from federation.cli_portal import (
     _write_private,
     config_dir,
 )
+
+# The cached answer of `fedaccess credentials` is the hot path (every AWS CLI call): what only the
+# other commands need (getpass, socket, tempfile, webbrowser, and urllib.request in cli_portal)
+# is imported inside the functions that use it. tests/federation/test_cli_imports.py checks.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
+    from typing import Any, TextIO
 
 # datetime.UTC is 3.11+; the client supports 3.9.
 UTC = timezone.utc  # noqa: UP017
@@ -76,6 +79,9 @@ def browser_token(
 ) -> str:
     """A token by browser sign-in: show the portal URL and a code, let the person approve it
     there after signing in, and poll until the portal hands out the token (or refuses)."""
+    import socket
+    import webbrowser
+
     started = _call(url, "", "device/start", {"client": socket.gethostname()[:100]})
     page, code = str(started["verification_uri"]), str(started["user_code"])
     print(f"To sign in, open {page} and confirm the code {code}", file=out, flush=True)
@@ -107,6 +113,8 @@ def login(
     if token_stdin:
         token = stdin.readline().strip()
     elif paste:
+        import getpass
+
         token = getpass.getpass(f"Personal API token (from {url}/tokens/): ").strip()
     else:
         token = browser_token(url, open_browser=open_browser, out=sys.stderr)
@@ -304,107 +312,9 @@ def session_note(issued: dict[str, Any], asked: int | None, *, now: datetime) ->
     return note
 
 
-BLOCK_BEGIN = "# >>> fedaccess managed block for {url}: `fedaccess config` rewrites it >>>"
-BLOCK_END = "# <<< fedaccess managed block for {url} <<<"
-
-
-def aws_config_path() -> Path:
-    explicit = os.environ.get("AWS_CONFIG_FILE")
-    return Path(explicit).expanduser() if explicit else Path.home() / ".aws" / "config"
-
-
-def _sections(lines: list[str]) -> set[str]:
-    return {
-        line.strip()[1:-1].strip()
-        for line in lines
-        if line.strip().startswith("[") and line.strip().endswith("]")
-    }
-
-
-def config_block(url: str, entitlements: list[dict[str, Any]], taken: set[str]) -> list[str]:
-    """The managed block: a working profile per usable role; eligible-only roles as comments,
-    since their credential_process would fail until a request is approved."""
-    lines = [BLOCK_BEGIN.format(url=url)]
-    eligible = []
-    for e in entitlements:
-        name = f"{e['account_alias']}.{e['role']}"
-        if not e["usable"]:
-            eligible.append(name)
-            continue
-        if f"profile {name}" in taken:
-            lines.append(f"# {name}: a profile of that name exists outside this block; left alone")
-            continue
-        lines += [
-            f"[profile {name}]",
-            f"credential_process = fedaccess credentials --account {e['account']} "
-            f"--role {e['role']}",
-            f"region = {e['region']}",
-            "",
-        ]
-    for name in eligible:
-        lines.append(f"# {name}: eligible only; request access at {url}/requests/ first")
-    if lines[-1] == "":
-        lines.pop()
-    lines.append(BLOCK_END.format(url=url))
-    return lines
-
-
-def _split_config(text: str, url: str) -> tuple[list[str], list[str]]:
-    """The file's lines before and after our block (the block itself dropped)."""
-    lines = text.splitlines()
-    begin, end = BLOCK_BEGIN.format(url=url), BLOCK_END.format(url=url)
-    if begin not in lines:
-        if end in lines:
-            raise CliError("the AWS config file has the end of a fedaccess block but no start")
-        return lines, []
-    start = lines.index(begin)
-    if end not in lines[start:]:
-        raise CliError(
-            "the fedaccess block in the AWS config file has no end marker: fix the file by hand"
-        )
-    stop = lines.index(end, start)
-    return lines[:start], lines[stop + 1 :]
-
-
-def aws_config(*, write: bool) -> str:
-    url, token = _settings()
-    entitlements = _call(url, token, "entitlements")["entitlements"]
-    path = aws_config_path()
-    if not write:
-        return "\n".join(config_block(url, entitlements, set())) + "\n"
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        text = ""
-    before, after = _split_config(text, url)
-    block = config_block(url, entitlements, _sections(before + after))
-    if before and before[-1].strip():
-        block.insert(0, "")
-    new = "\n".join(before + block + after) + "\n"
-    _write_text_keeping_mode(path, new)
-    usable = sum(1 for e in entitlements if e["usable"])
-    return f"Wrote {usable} profile(s) to {path} (in the fedaccess block; nothing else changed)."
-
-
-def _write_text_keeping_mode(path: Path, text: str) -> None:
-    target = Path(os.path.realpath(path))  # a symlinked config stays a symlink
-    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        mode = stat.S_IMODE(target.stat().st_mode)
-    except FileNotFoundError:
-        mode = 0o600
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".fedaccess-")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(prog="fedaccess", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     p_login = commands.add_parser(
@@ -456,8 +366,48 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+_CREDENTIALS_OPTIONS = {"--account": "account", "--role": "role", "--duration": "duration"}
+
+
+def _credentials_args(argv: list[str]) -> SimpleNamespace | None:
+    """``credentials --account A --role R [--duration N] [--no-cache]``, the line every profile's
+    credential_process runs, read without argparse: building the whole parser (and the shutil it
+    imports) was a third of a cached answer's time. Anything else (help, ``--opt=value``, an
+    abbreviation, a repeated option, a value starting with ``-``, a duration that is not a
+    number, a missing option) gives None, and argparse reads it and names the fault."""
+    if not argv or argv[0] != "credentials":
+        return None
+    found: dict[str, Any] = {}
+    rest = argv[1:]
+    while rest:
+        option = rest.pop(0)
+        if option == "--no-cache" and "no_cache" not in found:
+            found["no_cache"] = True
+            continue
+        name = _CREDENTIALS_OPTIONS.get(option)
+        if name is None or name in found or not rest or rest[0].startswith("-"):
+            return None
+        found[name] = rest.pop(0)
+    if "account" not in found or "role" not in found:
+        return None
+    if "duration" in found:
+        try:
+            found["duration"] = int(found["duration"])  # as argparse's type=int
+        except ValueError:
+            return None
+    return SimpleNamespace(
+        command="credentials",
+        account=found["account"],
+        role=found["role"],
+        duration=found.get("duration"),
+        no_cache=found.get("no_cache", False),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    if argv is None:
+        argv = sys.argv[1:]
+    args = _credentials_args(argv) or _parser().parse_args(argv)
     try:
         if args.command == "login":
             print(
@@ -483,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "break-glass":
             print(break_glass(args.account, args.role, args.why, args.minutes))
         elif args.command == "console":
+            import webbrowser
+
             link = console(args.account, args.role, args.duration)
             if args.print or not webbrowser.open(link):
                 print(link)

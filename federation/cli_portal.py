@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
+
+# Imported only where the portal is called or a file written: a cached answer needs neither, and
+# urllib.request (with http.client, email, ssl) is most of what starting the client costs.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 TIMEOUT_SECONDS = 30
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -50,6 +52,8 @@ def config_dir() -> Path:
 
 def _write_private(path: Path, data: dict[str, Any]) -> None:
     """Write JSON readable by the owner only, atomically (no half-written file, ever 0600)."""
+    import tempfile
+
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(path.parent, 0o700)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
@@ -89,6 +93,9 @@ def _settings() -> tuple[str, str]:
 
 
 def _call(url: str, token: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    import urllib.error
+    import urllib.request
+
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(  # noqa: S310 - the scheme is checked in _check_url
         f"{url}/api/v1/{path}",

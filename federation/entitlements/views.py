@@ -17,7 +17,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from federation.audit.chain import request_ip
-from federation.entitlements.resolve import Entitlement, resolve_entitlements
+from federation.entitlements.memo import request_entitlements
+from federation.entitlements.resolve import Entitlement
 from federation.entitlements.review import (
     ReviewRow,
     ReviewScopeRefused,
@@ -45,7 +46,7 @@ def portal(request: HttpRequest) -> HttpResponse:
     user = request.user
     assert isinstance(user, User)
     now = timezone.now()
-    entitlements = resolve_entitlements(user.directory_groups, now=now, user_id=user.pk)
+    entitlements = request_entitlements(request, user, now=now)
     names = dict(BusinessUnit.objects.values_list("slug", "name"))
     query = request.GET.get("q", "").strip()[:100]
     environment = request.GET.get("env", "")

@@ -21,6 +21,7 @@ from pytest_django.live_server_helper import LiveServer
 
 from access_requests.models import AccessRequest
 from federation import cli
+from federation.cli_aws_config import BLOCK_BEGIN
 from federation.issuance.tokens import create_api_token, revoke_api_token
 from federation.models import ApiToken, SessionIssuance
 from tests.aws import MotoServer, caller_arn
@@ -352,7 +353,7 @@ def test_config_leaves_a_same_named_profile_outside_the_block_alone(
 def test_config_refuses_a_block_without_its_end(
     logged_in: Path, aws_config: Path, live_server: LiveServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    broken = UNRELATED + cli.BLOCK_BEGIN.format(url=live_server.url) + "\n[profile x]\n"
+    broken = UNRELATED + BLOCK_BEGIN.format(url=live_server.url) + "\n[profile x]\n"
     aws_config.write_text(broken)
     assert cli.main(["config"]) == 1
     assert "no end marker" in capsys.readouterr().err

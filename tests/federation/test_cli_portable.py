@@ -24,6 +24,7 @@ CLIENT = (
     ROOT / "federation" / "__init__.py",
     ROOT / "federation" / "cli.py",
     ROOT / "federation" / "cli_portal.py",
+    ROOT / "federation" / "cli_aws_config.py",
 )
 
 
