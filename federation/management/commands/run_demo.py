@@ -92,7 +92,7 @@ def aws_cli_hint(portal_url: str, sts_url: str) -> str:
     the credentials come from the local STS, so AWS calls must go there too."""
     return (
         "To use the demo from the AWS CLI:\n"
-        f"  fedaccess login --url {portal_url}     # paste a token from {portal_url}/tokens/\n"
+        f"  fedaccess login --url {portal_url}     # confirm its code at {portal_url}/device/\n"
         "  fedaccess config                                 # profiles in ~/.aws/config\n"
         f"  export AWS_ENDPOINT_URL={sts_url}      # the demo's local STS and IAM\n"
         "  aws sts get-caller-identity --profile pb-dev.cloud-eng\n"
