@@ -7,7 +7,7 @@ from typing import Any
 
 from django.conf import settings
 
-from federation.issuance.openapi_parts import ERROR_SCHEMA, errors
+from federation.issuance.openapi_parts import ERROR_SCHEMA, errors, json_body
 from federation.issuance.openapi_requests import VOTE, request_paths
 from federation.models import ACCOUNT_ID_RE, MAX_SESSION, MIN_SESSION, SLUG_RE, EntitlementAccess
 
@@ -45,14 +45,7 @@ def openapi_document() -> dict[str, Any]:
                 "post": {
                     "operationId": "issueCredentials",
                     "summary": "Issue an AWS role session (credential_process shape)",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {"$ref": "#/components/schemas/CredentialsRequest"}
-                            }
-                        },
-                    },
+                    "requestBody": json_body({"$ref": "#/components/schemas/CredentialsRequest"}),
                     "responses": {
                         "200": {
                             "description": "Temporary credentials; never cache them in shared "
@@ -71,14 +64,7 @@ def openapi_document() -> dict[str, Any]:
                 "post": {
                     "operationId": "openConsole",
                     "summary": "A one-time AWS console sign-in link for an account and role",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {"$ref": "#/components/schemas/CredentialsRequest"}
-                            }
-                        },
-                    },
+                    "requestBody": json_body({"$ref": "#/components/schemas/CredentialsRequest"}),
                     "responses": {
                         "200": {
                             "description": "A bearer sign-in link: open it at once, share it "
