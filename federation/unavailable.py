@@ -15,11 +15,11 @@ import logging
 from collections.abc import Callable
 
 from django.conf import settings
-from django.core.cache import caches
 from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 
+from federation.edge import sessions
 from federation.middleware import content_security_policy
 
 logger = logging.getLogger(__name__)
@@ -62,13 +62,9 @@ def database_answers() -> bool:
 def session_store_answers() -> bool:
     """Whether the session store answers: always, for sessions in PostgreSQL (the database
     probe covers them); a round trip to Redis when sessions live there (SESSION_CACHE_URL)."""
-    if settings.SESSION_ENGINE != "django.contrib.sessions.backends.cache":
+    if settings.SESSION_ENGINE != "federation.edge.sessions":
         return True
-    try:
-        caches[settings.SESSION_CACHE_ALIAS].get("fedaccess-probe")
-        return True
-    except Exception:  # redis-py's errors; any failure to answer is the same answer
-        return False
+    return sessions.answers()
 
 
 class DatabaseUnavailableMiddleware:

@@ -9,14 +9,16 @@ import secrets
 from pathlib import Path
 
 import pytest
-from django.contrib.sessions.backends.cache import KEY_PREFIX
+from django.contrib.auth import SESSION_KEY
+from django.contrib.sessions.backends.base import UpdateError
 from django.contrib.sessions.models import Session
-from django.core.cache import BaseCache, caches
 from django.db import transaction
 from django.test import Client
 from django.utils import timezone
+from redis import Redis
 
 from federation.directory.leavers import process_leaver
+from federation.edge import sessions
 from federation.models import AuditEvent, LeaverKind, PortalSession, SamlAuthnRequest, SignIn, User
 from tests.saml_idp import SamlFlow, make_flow
 
@@ -25,20 +27,17 @@ pytestmark = pytest.mark.django_db(transaction=True)
 REDIS_URL = os.environ.get("TEST_SESSION_CACHE_URL", "redis://127.0.0.1:6379/8")
 
 
-def _sessions_in(settings, location: str) -> BaseCache:  # type: ignore[no-untyped-def]
-    settings.CACHES = {
-        **settings.CACHES,
-        "sessions": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": location,
-            # Keys of this test only: parallel runs share the Redis database.
-            "KEY_PREFIX": f"test-sessions-{secrets.token_hex(6)}",
-            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
-        },
-    }
-    settings.SESSION_ENGINE = "django.contrib.sessions.backends.cache"
-    settings.SESSION_CACHE_ALIAS = "sessions"
-    return caches["sessions"]
+def _sessions_in(settings, location: str) -> Redis:  # type: ignore[no-untyped-def]
+    settings.SESSION_CACHE_URL = location
+    # Keys of this test only: parallel runs share the Redis database.
+    settings.SESSION_CACHE_PREFIX = f"test-sessions-{secrets.token_hex(6)}"
+    settings.SESSION_ENGINE = "federation.edge.sessions"
+    return sessions.client()
+
+
+def _stored(settings, key: str) -> bytes | None:  # type: ignore[no-untyped-def]
+    value = sessions.client().get(f"{settings.SESSION_CACHE_PREFIX}:session:{key}")
+    return value if isinstance(value, bytes) else None
 
 
 @pytest.fixture
@@ -51,13 +50,16 @@ def test_a_sign_in_keeps_its_session_in_redis_and_a_leaver_loses_it(
     flow: SamlFlow,
     client: Client,
 ) -> None:
-    store = _sessions_in(settings, REDIS_URL)
+    _sessions_in(settings, REDIS_URL)
 
     assert flow.sign_in().status_code == 302
     assert client.get("/").status_code == 200  # the portal, signed in
 
     key = client.cookies[settings.SESSION_COOKIE_NAME].value
-    assert store.get(KEY_PREFIX + key) is not None
+    stored = _stored(settings, key)
+    # Django's signed JSON, not a pickle: Redis holds nothing that runs when read.
+    assert stored is not None and not stored.startswith(b"\x80")
+    assert user_signed_in_by(stored.decode()) == str(User.objects.get().pk)
     assert not Session.objects.exists()  # no session row in PostgreSQL
     user = User.objects.get()
     assert PortalSession.objects.get(user=user).session_key == key
@@ -70,7 +72,7 @@ def test_a_sign_in_keeps_its_session_in_redis_and_a_leaver_loses_it(
         )
 
     assert leaver.sessions_ended == 1
-    assert store.get(KEY_PREFIX + key) is None
+    assert _stored(settings, key) is None
     answer = client.get("/")
     assert answer.status_code == 302 and "/login/" in answer["Location"]
 
@@ -92,3 +94,32 @@ def test_redis_down_answers_503_and_the_sign_in_leaves_nothing_behind(
     assert not PortalSession.objects.exists()
     assert not AuditEvent.objects.filter(event_type="signin.success").exists()
     assert SamlAuthnRequest.objects.get().consumed_at is None
+
+
+def user_signed_in_by(value: str) -> str:
+    return str(sessions.SessionStore().decode(value).get(SESSION_KEY))
+
+
+def test_a_forged_or_deleted_session_signs_nobody_in(
+    settings,  # type: ignore[no-untyped-def]
+    flow: SamlFlow,
+    client: Client,
+) -> None:
+    _sessions_in(settings, REDIS_URL)
+    assert flow.sign_in().status_code == 302
+    key = client.cookies[settings.SESSION_COOKIE_NAME].value
+    redis_key = f"{settings.SESSION_CACHE_PREFIX}:session:{key}"
+    user = User.objects.get()
+
+    # Someone who can write to Redis but has no SECRET_KEY writes a session for the user.
+    sessions.client().set(redis_key, f'{{"_auth_user_id": "{user.pk}"}}', ex=60)
+    answer = client.get("/")
+    assert answer.status_code == 302 and "/login/" in answer["Location"]
+
+    # A write to a session deleted meanwhile (logout in another tab) does not bring it back.
+    store = sessions.SessionStore(session_key=key)
+    store["note"] = "x"
+    sessions.client().delete(redis_key)
+    with pytest.raises(UpdateError):
+        store.save()
+    assert sessions.client().get(redis_key) is None
