@@ -355,6 +355,7 @@ def _mfa_facts(
     idp: IdentityProvider,
     response: OneLogin_Saml2_Response,
     attributes: dict[str, list[str]],
+    authn_contexts: list[str],
     now: datetime,
 ) -> mfa.MfaFacts:
     # Read from the signed assertion only (python3-saml's _query_assertion); a missing or
@@ -362,7 +363,7 @@ def _mfa_facts(
     statements = response._query_assertion("/saml:AuthnStatement")
     return mfa.saml_facts(
         idp,
-        class_refs=[str(c) for c in response.get_authn_contexts() or []],
+        class_refs=authn_contexts,
         methods=[str(v) for v in attributes.get(mfa.methods_attribute(idp)) or []],
         instants=[str(s.get("AuthnInstant") or "") for s in statements],
         now=now,
@@ -375,8 +376,12 @@ def _identity(
     cfg = SamlIdpConfig.of(idp)
     try:
         attributes: dict[str, list[str]] = response.get_attributes()
-        name_id = response.get_nameid() or ""
-        name_id_format = response.get_nameid_format() or ""
+        # One read of the NameID for both its value and its format (python3-saml's
+        # get_nameid and get_nameid_format each parse it again).
+        name_id_data = response.get_nameid_data()
+        name_id = name_id_data.get("Value") or ""
+        name_id_format = name_id_data.get("Format") or ""
+        authn_contexts = [str(c) for c in response.get_authn_contexts() or []]
     except (OneLogin_Saml2_Error, OneLogin_Saml2_ValidationError) as err:
         raise _library_refusal(err) from None
     if cfg.subject_attribute:
@@ -399,7 +404,7 @@ def _identity(
             f"“{idp.email_attribute}”).",
         )
     session_expiry = response.get_session_not_on_or_after()
-    facts = _mfa_facts(idp, response, attributes, now)
+    facts = _mfa_facts(idp, response, attributes, authn_contexts, now)
     return VerifiedIdentity(
         idp=idp,
         subject=subject,
@@ -413,7 +418,7 @@ def _identity(
             "name_id": name_id,
             "name_id_format": name_id_format,
             "session_index": response.get_session_index(),
-            "authn_contexts": response.get_authn_contexts(),
+            "authn_contexts": authn_contexts,
             "session_not_on_or_after": (
                 datetime.fromtimestamp(session_expiry, tz=UTC).isoformat()
                 if session_expiry
@@ -464,7 +469,7 @@ def validate_response(
     not_on_or_after = _app_checks(idp, response, pending)
     identity = _identity(idp, response, now)
     claims = _consumer(
-        idp, pending, str(response.get_assertion_id()), not_on_or_after + CLOCK_DRIFT, now
+        idp, pending, str(identity.auth_context["assertion_id"]), not_on_or_after + CLOCK_DRIFT, now
     )
     return SamlSignIn(identity=identity, next_path=pending.next_path, claims=claims)
 
