@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from lxml import etree
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 from onelogin.saml2.errors import OneLogin_Saml2_Error, OneLogin_Saml2_ValidationError
@@ -27,6 +27,7 @@ from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 from onelogin.saml2.xmlparser import DTDForbidden, EntitiesForbidden, NotSupportedError
 
+from federation import rawsql
 from federation.idp import mfa
 from federation.idp.identity import SignInRefused, SingleUse, VerifiedIdentity, groups_from
 from federation.idp.saml import (
@@ -255,20 +256,28 @@ def _parse(xml: bytes, sp_settings: OneLogin_Saml2_Settings, b64: str) -> OneLog
 
 def pending_login(slug: str, relay_state: str | None) -> SamlAuthnRequest | None:
     """The AuthnRequest a response's RelayState names, with its IdP (enabled, SAML, ``slug``),
-    in one read: the ACS's first statement. None when there is none; the caller then loads the
-    IdP alone (``identity.load_idp``) to refuse an unknown one as such."""
+    in one read: the ACS's first statement, written once (``federation.rawsql``). None when
+    there is none; the caller then loads the IdP alone (``identity.load_idp``) to refuse an
+    unknown one as such."""
     if not relay_state:
         return None
-    return (
-        SamlAuthnRequest.objects.select_related("idp")
-        .filter(
-            relay_state=relay_state,
-            idp__slug=slug,
-            idp__protocol=IdentityProvider.Protocol.SAML,
-            idp__enabled=True,
-        )
-        .first()
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(_PENDING_LOGIN, [relay_state, slug, IdentityProvider.Protocol.SAML.value])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    width = len(SamlAuthnRequest._meta.concrete_fields)
+    pending = rawsql.instance(SamlAuthnRequest, row[:width])
+    pending.idp = rawsql.instance(IdentityProvider, row[width:])
+    return pending
+
+
+_PENDING_LOGIN = (
+    f"SELECT {rawsql.columns(SamlAuthnRequest, 'r')}, {rawsql.columns(IdentityProvider, 'i')} "  # noqa: S608
+    f"FROM {SamlAuthnRequest._meta.db_table} r JOIN {IdentityProvider._meta.db_table} i "
+    "ON i.id = r.idp_id "
+    "WHERE r.relay_state = %s AND i.slug = %s AND i.protocol = %s AND i.enabled"
+)
 
 
 def _pending_request(

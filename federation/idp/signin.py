@@ -18,11 +18,12 @@ from django.db.backends.utils import CursorWrapper
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
+from federation import rawsql
 from federation.audit.chain import record_event, record_refusal, request_ip
-from federation.db_pipeline import pipelined
 from federation.idp.identity import SignInRefused, SingleUse, VerifiedIdentity
 from federation.models import IdentityProvider, Person, PortalSession, SignIn, User
 from federation.observability import metrics
+from federation.rawsql import pipelined
 from federation.refusals import refusal_page
 
 AUTH_BACKEND = "django.contrib.auth.backends.ModelBackend"
@@ -54,7 +55,7 @@ def complete_sign_in(
     One transaction and one commit. A returning identity (the 9 a.m. case) costs two round
     trips to the database before the audit event and the commit: the claims, the identity's
     refresh and the sign-in's id together, then the sign-in and its session record together
-    (``federation.db_pipeline``).
+    (``federation.rawsql``).
     """
     groups = sorted(set(identity.groups))
     with transaction.atomic(durable=True):
@@ -153,8 +154,6 @@ def _execute(claim: SingleUse) -> tuple[CursorWrapper, SingleUse]:
     return cursor, claim
 
 
-# Every column of the user but the groups (JSON, and just written: set on the instance).
-_USER_FIELDS = [f.attname for f in User._meta.concrete_fields if f.name != "directory_groups"]
 _REFRESH_IDENTITY = f"""WITH old AS (
         SELECT id, email FROM {User._meta.db_table}
         WHERE idp_id = %s AND subject = %s FOR UPDATE
@@ -163,7 +162,7 @@ _REFRESH_IDENTITY = f"""WITH old AS (
         groups_source = 'signin', groups_updated_at = %s, manager = %s, last_login = %s
     FROM old
     WHERE u.id = old.id AND u.is_active AND u.person_id IS NOT NULL
-    RETURNING old.email, {", ".join(f"u.{name}" for name in _USER_FIELDS)}"""  # noqa: S608
+    RETURNING old.email, {rawsql.columns(User, "u")}"""  # noqa: S608
 
 
 def _refresh_known_identity(
@@ -191,8 +190,7 @@ def _refresh_known_identity(
         row = cursor.fetchone()
         if row is None:
             return None
-        user = User.from_db(connection.alias, _USER_FIELDS, row[1:])
-        user.directory_groups = groups
+        user = rawsql.instance(User, row[1:])
         user.idp = identity.idp  # the caller's IdP object: no second read
         return user, str(row[0])
 
