@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import secrets
 import time
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from itertools import groupby
 from typing import Any
@@ -68,7 +69,7 @@ def portal(request: HttpRequest) -> HttpResponse:
             "business_unit": bu,
             "business_unit_name": names.get(bu) or bu,
             "environments": [
-                {"environment": env, "rows": [_row_html(e, now, token) for e in items]}
+                {"environment": env, "rows": _rows_html(items, now, token)}
                 for env, items in groupby(bu_items, key=lambda e: e.environment)
             ],
         }
@@ -136,29 +137,36 @@ _row_memo: dict[Entitlement, str] = {}
 _row_memo_template: list[object] = [None]
 
 
-def _row_html(entitlement: Entitlement, now: datetime, csrf_token: str) -> SafeString:
-    """The portal row of ``entitlement`` (portal_row.html), as a person with ``csrf_token``
-    sees it at ``now``."""
+def _rows_html(entitlements: Iterable[Entitlement], now: datetime, csrf_token: str) -> SafeString:
+    """The portal rows of ``entitlements`` (portal_row.html each), as a person with
+    ``csrf_token`` sees them at ``now``, as one piece of HTML."""
     template = loader.get_template(_ROW_TEMPLATE)
     compiled = getattr(template, "template", template)  # the backend's wrapper is made per call
     if _row_memo_template[0] is not compiled:
         _row_memo.clear()
         _row_memo_template[0] = compiled
-    memoised = entitlement.grant_ends_at is None
-    try:
-        html = _row_memo.get(entitlement) if memoised else None
-    except TypeError:  # an unhashable field: render every time
-        memoised, html = False, None
-    if html is None:
-        row = _row(entitlement, now)
-        html = template.render(
-            {"row": row, "e": entitlement, "now": now, "csrf_token": _CSRF_MARKER}
-        )
-        if memoised:
-            if len(_row_memo) >= _ROW_MEMO_SIZE:
-                _row_memo.clear()
-            _row_memo[entitlement] = html
-    return mark_safe(html.replace(_CSRF_MARKER, csrf_token))  # noqa: S308 -- rendered, escaped
+    parts = []
+    for entitlement in entitlements:
+        memoised = entitlement.grant_ends_at is None
+        try:
+            html = _row_memo.get(entitlement) if memoised else None
+        except TypeError:  # an unhashable field: render every time
+            memoised, html = False, None
+        if html is None:
+            html = template.render(
+                {
+                    "row": _row(entitlement, now),
+                    "e": entitlement,
+                    "now": now,
+                    "csrf_token": _CSRF_MARKER,
+                }
+            )
+            if memoised:
+                if len(_row_memo) >= _ROW_MEMO_SIZE:
+                    _row_memo.clear()
+                _row_memo[entitlement] = html
+        parts.append(html)
+    return mark_safe("".join(parts).replace(_CSRF_MARKER, csrf_token))  # noqa: S308 -- rendered
 
 
 def _row(entitlement: Entitlement, now: datetime) -> dict[str, Any]:

@@ -64,7 +64,7 @@ def test_a_granted_row_follows_the_clock(client: Client) -> None:
     (eligible,) = resolve_entitlements(["aws-pb-admin"], now=timezone.now())
     now = timezone.now()
     granted = eligible._replace(access="grant", grant_id=1, grant_ends_at=now + timedelta(hours=2))
-    first = views._row_html(granted, now, "t")
-    later = views._row_html(granted, now + timedelta(minutes=90), "t")
+    first = views._rows_html([granted], now, "t")
+    later = views._rows_html([granted], now + timedelta(minutes=90), "t")
     assert "2\xa0hours" in first and "30\xa0minutes" in later
     assert granted not in views._row_memo
