@@ -39,6 +39,11 @@ os.environ.setdefault("DEBUG", "0")
 os.environ.setdefault("SECRET_KEY", "bench-only-" + "x" * 40)
 # Hundreds of sign-ins from one address in a few seconds: exactly what the rate limits stop.
 os.environ.setdefault("RATE_LIMITS_ENABLED", "0")
+# As production runs (docs/production.md): sessions in Redis, audit events placed by the batched
+# sequencer. Set either to "" / "inline" to time the other configuration.
+os.environ.setdefault("SESSION_CACHE_URL", "redis://127.0.0.1:6379/9")
+os.environ.setdefault("SESSION_CACHE_PREFIX", "bench-saml")
+os.environ.setdefault("AUDIT_SEQUENCING", "batched")
 SCRATCH = scratch_database("bench/saml_acs.py", "bench_saml")
 
 import psycopg  # noqa: E402

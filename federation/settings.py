@@ -363,6 +363,26 @@ CACHES["ratelimit"] = (
 )
 RATELIMIT_USE_CACHE = "ratelimit"  # django-ratelimit's setting
 
+# --- Portal sessions. In Redis when SESSION_CACHE_URL is set (production): a sign-in and a page
+# view then write and read no session row in PostgreSQL (bench/saml_acs.py). Losing Redis only
+# signs people out; a leaver's sessions are deleted through the same store
+# (federation/directory/leavers.py), and a deactivated user is refused by the auth backend
+# whatever the store holds. Unset: sessions are rows in PostgreSQL (the demo, the tests).
+SESSION_CACHE_URL = os.environ.get("SESSION_CACHE_URL", "")
+if SESSION_CACHE_URL:
+    _session_timeout = float(os.environ.get("SESSION_CACHE_TIMEOUT_SECONDS", "0.5"))
+    CACHES["sessions"] = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": SESSION_CACHE_URL,
+        "KEY_PREFIX": os.environ.get("SESSION_CACHE_PREFIX", "fedaccess"),
+        "OPTIONS": {
+            "socket_connect_timeout": _session_timeout,
+            "socket_timeout": _session_timeout,
+        },
+    }
+    SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+    SESSION_CACHE_ALIAS = "sessions"
+
 # --- Transport and cookies (SECURITY.md §3). The BASE_URL scheme decides.
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

@@ -1,4 +1,5 @@
-"""A 503 page while the database is down (issue #17), instead of a bare 500.
+"""A 503 page while the database (or the Redis that holds sessions) is down (issue #17),
+instead of a bare 500.
 
 Outside every middleware that reads the session or the user (both live in the database), so
 it also catches their failures; the page is rendered without the request's context and carries
@@ -14,6 +15,7 @@ import logging
 from collections.abc import Callable
 
 from django.conf import settings
+from django.core.cache import caches
 from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
@@ -24,7 +26,10 @@ logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 30
 CODE = "service_unavailable"
-MESSAGE = "The service is briefly unavailable (its database does not answer); try again shortly."
+MESSAGE = (
+    "The service is briefly unavailable (its database or session store does not answer); "
+    "try again shortly."
+)
 
 
 def unavailable_response(request: HttpRequest) -> HttpResponse:
@@ -54,15 +59,31 @@ def database_answers() -> bool:
         return False
 
 
+def session_store_answers() -> bool:
+    """Whether the session store answers: always, for sessions in PostgreSQL (the database
+    probe covers them); a round trip to Redis when sessions live there (SESSION_CACHE_URL)."""
+    if settings.SESSION_ENGINE != "django.contrib.sessions.backends.cache":
+        return True
+    try:
+        caches[settings.SESSION_CACHE_ALIAS].get("fedaccess-probe")
+        return True
+    except Exception:  # redis-py's errors; any failure to answer is the same answer
+        return False
+
+
 class DatabaseUnavailableMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if response.status_code == 500 and not database_answers():
-            logger.error("database unreachable: answered %s with 503", request.path)
-            return unavailable_response(request)
+        if response.status_code == 500:
+            if not database_answers():
+                logger.error("database unreachable: answered %s with 503", request.path)
+                return unavailable_response(request)
+            if not session_store_answers():
+                logger.error("session store unreachable: answered %s with 503", request.path)
+                return unavailable_response(request)
         return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:

@@ -47,6 +47,18 @@ class VerifiedIdentity:
     mfa: MfaFacts = field(default_factory=lambda: MfaFacts(False, (), None))
 
 
+@dataclass(frozen=True)
+class SingleUse:
+    """A protocol's single-use record (a SAML AuthnRequest consumed, an assertion id stored):
+    one statement that must change exactly one row, else the sign-in is refused with
+    ``refusal`` and nothing is written. Run by ``signin.complete_sign_in`` inside the sign-in
+    transaction; the database's conditional UPDATE or unique key is the arbiter."""
+
+    sql: str
+    params: tuple[Any, ...]
+    refusal: SignInRefused
+
+
 def groups_from(values: Sequence[Any] | str | None) -> tuple[str, ...]:
     """Normalise a groups attribute/claim (one value or many) to a tuple of non-empty names."""
     if values is None:

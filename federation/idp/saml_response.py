@@ -13,12 +13,11 @@ import base64
 import binascii
 import hmac
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from lxml import etree
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 from onelogin.saml2.errors import OneLogin_Saml2_Error, OneLogin_Saml2_ValidationError
@@ -29,7 +28,7 @@ from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 from onelogin.saml2.xmlparser import DTDForbidden, EntitiesForbidden, NotSupportedError
 
 from federation.idp import mfa
-from federation.idp.identity import SignInRefused, VerifiedIdentity, groups_from
+from federation.idp.identity import SignInRefused, SingleUse, VerifiedIdentity, groups_from
 from federation.idp.saml import (
     NS_DS,
     SamlIdpConfig,
@@ -62,8 +61,8 @@ TRANSIENT_NAMEID = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
 class SamlSignIn:
     identity: VerifiedIdentity
     next_path: str
-    # Marks the AuthnRequest and the assertion id used; pass to complete_sign_in(consume=...).
-    consume: Callable[[], None]
+    # Mark the AuthnRequest and the assertion id used; pass to complete_sign_in(claims=...).
+    claims: tuple[SingleUse, ...]
 
 
 class IdpInitiatedLogin(Exception):
@@ -254,11 +253,33 @@ def _parse(xml: bytes, sp_settings: OneLogin_Saml2_Settings, b64: str) -> OneLog
     return response
 
 
+def pending_login(slug: str, relay_state: str | None) -> SamlAuthnRequest | None:
+    """The AuthnRequest a response's RelayState names, with its IdP (enabled, SAML, ``slug``),
+    in one read: the ACS's first statement. None when there is none; the caller then loads the
+    IdP alone (``identity.load_idp``) to refuse an unknown one as such."""
+    if not relay_state:
+        return None
+    return (
+        SamlAuthnRequest.objects.select_related("idp")
+        .filter(
+            relay_state=relay_state,
+            idp__slug=slug,
+            idp__protocol=IdentityProvider.Protocol.SAML,
+            idp__enabled=True,
+        )
+        .first()
+    )
+
+
 def _pending_request(
-    idp: IdentityProvider, relay_state: str, browser_secret: str | None, now: datetime
+    idp: IdentityProvider,
+    relay_state: str,
+    browser_secret: str | None,
+    now: datetime,
+    found: SamlAuthnRequest | None,
 ) -> SamlAuthnRequest:
-    pending = SamlAuthnRequest.objects.filter(relay_state=relay_state).first()
-    if pending is None or pending.idp_id != idp.pk:
+    pending = found or SamlAuthnRequest.objects.filter(relay_state=relay_state).first()
+    if pending is None or pending.idp_id != idp.pk or pending.relay_state != relay_state:
         raise _refused(
             "saml.unsolicited",
             "This sign-in response does not answer a sign-in started here. Please sign in again.",
@@ -409,17 +430,19 @@ def validate_response(
     relay_state: str | None,
     browser_secret: str | None,
     now: datetime,
+    pending: SamlAuthnRequest | None = None,
 ) -> SamlSignIn:
     """Validate a POSTed response for ``idp`` (from ``identity.load_idp``). Writes nothing.
 
     ``browser_secret`` is the login-start cookie the browser sent (``saml.browser_cookie``);
-    a response answers only the browser whose login it answers.
+    a response answers only the browser whose login it answers. ``pending``: the request
+    ``pending_login`` found for ``relay_state`` (else it is looked up here).
 
-    Returns the identity, the local path to go to, and ``consume``, which marks the AuthnRequest
-    and the assertion id used (raising ``SignInRefused`` on a replay) and must run in the
-    sign-in transaction. Raises ``SignInRefused`` naming the fault, or ``IdpInitiatedLogin``
-    for an unsolicited response from an IdP configured to allow them (the caller restarts an
-    SP-initiated login; nobody is signed in).
+    Returns the identity, the local path to go to, and ``claims``, which mark the AuthnRequest
+    and the assertion id used (a replay is refused) and run in the sign-in transaction. Raises
+    ``SignInRefused`` naming the fault, or ``IdpInitiatedLogin`` for an unsolicited response
+    from an IdP configured to allow them (the caller restarts an SP-initiated login; nobody is
+    signed in).
     """
     if not saml_response:
         raise _refused("saml.missing_response", "No sign-in response was received.", 400)
@@ -431,7 +454,7 @@ def validate_response(
             "saml.unsolicited",
             "This sign-in was not started here (identity-provider-initiated sign-in is off).",
         )
-    pending = _pending_request(idp, relay_state, browser_secret, now)
+    pending = _pending_request(idp, relay_state, browser_secret, now, pending)
     sp_settings = saml_settings(idp)
     response = _parse(xml, sp_settings, saml_response)
     try:
@@ -440,10 +463,10 @@ def validate_response(
         raise _library_refusal(err) from None
     not_on_or_after = _app_checks(idp, response, pending)
     identity = _identity(idp, response, now)
-    consume = _consumer(
+    claims = _consumer(
         idp, pending, str(response.get_assertion_id()), not_on_or_after + CLOCK_DRIFT, now
     )
-    return SamlSignIn(identity=identity, next_path=pending.next_path, consume=consume)
+    return SamlSignIn(identity=identity, next_path=pending.next_path, claims=claims)
 
 
 def _consumer(
@@ -452,30 +475,26 @@ def _consumer(
     assertion_id: str,
     keep_until: datetime,
     now: datetime,
-) -> Callable[[], None]:
+) -> tuple[SingleUse, SingleUse]:
     """Single use across instances: the conditional UPDATE and the unique insert are the
-    arbiters. Runs inside the sign-in transaction, so a refusal writes nothing."""
-
-    def consume() -> None:
-        used = SamlAuthnRequest.objects.filter(pk=pending.pk, consumed_at__isnull=True).update(
-            consumed_at=now
-        )
-        if used != 1:
-            raise _refused("saml.replay", "This sign-in response was already used.")
-        # ON CONFLICT instead of a savepoint around the insert: same arbiter (the unique
-        # constraint), two fewer round trips on the sign-in path.
-        meta = SamlConsumedAssertion._meta
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {meta.db_table} (idp_id, assertion_id, not_on_or_after, consumed_at) "  # noqa: S608
-                "VALUES (%s, %s, %s, %s) ON CONFLICT (idp_id, assertion_id) DO NOTHING",
-                [idp.pk, assertion_id, keep_until, now],
-            )
-            inserted = cursor.rowcount
-        if inserted != 1:
-            raise _refused("saml.replay", "This sign-in response was already used.")
-
-    return consume
+    arbiters (ON CONFLICT rather than a savepoint: same arbiter, fewer round trips). They run
+    inside the sign-in transaction, so a refusal writes nothing."""
+    replay = _refused("saml.replay", "This sign-in response was already used.")
+    requests = SamlAuthnRequest._meta.db_table
+    assertions = SamlConsumedAssertion._meta.db_table
+    return (
+        SingleUse(
+            f"UPDATE {requests} SET consumed_at = %s WHERE id = %s AND consumed_at IS NULL",  # noqa: S608
+            (now, pending.pk),
+            replay,
+        ),
+        SingleUse(
+            f"INSERT INTO {assertions} (idp_id, assertion_id, not_on_or_after, consumed_at) "  # noqa: S608
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (idp_id, assertion_id) DO NOTHING",
+            (idp.pk, assertion_id, keep_until, now),
+            replay,
+        ),
+    )
 
 
 def purge_expired(*, now: datetime) -> int:

@@ -8,16 +8,19 @@ Protocol adapters (``saml_response.py``, ``oidc.py``) validate a response and ha
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from django.contrib.auth import SESSION_KEY, login
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.backends.utils import CursorWrapper
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
 from federation.audit.chain import record_event, record_refusal, request_ip
-from federation.idp.identity import SignInRefused, VerifiedIdentity
+from federation.db_pipeline import pipelined
+from federation.idp.identity import SignInRefused, SingleUse, VerifiedIdentity
 from federation.models import IdentityProvider, Person, PortalSession, SignIn, User
 from federation.observability import metrics
 from federation.refusals import refusal_page
@@ -37,68 +40,79 @@ def complete_sign_in(
     identity: VerifiedIdentity,
     *,
     now: datetime,
-    consume: Callable[[], None] | None = None,
+    claims: Sequence[SingleUse] = (),
 ) -> User:
     """Find or create the identity keyed on (IdP, subject), link it to its person (see
     ``person_for``), store this sign-in and its groups, audit it, and start a fresh session
     (the session id is rotated).
 
-    ``consume`` (optional) runs first inside the same transaction: a protocol's single-use
-    bookkeeping (SAML request and assertion ids, OIDC state). If it raises ``SignInRefused``
-    nothing is written. An email change updates the same identity; a recycled email on a new
-    subject is a new identity that inherits nothing (access stays with the identity).
+    ``claims`` (optional): a protocol's single-use records (SAML request and assertion ids),
+    each of which must change one row in this transaction, else the sign-in is refused with its
+    refusal and nothing is written. An email change updates the same identity; a recycled email
+    on a new subject is a new identity that inherits nothing (access stays with the identity).
+
+    One transaction and one commit. A returning identity (the 9 a.m. case) costs two round
+    trips to the database before the audit event and the commit: the claims, the identity's
+    refresh and the sign-in's id together, then the sign-in and its session record together
+    (``federation.db_pipeline``).
     """
     groups = sorted(set(identity.groups))
     with transaction.atomic(durable=True):
-        if consume is not None:
-            consume()
-        user = (
-            User.objects.select_for_update()
-            .filter(idp=identity.idp, subject=identity.subject)
-            .first()
-        )
-        created = user is None
-        if user is not None and not user.is_active:
-            # Deactivated over SCIM (a leaver): the IdP may still sign them in (Okta suspends
-            # without telling us), but nothing here starts a session for them again.
-            raise SignInRefused(
-                "This account has been deactivated by your directory.",
-                code="signin.deactivated",
+        with pipelined() as sync, connection.cursor() as ids, connection.cursor() as refresh:
+            claimed = [_execute(claim) for claim in claims]
+            ids.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id'))", [SIGN_IN_TABLE])
+            read_known = _refresh_known_identity(refresh, identity, groups, now=now)
+            sync()
+            sign_in_id = int(ids.fetchone()[0])
+            known = read_known()
+        for cursor, claim in claimed:
+            used = cursor.rowcount
+            cursor.close()
+            if used != 1:
+                raise claim.refusal
+        if known is not None:
+            user, previous_email = known
+            created, linked_by = False, "subject"
+        else:
+            user, previous_email, created, linked_by = _write_identity(identity, groups, now=now)
+        metrics.record_signin(idp=identity.idp.slug, protocol=identity.idp.protocol)
+        # A new session id at every sign-in, so one planted before it is dead afterwards:
+        # login() rotates it for a browser nobody was signed in to, and flushes it for another
+        # person, but keeps it when the same person signs in again (step-up): rotate that here.
+        # Inside the transaction, so a session row (PostgreSQL store) commits with the sign-in.
+        # (last_login is saved above; federation/apps.py drops Django's second UPDATE of it.)
+        if request.session.get(SESSION_KEY) == str(user.pk):
+            request.session.cycle_key()
+        login(request, user, backend=AUTH_BACKEND)
+        request.session["signed_in_at"] = int(now.timestamp())  # absolute limit: middleware.py
+        # The sign-in this browser session stands on: what step-up judges (stepup/rules.py).
+        request.session[SIGN_IN_SESSION_KEY] = sign_in_id
+        ip = request_ip(request)
+        with pipelined(), connection.cursor() as cursor:
+            cursor.execute(
+                _INSERT_SIGN_IN,
+                [
+                    sign_in_id,
+                    user.pk,
+                    identity.idp.pk,
+                    now,
+                    json.dumps(groups),
+                    ip,
+                    json.dumps(dict(identity.auth_context), default=str),
+                    identity.mfa.mfa,
+                    identity.mfa.authenticated_at,
+                ],
             )
-        if user is None:
-            user = User(
-                idp=identity.idp,
-                subject=identity.subject,
-                username=_username_for(identity.idp, identity.subject),
-            )
-            user.set_unusable_password()
-        previous_email = user.email
-        linked_by = "subject"
-        if user.person_id is None:
-            person, linked_by = person_for(identity, now=now)
-            user.person = person
-        user.email = identity.email
-        user.directory_groups = groups
-        user.groups_source = "signin"
-        user.groups_updated_at = now
-        user.manager = identity.manager
-        user.last_login = now
-        user.save()
-        sign_in = SignIn.objects.create(
-            user=user,
-            idp=identity.idp,
-            at=now,
-            groups=groups,
-            ip=request_ip(request),
-            auth_context=dict(identity.auth_context),
-            mfa=identity.mfa.mfa,
-            authenticated_at=identity.mfa.authenticated_at,
-        )
+            # login() has given the session a fresh key: remember it, so a leaver's sessions
+            # can all be ended (federation/directory/leavers.py).
+            if request.session.session_key:
+                cursor.execute(_INSERT_PORTAL_SESSION, [user.pk, request.session.session_key, now])
+        # After the block: the audit writer reads its own answers (and, inline, sequences).
         record_event(
             "signin.success",
             actor=user,
             target=f"idp:{identity.idp.slug}",
-            ip=request_ip(request),
+            ip=ip,
             now=now,
             data={
                 "idp": identity.idp.slug,
@@ -112,29 +126,115 @@ def complete_sign_in(
                 "groups": groups,
                 "manager": identity.manager,
                 "auth_context": dict(identity.auth_context),
-                "sign_in": sign_in.pk,
+                "sign_in": sign_in_id,
                 "mfa": identity.mfa.to_json(),
             },
         )
-        metrics.record_signin(idp=identity.idp.slug, protocol=identity.idp.protocol)
-        # A new session id at every sign-in, so one planted before it is dead afterwards:
-        # login() rotates it for a browser nobody was signed in to, and flushes it for another
-        # person, but keeps it when the same person signs in again (step-up): rotate that here.
-        # Inside the transaction, so the new session row commits with the sign-in record.
-        # (last_login is saved above; federation/apps.py drops Django's second UPDATE of it.)
-        if request.session.get(SESSION_KEY) == str(user.pk):
-            request.session.cycle_key()
-        login(request, user, backend=AUTH_BACKEND)
-        request.session["signed_in_at"] = int(now.timestamp())  # absolute limit: middleware.py
-        # The sign-in this browser session stands on: what step-up judges (stepup/rules.py).
-        request.session[SIGN_IN_SESSION_KEY] = sign_in.pk
-        # login() has created the session row under a fresh key: remember it, so a leaver's
-        # sessions can all be ended (federation/directory/leavers.py).
-        if request.session.session_key:
-            PortalSession.objects.create(
-                user=user, session_key=request.session.session_key, created_at=now
-            )
     return user
+
+
+SIGN_IN_TABLE = SignIn._meta.db_table
+# The sign-in path's own inserts, written once (no ORM compile per sign-in) so they can share a
+# round trip: the id comes from the sequence beforehand, nothing is read back.
+_INSERT_SIGN_IN = (
+    f"INSERT INTO {SIGN_IN_TABLE} "  # noqa: S608 - only our table name
+    "(id, user_id, idp_id, at, groups, ip, auth_context, mfa, authenticated_at) "
+    "VALUES (%s, %s, %s, %s, %s::jsonb, %s::inet, %s::jsonb, %s, %s)"
+)
+_INSERT_PORTAL_SESSION = (
+    f"INSERT INTO {PortalSession._meta.db_table} (user_id, session_key, created_at) "  # noqa: S608
+    "VALUES (%s, %s, %s)"
+)
+
+
+def _execute(claim: SingleUse) -> tuple[CursorWrapper, SingleUse]:
+    cursor = connection.cursor()
+    cursor.execute(claim.sql, list(claim.params))
+    return cursor, claim
+
+
+# Every column of the user but the groups (JSON, and just written: set on the instance).
+_USER_FIELDS = [f.attname for f in User._meta.concrete_fields if f.name != "directory_groups"]
+_REFRESH_IDENTITY = f"""WITH old AS (
+        SELECT id, email FROM {User._meta.db_table}
+        WHERE idp_id = %s AND subject = %s FOR UPDATE
+    )
+    UPDATE {User._meta.db_table} AS u SET email = %s, directory_groups = %s::jsonb,
+        groups_source = 'signin', groups_updated_at = %s, manager = %s, last_login = %s
+    FROM old
+    WHERE u.id = old.id AND u.is_active AND u.person_id IS NOT NULL
+    RETURNING old.email, {", ".join(f"u.{name}" for name in _USER_FIELDS)}"""  # noqa: S608
+
+
+def _refresh_known_identity(
+    cursor: CursorWrapper, identity: VerifiedIdentity, groups: list[str], *, now: datetime
+) -> Callable[[], tuple[User, str] | None]:
+    """Store this sign-in's facts on an existing, active identity already linked to its person,
+    in one statement that also locks the row and hands back the email it had. Returns the
+    reader to call once the answers are in (``pipelined``'s sync): the user and that email, or
+    None when there is no such identity (new, unlinked or deactivated: ``_write_identity``
+    decides)."""
+    cursor.execute(
+        _REFRESH_IDENTITY,
+        (
+            identity.idp.pk,
+            identity.subject,
+            identity.email,
+            json.dumps(groups),
+            now,
+            identity.manager,
+            now,
+        ),
+    )
+
+    def read() -> tuple[User, str] | None:
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        user = User.from_db(connection.alias, _USER_FIELDS, row[1:])
+        user.directory_groups = groups
+        user.idp = identity.idp  # the caller's IdP object: no second read
+        return user, str(row[0])
+
+    return read
+
+
+def _write_identity(
+    identity: VerifiedIdentity, groups: list[str], *, now: datetime
+) -> tuple[User, str, bool, str]:
+    """Create the identity (a first sign-in), link it to its person, or refuse a deactivated
+    one; returns the user, its previous email, whether it is new and how it was linked."""
+    user = (
+        User.objects.select_for_update().filter(idp=identity.idp, subject=identity.subject).first()
+    )
+    created = user is None
+    if user is not None and not user.is_active:
+        # Deactivated over SCIM (a leaver): the IdP may still sign them in (Okta suspends
+        # without telling us), but nothing here starts a session for them again.
+        raise SignInRefused(
+            "This account has been deactivated by your directory.",
+            code="signin.deactivated",
+        )
+    if user is None:
+        user = User(
+            idp=identity.idp,
+            subject=identity.subject,
+            username=_username_for(identity.idp, identity.subject),
+        )
+        user.set_unusable_password()
+    previous_email = user.email
+    linked_by = "subject"
+    if user.person_id is None:
+        person, linked_by = person_for(identity, now=now)
+        user.person = person
+    user.email = identity.email
+    user.directory_groups = groups
+    user.groups_source = "signin"
+    user.groups_updated_at = now
+    user.manager = identity.manager
+    user.last_login = now
+    user.save()
+    return user, previous_email, created, linked_by
 
 
 def link_by_email_allowed(idp: IdentityProvider) -> bool:

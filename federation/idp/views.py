@@ -94,13 +94,15 @@ def saml_acs(request: HttpRequest, slug: str) -> HttpResponse:
         "The sign-in response is too large.", code="saml.too_large", status=413
     )
     try:
-        idp = load_idp(slug, SAML)
         if _content_length(request) > saml_response.MAX_RESPONSE_CHARS + 8192:
             raise too_large
         try:
             posted = request.POST
         except RequestDataTooBig:
             raise too_large from None
+        # The login it answers and its IdP in one read; an unknown IdP is refused as such.
+        pending = saml_response.pending_login(slug, posted.get("RelayState"))
+        idp = pending.idp if pending is not None else load_idp(slug, SAML)
         cookie = saml.browser_cookie(idp)
         result = saml_response.validate_response(
             idp,
@@ -108,8 +110,9 @@ def saml_acs(request: HttpRequest, slug: str) -> HttpResponse:
             relay_state=posted.get("RelayState"),
             browser_secret=request.COOKIES.get(cookie.name),
             now=now,
+            pending=pending,
         )
-        complete_sign_in(request, result.identity, now=now, consume=result.consume)
+        complete_sign_in(request, result.identity, now=now, claims=result.claims)
     except saml_response.IdpInitiatedLogin:
         return HttpResponseRedirect(reverse("idp:saml-login", args=[slug]))
     except SignInRefused as refusal:

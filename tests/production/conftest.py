@@ -115,6 +115,9 @@ def deployment(
         CELERY_BROKER_URL=rabbitmq_url,
         RATE_LIMIT_CACHE_URL=REDIS_URL,
         RATE_LIMIT_CACHE_PREFIX=f"t{secrets.token_hex(6)}",
+        # Sessions in Redis, as docs/production.md says to run it.
+        SESSION_CACHE_URL=REDIS_URL,
+        SESSION_CACHE_PREFIX=f"s{secrets.token_hex(6)}",
         STATIC_ROOT=str(tmp_path / "static"),
         BEAT_SCHEDULE_FILE=str(tmp_path / "beat-schedule"),
     )
