@@ -24,7 +24,8 @@ and after, next to what the whole machine spent (it is shared):
 Rate limits are off (RATE_LIMITS_ENABLED=0): hundreds of sign-ins from one address in seconds are
 exactly what they stop. The audit is sequenced in batches (a broker is configured: Redis db 13
 unless CELERY_BROKER_URL is set; no worker runs, the events wait unsequenced as they would for a
-few seconds in production). DEBUG is off.
+few seconds in production). Sessions are in Redis (SESSION_CACHE_URL, the same Redis db unless
+set; its own key prefix). DEBUG is off.
 
 SCALE (default 1) scales counts and durations: SCALE=0.2 is a ~30 s smoke run. Runs in its own
 database ``<DATABASE_URL name>_bench_load``, created and dropped here.
@@ -84,6 +85,9 @@ os.environ.setdefault("SECRET_KEY", "bench-only-" + "x" * 40)
 os.environ.setdefault("RATE_LIMITS_ENABLED", "0")
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/13")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
+# Sessions in Redis, as in production (docs/production.md), under a key prefix of this run.
+os.environ.setdefault("SESSION_CACHE_URL", "redis://127.0.0.1:6379/13")
+os.environ.setdefault("SESSION_CACHE_PREFIX", f"bench-load-{os.getpid()}")
 os.environ["BASE_URL"] = BASE_URL
 os.environ.update(
     {
@@ -627,6 +631,7 @@ def run(procs: Processes, workdir: Path, floor_dir: Path) -> None:
     print(
         f"gunicorn: {workers} {kind} workers (scripts/serve web, gunicorn.conf.py), DEBUG=0, "
         f"RATE_LIMITS_ENABLED={os.environ['RATE_LIMITS_ENABLED']}, "
+        f"SESSION_CACHE_URL={'set' if os.environ.get('SESSION_CACHE_URL') else 'unset'}, "
         f"{PROCESSES * THREADS} connections from {PROCESSES} driver processes, SCALE={SCALE}"
     )
     t0 = time.monotonic()
