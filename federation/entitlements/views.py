@@ -131,7 +131,7 @@ def _matches(entitlement: Entitlement, query: str, unit_name: str) -> bool:
 # (the marker is secret to the process, and escaped row data cannot spell it). The memo holds
 # for one compiled row template: a new one (the uncached loader of DEBUG) starts it afresh.
 _ROW_TEMPLATE = "federation/portal_row.html"
-_ROW_MEMO_SIZE = 20_000
+_ROW_MEMO_SIZE = 5_000  # about 1.4 KB each: some 7 MB a worker at most
 _CSRF_MARKER = "csrf" + secrets.token_hex(16)
 _row_memo: dict[Entitlement, str] = {}
 _row_memo_template: list[object] = [None]
