@@ -20,12 +20,12 @@ from tests.factories import (
 
 pytestmark = pytest.mark.django_db
 
-# The session row, the user, the mapping version with the person's grants, the unit names and
-# the approver scope (accounts, mapping rows); for an approver also the requests waiting for
-# them and the break-glass activations to review. (A person eligible for nothing adds whether
-# they filed requests of their own.)
-PERSON_QUERIES = 6
-APPROVER_QUERIES = 8
+# The session row, the user, the mapping version with the person's grants and the approver scope
+# (accounts and mapping rows in one statement; the unit names are memoised for a few seconds);
+# for an approver also the requests waiting for them and the break-glass activations to review.
+# (A person eligible for nothing adds whether they filed requests of their own.)
+PERSON_QUERIES = 4
+APPROVER_QUERIES = 6
 
 
 def person(accounts: int, *, approver: bool = True) -> User:
