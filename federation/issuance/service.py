@@ -16,7 +16,7 @@ from typing import Any
 from django.db import transaction
 
 from access_requests.models import Grant
-from federation.audit.chain import record_event, record_refusal
+from federation.audit.chain import record_event_with_row, record_refusal
 from federation.aws import sts
 from federation.aws.names import IdentityNotExpressible, session_name_for
 from federation.entitlements.resolve import Entitlement, find_entitlement
@@ -358,7 +358,7 @@ def _issue(
         except sts.ConsoleLinkFailed as error:
             link_failure = error
     expires_at = now + duration
-    issuance = SessionIssuance.objects.create(
+    issuance = SessionIssuance(
         user=user,
         account_id=account_id,
         role_id=role,
@@ -378,7 +378,6 @@ def _issue(
         ip=ip,
     )
     context.update(
-        issuance_id=issuance.pk,
         region=session.region,
         endpoint=session.endpoint,
         aws_request_id=session.aws_request_id,
@@ -386,8 +385,11 @@ def _issue(
         expires_at=expires_at.isoformat(),
         failed_over=[vars(attempt) for attempt in session.attempts],
     )
-    record_event(
+    # The row and its event in one statement; the event's data gains issuance_id.
+    record_event_with_row(
+        issuance,
         "issuance.issued",
+        link="issuance_id",
         actor=user,
         account_id=account_id,
         target=_audit_target(account_id, role),
@@ -395,6 +397,7 @@ def _issue(
         now=now,
         data=context,
     )
+    context["issuance_id"] = issuance.pk
     metrics.record_issuance(account=account_id, role=role, region=session.region, kind=kind)
     if link_failure is not None:
         # The session exists (CloudTrail has the AssumeRole), so its row and the event above
