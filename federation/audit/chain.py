@@ -25,7 +25,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Model
+from django.db.models import Field, Model
 from django.db.models.sql import InsertQuery
 from django.http import HttpRequest
 
@@ -254,16 +254,37 @@ def _event_params(event: AuditEvent) -> list[Any]:
     ]
 
 
+# Per model: the ORM's INSERT of a new row (all concrete fields but the primary key, RETURNING
+# the key), built once by the ORM's own compiler, and the fields in the order of its parameters.
+_ROW_INSERTS: dict[type[Model], tuple[str, list[Field[Any, Any]]]] = {}
+
+
+def _row_insert(row: Model) -> tuple[str, list[Any]]:
+    """The INSERT of ``row`` as ``Model.save`` would write it, and its parameters. Compiling an
+    INSERT through the ORM costs more CPU than the statement itself, so the SQL is compiled
+    once per model; each row's values are prepared as the compiler prepares them (``pre_save``
+    then ``get_db_prep_save``)."""
+    model = type(row)
+    cached = _ROW_INSERTS.get(model)
+    if cached is None:
+        meta = row._meta
+        fields = [f for f in meta.local_concrete_fields if not f.primary_key]
+        query = InsertQuery(model)
+        query.insert_values(fields, [row])
+        compiler = query.get_compiler(using=connection.alias)
+        compiler.returning_fields = [meta.pk]
+        ((sql, params),) = compiler.as_sql()
+        if len(params) != len(fields):  # a field with a placeholder of its own: no cache
+            return sql, list(params)
+        cached = _ROW_INSERTS[model] = (sql, fields)
+    sql, fields = cached
+    return sql, [f.get_db_prep_save(f.pre_save(row, True), connection) for f in fields]
+
+
 def _insert_with_row(event: AuditEvent, row: Model, link: str) -> None:
     """``row``'s INSERT (as the ORM writes it) and the event's, in one statement: the event's
     data gains ``link``, the row's new id, in the database."""
-    meta = row._meta
-    fields = [f for f in meta.local_concrete_fields if not f.primary_key]
-    query = InsertQuery(row.__class__)
-    query.insert_values(fields, [row])
-    compiler = query.get_compiler(using=connection.alias)
-    compiler.returning_fields = [meta.pk]
-    ((row_sql, row_params),) = compiler.as_sql()
+    row_sql, row_params = _row_insert(row)
     with connection.cursor() as cursor:
         cursor.execute(
             f"WITH new_row AS ({row_sql}) "  # noqa: S608 (the ORM's own INSERT)
