@@ -1,20 +1,25 @@
 """Benchmark: the issuance path against a bare boto3 AssumeRole, same moto server, same run.
 
-Prints p50/p99 of
+Prints p50/p99 (and the calling thread's CPU time) of
 
 * baseline: ``assume_role`` on one reused boto3 client, with the same parameters the broker
   sends (RoleArn, RoleSessionName, SourceIdentity, DurationSeconds, three session tags),
-* issuance: ``federation.issuance.service.issue_session`` (entitlement re-check, duration rules,
-  AssumeRole through federation/aws/sts.py, SessionIssuance row and hash-chained audit event, in
-  one durable transaction on PostgreSQL),
+* issuance: ``federation.issuance.service.issue_session`` (identity lock, entitlement re-check,
+  duration rules, AssumeRole through federation/aws/sts.py, SessionIssuance row and its audit
+  event, in one durable transaction on PostgreSQL),
 * three of its parts alone, to show where the overhead goes: the STS adapter
   (``sts.assume_role``, failover loop and cached client), the entitlement re-check
-  (``find_entitlement``) and one audit append in its own transaction (``record_event``),
+  (``find_entitlement``, its memo warm) and one audit append in its own transaction,
+* the floor of any audited action: one durable INSERT + COMMIT into a scratch table,
 
-interleaved call by call so both see the same machine noise, and the overhead (difference of
-the medians). The moto server runs in this process on a loopback port. Runs in its own
-database ``<DATABASE_URL name>_bench_issuance``, created and dropped here.
-Usage: ``DATABASE_URL=postgres://... python bench/issuance.py``.
+interleaved call by call so all see the same machine noise, and the overhead (difference of
+the medians), once per audit sequencing mode: ``batched`` with a sequencer process placing the
+events (production, where a broker runs) and ``inline`` (no broker). Ends with one line per
+mode: ``target issuance_overhead_p50_<mode>: <ms> vs < 1.5 ms met|missed``. The moto server
+runs in this process on a loopback port. Runs in its own database
+``<DATABASE_URL name>_bench_issuance``, created and dropped here.
+Usage: ``DATABASE_URL=postgres://... python bench/issuance.py`` (``BENCH_ITERATIONS``,
+``BENCH_AUDIT_SEQUENCING=batched`` for one mode).
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ from multiprocessing.synchronize import Event
 
 from benchdb import scratch_database
 
+# As in production: with DEBUG every query is also recorded in connection.queries, which costs
+# CPU on each statement (`make bench` sets DEBUG=1 for the other benchmarks).
+os.environ["DEBUG"] = "0"
+os.environ.setdefault("SECRET_KEY", "bench-only-" + "x" * 40)
 SCRATCH = scratch_database("bench/issuance.py", "bench_issuance")
 os.environ["LOG_LEVEL"] = "WARNING"
 
