@@ -165,10 +165,16 @@ def sequence_within_transaction() -> dict[int, Placement]:
     sees, including its own, waiting for the lock and holding it until the caller commits.
     This is the one-lock-per-append design, for deployments without a sequencer (the demo)."""
     placed: dict[int, Placement] = {}
+    limit = settings.AUDIT_SEQUENCER_BATCH
     with transaction.atomic(savepoint=False):
         _take_lock(wait=True)
-        while batch := _sequence_batch(settings.AUDIT_SEQUENCER_BATCH):
+        while batch := _sequence_batch(limit):
             placed.update(batch)
+            if len(batch) < limit:
+                # A short batch was every pending event this transaction sees, its own included;
+                # no other inline writer can add one while this one holds the lock (issue 19: the
+                # second, empty batch was two more statements on every audited action).
+                break
     return placed
 
 

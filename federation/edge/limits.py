@@ -17,8 +17,8 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from federation.audit.chain import request_ip
-from federation.issuance.tokens import TOKEN_PREFIX, digest_of
-from federation.models import ApiToken, User
+from federation.issuance.tokens import TOKEN_PREFIX, digest_of, find_api_token
+from federation.models import User
 
 
 class LimitName(StrEnum):
@@ -117,7 +117,8 @@ def _api_person(request: HttpRequest) -> User | None:
     token = _bearer(request)
     if not token:
         return None
-    row = ApiToken.objects.select_related("user").filter(digest=digest_of(token)).first()
+    # Looked up once per request: the view's authentication reuses this row (and judges it again).
+    row = find_api_token(token, request)
     if row is None or not row.is_usable_at(timezone.now()) or not row.user.is_active:
         return None
     return row.user

@@ -1,5 +1,11 @@
-"""Rate limits shared by every instance (issue 18 item 5), counted by django-ratelimit in the
-``ratelimit`` cache (Redis in production: RATE_LIMIT_CACHE_URL), never in process memory there.
+"""Rate limits shared by every instance (issue 18 item 5), counted in the ``ratelimit`` cache
+(Redis in production: RATE_LIMIT_CACHE_URL), never in process memory there.
+
+On Redis every budget of a request is spent in one round trip: one Lua script increments each
+budget's counter in order, widest first, and stops at the first one exhausted (issue 19: the
+django-ratelimit calls took three round trips per budget). The windows and rates are
+django-ratelimit's (fixed windows, ``30/m`` syntax, a per-key jitter of the window's end); on any
+other cache (the per-process cache of the demo) django-ratelimit still counts.
 
 A request past a budget is answered 429 with ``Retry-After`` (the seconds left in the window),
 as the common refusal page, or JSON under /api/. The first refusal of a key in a window is
@@ -16,18 +22,21 @@ request.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
+import zlib
 from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
-from django_ratelimit.core import get_usage
-from redis.exceptions import RedisError
+from django_ratelimit.core import _split_rate, get_usage
+from redis.exceptions import NoScriptError, RedisError
 
 from federation.audit.chain import record_refusal, request_ip
 from federation.edge.limits import WHAT, Charge, KeyKind, charges_for, key_digest, limits_for
@@ -66,6 +75,7 @@ def reset_failure_pause() -> None:
 
 
 def _spend(request: HttpRequest, charge: Charge) -> dict[str, Any] | None:
+    """django-ratelimit's count, for caches other than Redis (three calls per budget)."""
     try:
         usage: dict[str, Any] | None = get_usage(
             request,
@@ -77,6 +87,64 @@ def _spend(request: HttpRequest, charge: Charge) -> dict[str, Any] | None:
     except (RedisError, OSError) as error:
         raise _CacheDown(type(error).__name__) from error
     return usage
+
+
+# KEYS: one counter per budget, in the order they are checked; ARGV: each budget's allowance and
+# the counter's lifetime in seconds, in pairs. Increments each counter (setting its lifetime when
+# the increment created it) until one goes past its allowance; returns that budget's 1-based
+# index and count, or 0 when every budget had room. A refused call so spends no narrower budget.
+_SPEND_SCRIPT = """
+for i, key in ipairs(KEYS) do
+  local count = redis.call('INCR', key)
+  if count == 1 then redis.call('EXPIRE', key, ARGV[2 * i]) end
+  if count > tonumber(ARGV[2 * i - 1]) then return {i, count} end
+end
+return {0, 0}
+"""
+_SPEND_SHA = hashlib.sha1(_SPEND_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+# As django-ratelimit: a counter outlives its window by this much, never less than the window.
+_EXPIRATION_FUDGE = 5
+
+
+def _window_end(value: str, period: int, now: int) -> int:
+    """django-ratelimit's window: fixed periods from the epoch, their end shifted by a per-key
+    jitter so that not every budget renews at the same second."""
+    if period == 1:
+        return now
+    end = now - (now % period) + (zlib.crc32(value.encode()) % period)
+    return end + period if end < now else end
+
+
+def _counter_key(charge: Charge, window: int) -> str:
+    # The key itself may name a token digest or an address: only its hash reaches Redis.
+    digest = hashlib.sha256(f"{charge.limit.value}\0{charge.rate}\0{charge.key}".encode())
+    return f"rl:{charge.limit.value}:{digest.hexdigest()[:40]}:{window}"
+
+
+def _spend_all(cache: RedisCache, charges: list[Charge]) -> tuple[Charge, int] | None:
+    """Spend every budget in one Redis round trip; the first exhausted one and the seconds left
+    in its window, or None when all had room."""
+    now = int(time.time())
+    keys: list[str] = []
+    args: list[int] = []
+    windows: list[int] = []
+    for charge in charges:
+        limit, period = _split_rate(charge.rate)
+        window = _window_end(charge.key, period, now)
+        keys.append(cache.make_and_validate_key(_counter_key(charge, window)))
+        args += [limit, period + _EXPIRATION_FUDGE]
+        windows.append(window)
+    try:
+        client = cache._cache.get_client(write=True)
+        try:
+            index, _count = client.evalsha(_SPEND_SHA, len(keys), *keys, *args)
+        except NoScriptError:  # a restarted or flushed Redis: load it again with the call
+            index, _count = client.eval(_SPEND_SCRIPT, len(keys), *keys, *args)
+    except (RedisError, OSError) as error:
+        raise _CacheDown(type(error).__name__) from error
+    if not index:
+        return None
+    return charges[index - 1], windows[index - 1] - now
 
 
 def _first_in_window(charge: Charge, seconds_left: int) -> bool:
@@ -137,11 +205,10 @@ def check(request: HttpRequest, url_name: str) -> HttpResponse | None:
     if time.monotonic() < _paused_until:
         return _unavailable(request, pause)
     try:
-        for charge in charges_for(request, names):
-            usage = _spend(request, charge)
-            if usage is None or not usage["should_limit"]:
-                continue
-            retry_after = max(1, int(usage["time_left"]))
+        exhausted = _exhausted(request, charges_for(request, names))
+        if exhausted is not None:
+            charge, time_left = exhausted
+            retry_after = max(1, time_left)
             refusal = RateLimited(
                 f"Too many {WHAT[charge.limit]} from {_whom(charge.kind)}. "
                 f"Try again in {retry_after} seconds.",
@@ -160,6 +227,20 @@ def check(request: HttpRequest, url_name: str) -> HttpResponse | None:
             pause,
         )
         return _unavailable(request, pause)
+    return None
+
+
+def _exhausted(request: HttpRequest, charges: list[Charge]) -> tuple[Charge, int] | None:
+    """Spend ``charges`` in order; the first one exhausted and the seconds left in its window."""
+    if not charges:
+        return None
+    cache = caches[CACHE_ALIAS]
+    if isinstance(cache, RedisCache):
+        return _spend_all(cache, charges)
+    for charge in charges:
+        usage = _spend(request, charge)
+        if usage is not None and usage["should_limit"]:
+            return charge, int(usage["time_left"])
     return None
 
 

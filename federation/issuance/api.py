@@ -21,7 +21,12 @@ from federation.entitlements.resolve import resolve_entitlements
 from federation.input_guard import load_json
 from federation.issuance.openapi import openapi_document
 from federation.issuance.service import InvalidIssuanceRequest, issue_session
-from federation.issuance.tokens import TokenRefused, authenticate_api_token, revoke_api_token
+from federation.issuance.tokens import (
+    TokenRefused,
+    authenticate_api_token,
+    latest_sign_in_of,
+    revoke_api_token,
+)
 from federation.models import (
     ACCOUNT_ID_RE,
     MAX_SESSION,
@@ -32,7 +37,6 @@ from federation.models import (
 )
 from federation.observability import context
 from federation.refusals import Refused, refusal_json
-from federation.stepup.rules import latest_sign_in
 
 _ACCOUNT = re.compile(ACCOUNT_ID_RE)
 _ROLE = re.compile(SLUG_RE)
@@ -95,7 +99,7 @@ def token_required(view: TokenView) -> Callable[..., HttpResponse]:
             return refusal_json(TokenRefused("Send Authorization: Bearer <personal token>."))
         now = timezone.now()
         try:
-            token = authenticate_api_token(value.strip(), now=now)
+            token = authenticate_api_token(value.strip(), now=now, request=request)
         except TokenRefused as refusal:
             return refusal_json(refusal)
         context.set_user(token.user.label)  # the person on this request's log lines
@@ -221,7 +225,8 @@ def _issue(request: HttpRequest, token: ApiToken, now: datetime, *, kind: str) -
             api_token=token,
             # A token carries no authentication of its own: the step-up rule judges the
             # person's latest sign-in (docs/step-up.md).
-            authentication=latest_sign_in(token.user),
+            # (read with the token: latest_sign_in_of is federation.stepup.rules.latest_sign_in).
+            authentication=latest_sign_in_of(token),
         )
     except Refused as problem:
         return refusal_json(problem)

@@ -13,9 +13,11 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import OuterRef, Subquery
+from django.http import HttpRequest
 
 from federation.audit.chain import record_event
-from federation.models import ApiToken, User
+from federation.models import ApiToken, SignIn, User
 from federation.refusals import Refused
 
 TOKEN_PREFIX = "fedat_"  # noqa: S105 - a public marker, not a secret
@@ -116,15 +118,70 @@ def revoke_api_token(user: User, *, token_id: int, now: datetime, ip: str | None
     return token
 
 
-def authenticate_api_token(plaintext: str, *, now: datetime) -> ApiToken:
-    """The live token for ``plaintext`` (its user loaded). Raises TokenRefused (401)."""
-    if not plaintext.startswith(TOKEN_PREFIX) or len(plaintext) > 200:
-        raise TokenRefused("Send a personal API token: Authorization: Bearer fedat_...")
+# The attribute of an HttpRequest holding the one lookup of its bearer token.
+_REQUEST_MEMO = "_fedaccess_api_token"
+
+
+def _latest_sign_in(field: str) -> Subquery:
+    # federation.stepup.rules.latest_sign_in's order: the newest sign-in, the highest id on a tie.
+    return Subquery(
+        SignIn.objects.filter(user=OuterRef("user")).order_by("-at", "-pk").values(field)[:1]
+    )
+
+
+def find_api_token(plaintext: str, request: HttpRequest | None = None) -> ApiToken | None:
+    """The stored token for ``plaintext`` (user and identity provider loaded, and the person's
+    latest sign-in: ``latest_sign_in_of``), or None. One SQL statement, made once per request:
+    the rate limiter (which charges the person behind the token) and the view share it."""
+    digest = digest_of(plaintext)
+    if request is not None:
+        memo = getattr(request, _REQUEST_MEMO, None)
+        if memo is not None and memo[0] == digest:
+            return memo[1]  # type: ignore[no-any-return]
     token = (
         ApiToken.objects.select_related("user", "user__idp")
-        .filter(digest=digest_of(plaintext))
+        .annotate(
+            latest_sign_in_id=_latest_sign_in("pk"),
+            latest_sign_in_mfa=_latest_sign_in("mfa"),
+            latest_sign_in_authenticated_at=_latest_sign_in("authenticated_at"),
+        )
+        .filter(digest=digest)
         .first()
     )
+    if request is not None:
+        setattr(request, _REQUEST_MEMO, (digest, token))
+    return token
+
+
+def latest_sign_in_of(token: ApiToken) -> SignIn | None:
+    """The latest sign-in of the token's person as ``find_api_token`` read it with the token
+    (what ``federation.stepup.rules.latest_sign_in`` would read): its id, MFA and
+    authentication time; any other field is loaded if asked for."""
+    sign_in_id = getattr(token, "latest_sign_in_id", None)
+    if sign_in_id is None:
+        return None
+    return SignIn.from_db(
+        token._state.db,
+        ["id", "user_id", "mfa", "authenticated_at"],
+        [
+            sign_in_id,
+            token.user_id,
+            token.latest_sign_in_mfa,  # type: ignore[attr-defined]
+            token.latest_sign_in_authenticated_at,  # type: ignore[attr-defined]
+        ],
+    )
+
+
+def authenticate_api_token(
+    plaintext: str, *, now: datetime, request: HttpRequest | None = None
+) -> ApiToken:
+    """The live token for ``plaintext`` (its user loaded). Raises TokenRefused (401).
+
+    With ``request``, the token looked up earlier in the same request (by the rate limiter) is
+    judged again here, now, rather than read twice."""
+    if not plaintext.startswith(TOKEN_PREFIX) or len(plaintext) > 200:
+        raise TokenRefused("Send a personal API token: Authorization: Bearer fedat_...")
+    token = find_api_token(plaintext, request)
     if token is None or not token.is_usable_at(now) or not token.user.is_active:
         raise TokenRefused("This API token is unknown, expired or revoked.")
     # Groups are as fresh as the last sign-in (SECURITY.md §5: re-check the requester).

@@ -244,3 +244,34 @@ def test_deploy_check_warns_when_limits_are_counted_per_process(settings: Settin
     settings.RATE_LIMIT_CACHE_URL = ""
     settings.RATE_LIMITS_ENABLED = False
     assert rate_limits_are_shared() == []
+
+
+def test_every_budget_of_a_request_is_spent_in_one_redis_round_trip(
+    world: World, shared_limits: Tune, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis
+
+    shared_limits(api_address="3/d", api_token="2/d")
+    calls: list[str] = []
+    execute = redis.Redis.execute_command
+
+    def counted(self: redis.Redis, *args: object, **options: object) -> object:
+        calls.append(str(args[0]))
+        return execute(self, *args, **options)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", counted)
+    token, client = _token(world.alice), Client()
+
+    assert client.get("/api/v1/entitlements", **_bearer(token)).status_code == 200
+    assert calls == ["EVALSHA"] or calls == ["EVALSHA", "EVAL"]  # EVAL: the script not loaded yet
+    calls.clear()
+    assert client.get("/api/v1/entitlements", **_bearer(token)).status_code == 200
+    assert calls == ["EVALSHA"]
+    # The token budget (2) is exhausted by the third call; the refusal's audit marker is the
+    # one more round trip a refused request makes.
+    calls.clear()
+    _limited(client.get("/api/v1/entitlements", **_bearer(token)), json_body=True)
+    assert calls[0] == "EVALSHA" and len(calls) == 2
+    # The wider address budget (3) was spent by the refused call too, the narrower one was not
+    # spent past it: a call from another token at this address is the address's fourth.
+    _limited(client.get("/api/v1/entitlements", **_bearer(_token(world.dora))), json_body=True)
