@@ -45,6 +45,7 @@ from federation.refusals import Refused
 __all__ = [
     "GENESIS_HASH",
     "ChainStatus",
+    "appends_in_one_statement",
     "canonical_record",
     "chain_hash",
     "forget_verification",
@@ -112,6 +113,12 @@ def _check_no_secrets(data: Any, path: str = "data") -> None:
     elif isinstance(data, list | tuple):
         for item in data:
             _check_no_secrets(item, path)
+
+
+def appends_in_one_statement() -> bool:
+    """Whether ``record_event`` is one INSERT that reads nothing else back (batched sequencing),
+    so it may run inside ``federation.rawsql.pipelined``; inline sequencing reads rowcounts."""
+    return settings.AUDIT_SEQUENCING != "inline"
 
 
 def record_event(

@@ -19,7 +19,12 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
 from federation import rawsql
-from federation.audit.chain import record_event, record_refusal, request_ip
+from federation.audit.chain import (
+    appends_in_one_statement,
+    record_event,
+    record_refusal,
+    request_ip,
+)
 from federation.idp.identity import SignInRefused, SingleUse, VerifiedIdentity
 from federation.models import IdentityProvider, Person, PortalSession, SignIn, User
 from federation.observability import metrics
@@ -53,9 +58,9 @@ def complete_sign_in(
     on a new subject is a new identity that inherits nothing (access stays with the identity).
 
     One transaction and one commit. A returning identity (the 9 a.m. case) costs two round
-    trips to the database before the audit event and the commit: the claims, the identity's
-    refresh and the sign-in's id together, then the sign-in and its session record together
-    (``federation.rawsql``).
+    trips to the database before the commit: the claims, the identity's refresh and the
+    sign-in's id together, then the sign-in, its session record and (batched sequencing) its
+    audit event together (``federation.rawsql``).
     """
     groups = sorted(set(identity.groups))
     with transaction.atomic(durable=True):
@@ -89,6 +94,31 @@ def complete_sign_in(
         # The sign-in this browser session stands on: what step-up judges (stepup/rules.py).
         request.session[SIGN_IN_SESSION_KEY] = sign_in_id
         ip = request_ip(request)
+
+        def audit() -> None:
+            record_event(
+                "signin.success",
+                actor=user,
+                target=f"idp:{identity.idp.slug}",
+                ip=ip,
+                now=now,
+                data={
+                    "idp": identity.idp.slug,
+                    "protocol": identity.idp.protocol,
+                    "subject": identity.subject,
+                    "email": identity.email,
+                    "previous_email": previous_email if previous_email != identity.email else None,
+                    "new_person": created,
+                    "person": user.person_id,
+                    "linked_by": linked_by,
+                    "groups": groups,
+                    "manager": identity.manager,
+                    "auth_context": dict(identity.auth_context),
+                    "sign_in": sign_in_id,
+                    "mfa": identity.mfa.to_json(),
+                },
+            )
+
         with pipelined(), connection.cursor() as cursor:
             cursor.execute(
                 _INSERT_SIGN_IN,
@@ -108,29 +138,12 @@ def complete_sign_in(
             # can all be ended (federation/directory/leavers.py).
             if request.session.session_key:
                 cursor.execute(_INSERT_PORTAL_SESSION, [user.pk, request.session.session_key, now])
-        # After the block: the audit writer reads its own answers (and, inline, sequences).
-        record_event(
-            "signin.success",
-            actor=user,
-            target=f"idp:{identity.idp.slug}",
-            ip=ip,
-            now=now,
-            data={
-                "idp": identity.idp.slug,
-                "protocol": identity.idp.protocol,
-                "subject": identity.subject,
-                "email": identity.email,
-                "previous_email": previous_email if previous_email != identity.email else None,
-                "new_person": created,
-                "person": user.person_id,
-                "linked_by": linked_by,
-                "groups": groups,
-                "manager": identity.manager,
-                "auth_context": dict(identity.auth_context),
-                "sign_in": sign_in_id,
-                "mfa": identity.mfa.to_json(),
-            },
-        )
+            # Batched sequencing: the event is one INSERT and joins this round trip.
+            appended = appends_in_one_statement()
+            if appended:
+                audit()
+        if not appended:
+            audit()  # inline sequencing reads its own answers: after the pipeline
     return user
 
 

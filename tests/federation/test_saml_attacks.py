@@ -33,7 +33,7 @@ def assert_refused(
     assert "Sign-in refused" in content
     assert "_auth_user_id" not in (client or flow.client).session
     assert User.objects.count() == users
-    event = AuditEvent.objects.filter(event_type="signin.refused").order_by("-seq").first()
+    event = AuditEvent.objects.filter(event_type="signin.refused").order_by("-id").first()
     assert event is not None
     assert event.data["reason"] in reasons, event.data
     return str(event.data["reason"])
