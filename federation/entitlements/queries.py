@@ -80,8 +80,17 @@ def _prepared_cursor() -> CursorWrapper:
         # own client-side bound queries are never prepared).
         pg.prepare_threshold = _ONLY_WHEN_ASKED
     raw = _PreparedCursor(pg)
-    wrapper = CursorDebugWrapper if connection.queries_logged else CursorWrapper
+    wrapper = _PreparedDebugWrapper if connection.queries_logged else CursorWrapper
     return wrapper(raw, connection)
+
+
+class _PreparedDebugWrapper(CursorDebugWrapper):
+    """Logs a prepared statement by its text: psycopg keeps no query text to show for one
+    executed by name, and Django's wrapper would log None (tests count queries by text)."""
+
+    def execute(self, sql: Any, params: Any = None) -> Any:
+        with self.debug_sql(sql, params):
+            return CursorWrapper.execute(self, sql, params)
 
 
 def fetch_entitlement_rows(groups: Sequence[str]) -> list[tuple[Any, ...]]:

@@ -23,7 +23,11 @@ from federation.models.catalog import Account, GroupMapping, LogicalRole
 class EntitlementRow(models.Model):
     """One (group, account, role) a mapping row gives, with the row's access and longest grant.
 
-    Written only by the database triggers; never by Python code.
+    Written only by the database triggers; never by Python code. The resolution reads by
+    group through ``entitlement_row_group_idx``, created by migration 0024 beside the triggers
+    and not declared in Meta: on PostgreSQL it covers the columns read (INCLUDE), so the read
+    comes from the index alone once the table is vacuumed; SQLite (the demo) has no covering
+    indexes and gets a plain one.
     """
 
     # No database foreign keys: the triggers delete a row's expansion after the statement that
@@ -44,17 +48,6 @@ class EntitlementRow(models.Model):
     )
     access = models.CharField(max_length=16)
     max_grant = models.DurationField(null=True, blank=True)
-
-    class Meta:
-        # The resolution reads by group; the included columns let PostgreSQL answer it from
-        # the index alone once the table is vacuumed.
-        indexes = [
-            models.Index(
-                fields=["group"],
-                include=["account", "role", "access", "max_grant"],
-                name="entitlement_row_group_idx",
-            ),
-        ]
 
     def __str__(self) -> str:
         return f"{self.group} → role {self.role_id} in account {self.account_id} ({self.access})"
