@@ -115,6 +115,10 @@ class _Catalog:
             return None
         return (account.pk << _ROLE_BITS) | role_id
 
+    def knows(self, key: int) -> bool:
+        """Whether both the account and the role of a packed key are in this catalog."""
+        return key >> _ROLE_BITS in self.by_pk and key & _ROLE_MASK in self.roles
+
     def template(self, key: int) -> _Template:
         """(the fields before ``access``, ``max_session`` and ``privileged``, the sort rank,
         ``region``, ``require_mfa`` and ``max_auth_age``, the fields after ``via`` of a standing
@@ -296,7 +300,7 @@ class _StaleCatalog(Exception):
 
 def _template_of(catalog: _Catalog) -> Callable[[int], _Template]:
     def template(key: int) -> _Template:
-        if key >> _ROLE_BITS not in catalog.by_pk or key & _ROLE_MASK not in catalog.roles:
+        if not catalog.knows(key):
             raise _StaleCatalog
         return catalog.template(key)
 
@@ -318,8 +322,11 @@ def _mapping_entitlements(groups: Iterable[str], version: int) -> _Resolved:
     try:
         resolved = _resolve_mappings(_get_catalog(version), rows)
     except _StaleCatalog:
-        # The tables moved without a new mapping version (a shell session, a test): reload.
-        resolved = _resolve_mappings(_get_catalog(version, reload=True), rows)
+        # The tables moved without a new mapping version (a shell session, a test): reload. An
+        # account deleted between the read of the rows and the reload is simply left out.
+        catalog = _get_catalog(version, reload=True)
+        known = [row for row in rows if catalog.knows(row[0])]
+        resolved = _resolve_mappings(catalog, known)
     with _lock:
         _memo[key] = resolved
         if len(_memo) > _MEMO_SIZE:
