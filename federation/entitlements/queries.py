@@ -2,8 +2,9 @@
 
 Raw on purpose: they are the hot path of every portal page, API call and issuance. One round
 trip answers both the mapping version and a person's active grants (about 0.3 ms warm; the
-same through two ORM queries took 1.3-2 ms, bench/entitlements.py "warm+user"), and one read
-of the expanded entitlement rows answers the mapping side, gathered per (account, role).
+same through two ORM queries took 1.3-2 ms, bench/entitlements.py "warm+user"), and the
+mapping rows come back with their JSON scope columns as text, parsed once per distinct value.
+Both are prepared statements, bound server-side (``_prepared_cursor``).
 Tables, columns and the grant state all come from the models, so a rename there cannot leave
 these queries behind; identifiers come only from the models, and every value is a bound
 parameter.
@@ -22,7 +23,7 @@ from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import Field, Model
 
 from access_requests.models import Grant
-from federation.models import EntitlementRow, MappingVersion
+from federation.models import GroupMapping, MappingVersion
 
 
 def _table(model: type[Model]) -> str:
@@ -39,49 +40,36 @@ def _columns(model: type[Model], *fields: str) -> dict[str, str]:
     return quoted
 
 
-# Keys of (account, role) pairs are packed into one int, account pk << ROLE_BITS | role pk:
-# cheaper to hash than a tuple, and computed by the database.
-ROLE_BITS = 20
-
-
 @cache
-def _entitlement_rows_sql() -> str:
-    """The expanded rows' query up to its group condition."""
-    e = _columns(EntitlementRow, "group", "account", "role", "access", "max_grant")
-    return (
-        f"SELECT (e.{e['account']} << {ROLE_BITS}) | e.{e['role']}, e.{e['group']}, "  # noqa: S608
-        f"e.{e['access']}, e.{e['max_grant']} FROM {_table(EntitlementRow)} e WHERE e.{e['group']}"
+def _mapping_rows_sql() -> str:
+    """The mapping-row query up to its group condition; scope columns as text on PostgreSQL."""
+    m = _columns(
+        GroupMapping,
+        "group",
+        "role",
+        "business_unit",
+        "environments",
+        "accounts",
+        "access",
+        "max_grant",
     )
+    text = "::text" if connection.vendor == "postgresql" else ""
+    columns = (
+        f"m.{m['group']}, m.{m['role']}, m.{m['business_unit']}, m.{m['environments']}{text}, "
+        f"m.{m['accounts']}{text}, m.{m['access']}, m.{m['max_grant']}"
+    )
+    return f"SELECT {columns} FROM {_table(GroupMapping)} m WHERE m.{m['group']}"  # noqa: S608
 
 
 class _PreparedCursor(psycopg.Cursor[Any]):
     """Server-side binding, prepared on first use in a connection: the array of a person's
-    groups is sent as one parameter and the plan is made once, not per call."""
+    groups goes as one bound parameter (not a 1,000-literal string built in Python) and
+    PostgreSQL plans the statement once per connection, not on every call."""
 
     def execute(
         self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: Any = None
     ) -> Any:
         return super().execute(query, params, prepare=True, binary=binary)
-
-
-_ONLY_WHEN_ASKED = 2**31 - 1
-
-
-def _prepared_cursor() -> CursorWrapper:
-    """A cursor of Django's connection whose statements are bound and prepared server-side,
-    through Django's cursor wrapper, so query logging and execute wrappers still see them."""
-    if connection.vendor != "postgresql":
-        return connection.cursor()
-    connection.ensure_connection()
-    pg = connection.connection
-    if pg.prepare_threshold is None:
-        # Django leaves psycopg's threshold unset, and then psycopg ignores prepare=True too. A
-        # threshold no query reaches prepares only the statements asked for: these two (Django's
-        # own client-side bound queries are never prepared).
-        pg.prepare_threshold = _ONLY_WHEN_ASKED
-    raw = _PreparedCursor(pg)
-    wrapper = _PreparedDebugWrapper if connection.queries_logged else CursorWrapper
-    return wrapper(raw, connection)
 
 
 class _PreparedDebugWrapper(CursorDebugWrapper):
@@ -93,25 +81,42 @@ class _PreparedDebugWrapper(CursorDebugWrapper):
             return CursorWrapper.execute(self, sql, params)
 
 
-def fetch_entitlement_rows(groups: Sequence[str]) -> list[tuple[Any, ...]]:
-    """(packed account-role key, group, access, max grant) of every account a mapping row of
-    ``groups`` reaches: one indexed read of the rows expanded when the mappings or accounts
-    were written (``EntitlementRow``)."""
-    select = _entitlement_rows_sql()
-    if connection.vendor == "postgresql":
-        with _prepared_cursor() as cursor:
+_ONLY_WHEN_ASKED = 2**31 - 1
+
+
+def _prepared_cursor() -> CursorWrapper:
+    """A cursor of Django's connection whose statements are bound and prepared server-side,
+    through Django's cursor wrappers, so query logging and execute wrappers still see them."""
+    if connection.vendor != "postgresql":
+        return connection.cursor()
+    connection.ensure_connection()
+    pg = connection.connection
+    if pg.prepare_threshold is None:
+        # Django leaves psycopg's threshold unset, and then psycopg ignores prepare=True too. A
+        # threshold no query reaches prepares only the statements asked for: these two (Django's
+        # own queries are bound client-side, and those are never prepared).
+        pg.prepare_threshold = _ONLY_WHEN_ASKED
+    wrapper = _PreparedDebugWrapper if connection.queries_logged else CursorWrapper
+    return wrapper(_PreparedCursor(pg), connection)
+
+
+def fetch_mapping_rows(groups: Sequence[str]) -> list[tuple[Any, ...]]:
+    """(group, role id, business unit id, environments, accounts, access, max grant) of every
+    mapping row of ``groups``, through the group index."""
+    select = _mapping_rows_sql()
+    with _prepared_cursor() as cursor:
+        if connection.vendor == "postgresql":
             # One array parameter: a 1,000-literal IN list makes PostgreSQL pick a seq scan.
             cursor.execute(f"{select} = ANY(%s)", [list(groups)])
             return list(cursor.fetchall())
-    rows: list[tuple[Any, ...]] = []
-    with connection.cursor() as cursor:
+        rows: list[tuple[Any, ...]] = []
         # SQLite (demo only) caps bound parameters; chunk the IN list.
         for start in range(0, len(groups), 500):
             chunk = list(groups[start : start + 500])
             marks = ",".join(["%s"] * len(chunk))
             cursor.execute(f"{select} IN ({marks})", chunk)
             rows.extend(cursor.fetchall())
-    return rows
+        return rows
 
 
 @cache

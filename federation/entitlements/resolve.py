@@ -1,11 +1,9 @@
 """Which (account, role) a user may use now: the one place entitlements are computed (SPEC §2).
 
 An entitlement is standing mappings plus active grants, plus the eligible rows a user may request.
-The lookup is by the user's groups through the index of the expanded entitlement rows
-(``EntitlementRow``: each mapping row already expanded to the accounts it reaches, kept in step
-by the database), gathered per (account, role) by PostgreSQL (``= ANY(%s)``, never a scan:
-``federation.entitlements.queries``); entitlements are built from a per-process catalog of
-accounts and roles.
+The lookup is by the user's groups through the ``group`` index (``= ANY(%s)`` on PostgreSQL,
+never a scan: ``federation.entitlements.queries``); rows are expanded to accounts through a
+per-process catalog of accounts and roles.
 
 Mapping-derived results are memoised per process under (mapping version, group set). Every
 mapping change goes through ``federation.mappings``, which writes a new version, so a change
@@ -15,9 +13,10 @@ time-dependent and are never cached.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -25,11 +24,8 @@ from typing import Any, NamedTuple
 from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_naive, make_aware
 
-from federation.entitlements.queries import (
-    ROLE_BITS,
-    current_version_and_grants,
-    fetch_entitlement_rows,
-)
+from federation.entitlements.queries import current_version_and_grants, fetch_mapping_rows
+from federation.entitlements.scope import accounts_reached
 from federation.models import (
     ENV_ORDER,
     Access,
@@ -88,9 +84,8 @@ class _AccountInfo:
     region: str
 
 
-_ROLE_BITS = ROLE_BITS  # packed (account, role) keys: federation.entitlements.queries
-_ROLE_MASK = (1 << _ROLE_BITS) - 1
-_Template = tuple[tuple[Any, ...], tuple[Any, ...], int, tuple[Any, ...], tuple[Any, ...]]
+# Keys of (account, role) pairs are packed into one int: cheaper to hash than a tuple.
+_ROLE_BITS = 20
 
 
 @dataclass
@@ -98,6 +93,8 @@ class _Catalog:
     """Accounts and roles as plain tuples, loaded once per mapping version per process."""
 
     version: int
+    bu_slugs: dict[int, str] = field(default_factory=dict)  # of units that have accounts
+    by_bu: dict[str, tuple[_AccountInfo, ...]] = field(default_factory=dict)
     by_account_id: dict[str, _AccountInfo] = field(default_factory=dict)
     by_pk: dict[int, _AccountInfo] = field(default_factory=dict)
     roles: dict[int, tuple[str, timedelta, bool, int, bool, timedelta | None]] = field(
@@ -105,8 +102,13 @@ class _Catalog:
     )
     role_ids: dict[str, int] = field(default_factory=dict)
     overrides: dict[tuple[int, int], tuple[str, timedelta | None]] = field(default_factory=dict)
+    # (business unit, environments JSON, accounts JSON) -> the accounts a row with that scope
+    # reaches; scopes repeat heavily, so each is worked out once.
+    scopes: dict[tuple[int, Any, Any], tuple[int, ...]] = field(default_factory=dict)
     # Per packed (account, role) key: the fixed fields of an entitlement and its sort rank.
-    templates: dict[int, _Template] = field(default_factory=dict)
+    templates: dict[int, tuple[tuple[Any, ...], tuple[Any, ...], int, tuple[Any, ...]]] = field(
+        default_factory=dict
+    )
 
     def key_of(self, account_id: str, role: str) -> int | None:
         """The packed key of one (account, role), or None when either is unknown."""
@@ -115,18 +117,35 @@ class _Catalog:
             return None
         return (account.pk << _ROLE_BITS) | role_id
 
-    def knows(self, key: int) -> bool:
-        """Whether both the account and the role of a packed key are in this catalog."""
-        return key >> _ROLE_BITS in self.by_pk and key & _ROLE_MASK in self.roles
+    def targets(self, bu_id: int, environments: Any, accounts: Any) -> tuple[int, ...]:
+        """The packed key bases (account pk << _ROLE_BITS) a row with this scope reaches."""
+        key = (bu_id, environments, accounts)
+        cached = self.scopes.get(key)
+        if cached is None:
+            slug = self.bu_slugs.get(bu_id)
+            # A unit without accounts reaches nothing, whatever accounts its row names.
+            reached = (
+                ()
+                if slug is None
+                else accounts_reached(
+                    slug,
+                    _scope(environments),
+                    _scope(accounts),
+                    accounts_by_id=self.by_account_id,
+                    accounts_of_unit=self.by_bu,
+                )
+            )
+            cached = tuple(a.pk << _ROLE_BITS for a in reached)
+            self.scopes[key] = cached
+        return cached
 
-    def template(self, key: int) -> _Template:
+    def template(self, key: int) -> tuple[tuple[Any, ...], tuple[Any, ...], int, tuple[Any, ...]]:
         """(the fields before ``access``, ``max_session`` and ``privileged``, the sort rank,
-        ``region``, ``require_mfa`` and ``max_auth_age``, the fields after ``via`` of a standing
-        entitlement) of one (account, role)."""
+        ``region``, ``require_mfa`` and ``max_auth_age``) of one (account, role)."""
         cached = self.templates.get(key)
         if cached is None:
             account = self.by_pk[key >> _ROLE_BITS]
-            role_id = key & _ROLE_MASK
+            role_id = key & ((1 << _ROLE_BITS) - 1)
             name, role_max, privileged, role_rank, require_mfa, max_auth_age = self.roles[role_id]
             arn, override_max = self.overrides.get((account.pk, role_id), ("", None))
             fixed = (
@@ -139,9 +158,7 @@ class _Catalog:
             )
             extra = (override_max or role_max, privileged)
             tail = (account.region, require_mfa, _as_duration(max_auth_age))
-            # Everything after ``via`` of a standing entitlement, the common case, in one piece.
-            standing = (*extra, None, None, None, None, *tail, None, False)
-            cached = (fixed, extra, account.rank * len(self.roles) + role_rank, tail, standing)
+            cached = (fixed, extra, account.rank * len(self.roles) + role_rank, tail)
             self.templates[key] = cached
         return cached
 
@@ -158,6 +175,8 @@ _lock = threading.Lock()
 _catalog: _Catalog | None = None
 _memo: OrderedDict[tuple[int, frozenset[str]], _Resolved] = OrderedDict()
 _MEMO_SIZE = 4096
+# Scope columns repeat heavily (a few environment sets, one entry per account): parse each once.
+_scope_cache: dict[str, tuple[str, ...]] = {}
 
 
 def clear_cache() -> None:
@@ -175,16 +194,21 @@ def _load_catalog(version: int) -> _Catalog:
             "pk",
             "account_id",
             "alias",
+            "business_unit_id",
             "business_unit__slug",
             "environment",
             "region",
         ),
-        key=lambda a: (a[3], ENV_ORDER.get(a[4], 9), a[2]),
+        key=lambda a: (a[4], ENV_ORDER.get(a[5], 9), a[2]),
     )
-    for rank, (pk, account_id, alias, bu_slug, env, region) in enumerate(accounts):
+    by_bu: dict[str, list[_AccountInfo]] = {}
+    for rank, (pk, account_id, alias, bu_id, bu_slug, env, region) in enumerate(accounts):
         info = _AccountInfo(pk, account_id, alias, bu_slug, env, rank, region)
+        catalog.bu_slugs[bu_id] = bu_slug
+        by_bu.setdefault(bu_slug, []).append(info)
         catalog.by_account_id[account_id] = info
         catalog.by_pk[pk] = info
+    catalog.by_bu = {bu_slug: tuple(infos) for bu_slug, infos in by_bu.items()}
     roles = LogicalRole.objects.order_by("name").values_list(
         "pk", "name", "max_session", "privileged", "require_mfa", "max_auth_age"
     )
@@ -200,15 +224,26 @@ def _load_catalog(version: int) -> _Catalog:
     return catalog
 
 
-def _get_catalog(version: int, *, reload: bool = False) -> _Catalog:
+def _get_catalog(version: int) -> _Catalog:
     global _catalog
     current = _catalog
-    if current is not None and current.version == version and not reload:
+    if current is not None and current.version == version:
         return current
     fresh = _load_catalog(version)
     with _lock:
         _catalog = fresh
     return fresh
+
+
+def _scope(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, str):
+        return tuple(str(v) for v in value or ())
+    parsed = _scope_cache.get(value)
+    if parsed is None:
+        parsed = tuple(str(v) for v in json.loads(value))
+        if len(_scope_cache) < 100_000:
+            _scope_cache[value] = parsed
+    return parsed
 
 
 def _as_duration(value: Any) -> timedelta | None:
@@ -219,92 +254,130 @@ def _as_duration(value: Any) -> timedelta | None:
 
 
 def _resolve_mappings(catalog: _Catalog, rows: list[tuple[Any, ...]]) -> _Resolved:
-    # The hot path of a cold resolution. The database has already expanded every row's scope to
-    # accounts, so this gathers the groups per (account, role) and access kind, and builds the
-    # entitlements from per-pair templates: packed int keys, plain dicts, no per-row objects.
+    # This loop is the hot path of a cold resolution (a user in 1,000 groups expands to
+    # thousands of pairs): packed int keys, one dict per access kind, no per-pair objects.
     standing: dict[int, list[str]] = {}
     eligible: dict[int, list[str]] = {}
-    longest: dict[int, Any] = {}
+    longest: dict[int, timedelta] = {}
     # Break-glass rows: the groups, and the longest activation each key allows.
     glass: dict[int, list[str]] = {}
-    glass_longest: dict[int, Any] = {}
+    glass_longest: dict[int, timedelta] = {}
     get_standing, get_eligible = standing.get, eligible.get
-    for key, group, access, max_grant in rows:
-        if access == _STANDING:
-            groups = get_standing(key)
-            if groups is None:
-                standing[key] = [group]
-            else:
-                groups.append(group)
-        elif access == _ELIGIBLE:
+    targets, roles = catalog.targets, catalog.roles
+    for group, role_id, bu_id, environments, accounts, access, max_grant in rows:
+        if role_id not in roles:
+            continue
+        reached = targets(bu_id, environments, accounts)
+        if access == Access.STANDING:
+            for base in reached:
+                key = base | role_id
+                groups = get_standing(key)
+                if groups is None:
+                    standing[key] = [group]
+                else:
+                    groups.append(group)
+            continue
+        grant_len = _as_duration(max_grant)
+        if access == Access.BREAK_GLASS:
+            for base in reached:
+                key = base | role_id
+                glass.setdefault(key, []).append(group)
+                if grant_len is not None and grant_len > glass_longest.get(key, _NO_GRANT):
+                    glass_longest[key] = grant_len
+            continue
+        for base in reached:
+            key = base | role_id
             groups = get_eligible(key)
             if groups is None:
                 eligible[key] = [group]
-                longest[key] = max_grant
             else:
                 groups.append(group)
-                if max_grant is not None and (longest[key] is None or max_grant > longest[key]):
-                    longest[key] = max_grant
-        else:
-            groups = glass.get(key)
-            if groups is None:
-                glass[key] = [group]
-                glass_longest[key] = max_grant
-            else:
-                groups.append(group)
-                if max_grant is not None and (
-                    glass_longest[key] is None or max_grant > glass_longest[key]
-                ):
-                    glass_longest[key] = max_grant
+            if grant_len is not None and grant_len > longest.get(key, _NO_GRANT):
+                longest[key] = grant_len
     built: list[tuple[int, int, Entitlement]] = []
-    append, templates = built.append, catalog.templates
-    template = _template_of(catalog)
-    kind = EntitlementAccess.STANDING
+    template, make = catalog.template, Entitlement._make
     for key, groups in standing.items():
-        fixed, _, rank, _, rest = templates.get(key) or template(key)
+        fixed, extra, rank, tail = template(key)
         via = (groups[0],) if len(groups) == 1 else tuple(sorted(set(groups)))
-        append((rank, key, _new(Entitlement, (*fixed, kind, via, *rest))))
-    kind = EntitlementAccess.ELIGIBLE
+        built.append(
+            (
+                rank,
+                key,
+                make(
+                    (
+                        *fixed,
+                        EntitlementAccess.STANDING,
+                        via,
+                        *extra,
+                        None,
+                        None,
+                        None,
+                        None,
+                        *tail,
+                        None,
+                        False,
+                    )
+                ),
+            )
+        )
     for key, groups in eligible.items():
         if key in standing:
             continue
-        fixed, extra, rank, tail, _ = templates.get(key) or template(key)
+        fixed, extra, rank, tail = template(key)
         via = (groups[0],) if len(groups) == 1 else tuple(sorted(set(groups)))
-        grant = _as_duration(longest[key])
-        glass_max = _as_duration(glass_longest[key]) if key in glass else None
-        entitlement = (*fixed, kind, via, *extra, grant, None, None, None, *tail, glass_max, False)
-        append((rank, key, _new(Entitlement, entitlement)))
-    kind = EntitlementAccess.BREAK_GLASS
+        longest_grant = longest.get(key)
+        built.append(
+            (
+                rank,
+                key,
+                make(
+                    (
+                        *fixed,
+                        EntitlementAccess.ELIGIBLE,
+                        via,
+                        *extra,
+                        longest_grant,
+                        None,
+                        None,
+                        None,
+                        *tail,
+                        glass_longest.get(key) if key in glass else None,
+                        False,
+                    )
+                ),
+            )
+        )
     for key, groups in glass.items():
         if key in standing or key in eligible:
             continue
-        fixed, extra, rank, tail, _ = templates.get(key) or template(key)
+        fixed, extra, rank, tail = template(key)
         via = (groups[0],) if len(groups) == 1 else tuple(sorted(set(groups)))
-        glass_max = _as_duration(glass_longest[key]) or _NO_GRANT
-        entitlement = (*fixed, kind, via, *extra, None, None, None, None, *tail, glass_max, False)
-        append((rank, key, _new(Entitlement, entitlement)))
+        built.append(
+            (
+                rank,
+                key,
+                make(
+                    (
+                        *fixed,
+                        EntitlementAccess.BREAK_GLASS,
+                        via,
+                        *extra,
+                        None,
+                        None,
+                        None,
+                        None,
+                        *tail,
+                        glass_longest.get(key, _NO_GRANT),
+                        False,
+                    )
+                ),
+            )
+        )
     built.sort()  # ranks are unique, so tuples never compare past them
     return _Resolved(
         entitlements=tuple(item[2] for item in built),
         position={item[1]: index for index, item in enumerate(built)},
     )
-
-
-_STANDING, _ELIGIBLE = Access.STANDING.value, Access.ELIGIBLE.value
-_new = tuple.__new__  # Entitlement._make without its length check: the fields are ours
-
-
-class _StaleCatalog(Exception):
-    """An expanded row names an account or role this process's catalog does not know yet."""
-
-
-def _template_of(catalog: _Catalog) -> Callable[[int], _Template]:
-    def template(key: int) -> _Template:
-        if not catalog.knows(key):
-            raise _StaleCatalog
-        return catalog.template(key)
-
-    return template
 
 
 _NO_GRANT = timedelta(0)
@@ -318,15 +391,9 @@ def _mapping_entitlements(groups: Iterable[str], version: int) -> _Resolved:
             _memo.move_to_end(key)
     if hit is not None:
         return hit
-    rows = fetch_entitlement_rows(list(key[1])) if key[1] else []
-    try:
-        resolved = _resolve_mappings(_get_catalog(version), rows)
-    except _StaleCatalog:
-        # The tables moved without a new mapping version (a shell session, a test): reload. An
-        # account deleted between the read of the rows and the reload is simply left out.
-        catalog = _get_catalog(version, reload=True)
-        known = [row for row in rows if catalog.knows(row[0])]
-        resolved = _resolve_mappings(catalog, known)
+    catalog = _get_catalog(version)
+    rows = fetch_mapping_rows(sorted(key[1])) if key[1] else []
+    resolved = _resolve_mappings(catalog, rows)
     with _lock:
         _memo[key] = resolved
         if len(_memo) > _MEMO_SIZE:

@@ -35,7 +35,6 @@ from federation.models.identity import (
 )
 from federation.models.issuance import ApiToken, DeviceLogin, SessionIssuance
 from federation.models.provisioning import DriftFinding, RoleLastUsed, Rollout, RolloutStep
-from federation.models.reach import EntitlementRow
 from federation.models.vocabulary import (
     ACCOUNT_ID_RE,
     ENV_ORDER,
@@ -71,7 +70,6 @@ __all__ = [
     "DraftKind",
     "DriftFinding",
     "EntitlementAccess",
-    "EntitlementRow",
     "Environment",
     "GroupMapping",
     "IdentityDeny",
