@@ -119,6 +119,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     (BASE_DIR / "var").mkdir(exist_ok=True)
 
 AUTH_USER_MODEL = "federation.User"
+# ModelBackend with the per-request user read written once (federation/edge/auth.py).
+AUTHENTICATION_BACKENDS = ["federation.edge.auth.UserBackend"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_URL = "/login/"
 

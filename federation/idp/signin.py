@@ -31,7 +31,7 @@ from federation.observability import metrics
 from federation.rawsql import pipelined
 from federation.refusals import refusal_page
 
-AUTH_BACKEND = "django.contrib.auth.backends.ModelBackend"
+AUTH_BACKEND = "federation.edge.auth.UserBackend"  # settings.AUTHENTICATION_BACKENDS
 SIGN_IN_SESSION_KEY = "sign_in_id"  # read by federation/stepup/rules.py
 
 
