@@ -62,7 +62,7 @@ def test_same_verified_email_through_another_idp_is_the_same_person() -> None:
     assert first.pk != second.pk  # two identities: each keeps its own groups and access
     assert first.person_id is not None and second.person_id == first.person_id
     assert second.is_same_person(first)
-    event = AuditEvent.objects.filter(event_type="signin.success").latest("seq")
+    event = AuditEvent.objects.filter(event_type="signin.success").latest("id")
     assert (event.data["linked_by"], event.data["person"]) == ("email", first.person_id)
 
 
