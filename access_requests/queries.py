@@ -16,6 +16,7 @@ from access_requests.models import AccessRequest, Approval, Grant
 from federation.entitlements.resolve import Entitlement, resolve_entitlements
 from federation.models import Account, BusinessUnit, EntitlementAccess, GroupMapping, User
 from federation.permissions import is_admin
+from federation.rawsql import prepared_cursor
 
 State = AccessRequest.State
 
@@ -238,7 +239,7 @@ def _approver_scope_postgresql(
     )
     accounts: list[int] = []
     rows: list[int] = []
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:  # every portal page: planned once per connection
         cursor.execute(sql, {"wanted": wanted})
         for kind, pk, own_json, units_json in cursor.fetchall():
             # Django reads jsonb as text (JSONField decodes it); so does this raw cursor.

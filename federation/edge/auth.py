@@ -1,5 +1,6 @@
 """Who a request's session belongs to: Django's ModelBackend, with the user read on every page
-by a SELECT written once (``federation.rawsql``) instead of compiled by the ORM each time.
+by a SELECT written once and prepared (``federation.rawsql``) instead of compiled by the ORM
+each time.
 
 Everything else is ModelBackend's: passwords (the local superuser), permissions, and the rule
 that an inactive user is nobody (a leaver's session signs nobody in, whatever the session store
@@ -11,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.backends import ModelBackend
-from django.db import connection
 
 from federation import rawsql
 from federation.models import User
@@ -25,7 +25,7 @@ class UserBackend(ModelBackend):
             pk = int(user_id)
         except (TypeError, ValueError):
             return None
-        with connection.cursor() as cursor:
+        with rawsql.prepared_cursor() as cursor:
             cursor.execute(_SELECT_USER, [pk])
             row = cursor.fetchone()
         if row is None:

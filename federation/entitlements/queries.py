@@ -4,7 +4,7 @@ Raw on purpose: they are the hot path of every portal page, API call and issuanc
 trip answers both the mapping version and a person's active grants (about 0.3 ms warm; the
 same through two ORM queries took 1.3-2 ms, bench/entitlements.py "warm+user"), and the
 mapping rows come back with their JSON scope columns as text, parsed once per distinct value.
-Both are prepared statements, bound server-side (``_prepared_cursor``).
+Both are prepared statements, bound server-side (``federation.rawsql.prepared_cursor``).
 Tables, columns and the grant state all come from the models, so a rename there cannot leave
 these queries behind; identifiers come only from the models, and every value is a bound
 parameter.
@@ -17,13 +17,12 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-import psycopg
 from django.db import connection
-from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import Field, Model
 
 from access_requests.models import Grant
 from federation.models import GroupMapping, MappingVersion
+from federation.rawsql import prepared_cursor
 
 
 def _table(model: type[Model]) -> str:
@@ -61,50 +60,11 @@ def _mapping_rows_sql() -> str:
     return f"SELECT {columns} FROM {_table(GroupMapping)} m WHERE m.{m['group']}"  # noqa: S608
 
 
-class _PreparedCursor(psycopg.Cursor[Any]):
-    """Server-side binding, prepared on first use in a connection: the array of a person's
-    groups goes as one bound parameter (not a 1,000-literal string built in Python) and
-    PostgreSQL plans the statement once per connection, not on every call."""
-
-    def execute(
-        self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: Any = None
-    ) -> Any:
-        return super().execute(query, params, prepare=True, binary=binary)
-
-
-class _PreparedDebugWrapper(CursorDebugWrapper):
-    """Logs a prepared statement by its text: psycopg keeps no query text to show for one
-    executed by name, and Django's wrapper would log None (tests count queries by text)."""
-
-    def execute(self, sql: Any, params: Any = None) -> Any:
-        with self.debug_sql(sql, params):
-            return CursorWrapper.execute(self, sql, params)
-
-
-_ONLY_WHEN_ASKED = 2**31 - 1
-
-
-def _prepared_cursor() -> CursorWrapper:
-    """A cursor of Django's connection whose statements are bound and prepared server-side,
-    through Django's cursor wrappers, so query logging and execute wrappers still see them."""
-    if connection.vendor != "postgresql":
-        return connection.cursor()
-    connection.ensure_connection()
-    pg = connection.connection
-    if pg.prepare_threshold is None:
-        # Django leaves psycopg's threshold unset, and then psycopg ignores prepare=True too. A
-        # threshold no query reaches prepares only the statements asked for: these two (Django's
-        # own queries are bound client-side, and those are never prepared).
-        pg.prepare_threshold = _ONLY_WHEN_ASKED
-    wrapper = _PreparedDebugWrapper if connection.queries_logged else CursorWrapper
-    return wrapper(_PreparedCursor(pg), connection)
-
-
 def fetch_mapping_rows(groups: Sequence[str]) -> list[tuple[Any, ...]]:
     """(group, role id, business unit id, environments, accounts, access, max grant) of every
     mapping row of ``groups``, through the group index."""
     select = _mapping_rows_sql()
-    with _prepared_cursor() as cursor:
+    with prepared_cursor() as cursor:
         if connection.vendor == "postgresql":
             # One array parameter: a 1,000-literal IN list makes PostgreSQL pick a seq scan.
             cursor.execute(f"{select} = ANY(%s)", [list(groups)])
@@ -152,7 +112,7 @@ def current_version_and_grants(
 ) -> tuple[int, list[tuple[Any, ...]]]:
     """One round trip: the mapping version, and (id, account pk, role pk, ends_at, request id,
     break_glass) of each grant of ``user_id`` active at ``now``."""
-    with _prepared_cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             _version_and_grants_sql(), [user_id or 0, Grant.State.ACTIVE.value, now, now]
         )
