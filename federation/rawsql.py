@@ -60,14 +60,16 @@ def columns(model: type[Model], alias: str) -> str:
 
 
 def instance(model: type[M], row: Sequence[Any]) -> M:
-    """The ``model`` instance for ``row``, read by ``columns(model, ...)``."""
+    """The ``model`` instance for ``row``, read by ``columns(model, ...)``: each value passes
+    the converters the ORM would apply (the database backend's, e.g. SQLite's datetimes, and
+    the field's ``from_db_value``, e.g. JSON)."""
     fields = model._meta.concrete_fields
-    values = [
-        field.from_db_value(value, None, connection)
-        if value is not None and hasattr(field, "from_db_value")
-        else value
-        for field, value in zip(fields, row, strict=True)
-    ]
+    values = []
+    for field, value in zip(fields, row, strict=True):
+        col = field.get_col(model._meta.db_table)
+        for convert in connection.ops.get_db_converters(col) + col.get_db_converters(connection):
+            value = convert(value, col, connection)
+        values.append(value)
     return model.from_db(connection.alias, [f.attname for f in fields], values)
 
 

@@ -63,14 +63,21 @@ def complete_sign_in(
     audit event together (``federation.rawsql``).
     """
     groups = sorted(set(identity.groups))
+    # The returning-identity refresh and the sign-in id from its sequence are PostgreSQL's;
+    # elsewhere (SQLite, the demo) every identity takes the ORM's path and the ORM's insert.
+    postgresql = connection.vendor == "postgresql"
+    sign_in_id: int | None = None
+    known: tuple[User, str] | None = None
     with transaction.atomic(durable=True):
         with pipelined() as sync, connection.cursor() as ids, connection.cursor() as refresh:
             claimed = [_execute(claim) for claim in claims]
-            ids.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id'))", [SIGN_IN_TABLE])
-            read_known = _refresh_known_identity(refresh, identity, groups, now=now)
+            if postgresql:
+                ids.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id'))", [SIGN_IN_TABLE])
+                read_known = _refresh_known_identity(refresh, identity, groups, now=now)
             sync()
-            sign_in_id = int(ids.fetchone()[0])
-            known = read_known()
+            if postgresql:
+                sign_in_id = int(ids.fetchone()[0])
+                known = read_known()
         for cursor, claim in claimed:
             used = cursor.rowcount
             cursor.close()
@@ -81,6 +88,21 @@ def complete_sign_in(
             created, linked_by = False, "subject"
         else:
             user, previous_email, created, linked_by = _write_identity(identity, groups, now=now)
+        ip = request_ip(request)
+        if sign_in_id is None:
+            sign_in_id = SignIn.objects.create(
+                user=user,
+                idp=identity.idp,
+                at=now,
+                groups=groups,
+                ip=ip,
+                auth_context=dict(identity.auth_context),
+                mfa=identity.mfa.mfa,
+                authenticated_at=identity.mfa.authenticated_at,
+            ).pk
+            sign_in_written = True
+        else:
+            sign_in_written = False
         metrics.record_signin(idp=identity.idp.slug, protocol=identity.idp.protocol)
         # A new session id at every sign-in, so one planted before it is dead afterwards:
         # login() rotates it for a browser nobody was signed in to, and flushes it for another
@@ -93,7 +115,6 @@ def complete_sign_in(
         request.session["signed_in_at"] = int(now.timestamp())  # absolute limit: middleware.py
         # The sign-in this browser session stands on: what step-up judges (stepup/rules.py).
         request.session[SIGN_IN_SESSION_KEY] = sign_in_id
-        ip = request_ip(request)
 
         def audit() -> None:
             record_event(
@@ -120,20 +141,21 @@ def complete_sign_in(
             )
 
         with pipelined(), connection.cursor() as cursor:
-            cursor.execute(
-                _INSERT_SIGN_IN,
-                [
-                    sign_in_id,
-                    user.pk,
-                    identity.idp.pk,
-                    now,
-                    json.dumps(groups),
-                    ip,
-                    json.dumps(dict(identity.auth_context), default=str),
-                    identity.mfa.mfa,
-                    identity.mfa.authenticated_at,
-                ],
-            )
+            if not sign_in_written:
+                cursor.execute(
+                    _INSERT_SIGN_IN,
+                    [
+                        sign_in_id,
+                        user.pk,
+                        identity.idp.pk,
+                        now,
+                        json.dumps(groups),
+                        ip,
+                        json.dumps(dict(identity.auth_context), default=str),
+                        identity.mfa.mfa,
+                        identity.mfa.authenticated_at,
+                    ],
+                )
             # login() has given the session a fresh key: remember it, so a leaver's sessions
             # can all be ended (federation/directory/leavers.py).
             if request.session.session_key:
