@@ -45,17 +45,23 @@ def flow(tmp_path: Path, client: Client) -> SamlFlow:
     return make_flow("corp", tmp_path, client)
 
 
+@pytest.fixture
+def signed_in(settings, flow: SamlFlow, client: Client) -> str:  # type: ignore[no-untyped-def]
+    """A SAML sign-in with sessions in Redis; the browser's session key."""
+    _sessions_in(settings, REDIS_URL)
+    assert flow.sign_in().status_code == 302
+    return str(client.cookies[settings.SESSION_COOKIE_NAME].value)
+
+
 def test_a_sign_in_keeps_its_session_in_redis_and_a_leaver_loses_it(
     settings,  # type: ignore[no-untyped-def]
     flow: SamlFlow,
     client: Client,
+    signed_in: str,
 ) -> None:
-    _sessions_in(settings, REDIS_URL)
-
-    assert flow.sign_in().status_code == 302
     assert client.get("/").status_code == 200  # the portal, signed in
 
-    key = client.cookies[settings.SESSION_COOKIE_NAME].value
+    key = signed_in
     stored = _stored(settings, key)
     # Django's signed JSON, not a pickle: Redis holds nothing that runs when read.
     assert stored is not None and not stored.startswith(b"\x80")
@@ -102,12 +108,10 @@ def user_signed_in_by(value: str) -> str:
 
 def test_a_forged_or_deleted_session_signs_nobody_in(
     settings,  # type: ignore[no-untyped-def]
-    flow: SamlFlow,
     client: Client,
+    signed_in: str,
 ) -> None:
-    _sessions_in(settings, REDIS_URL)
-    assert flow.sign_in().status_code == 302
-    key = client.cookies[settings.SESSION_COOKIE_NAME].value
+    key = signed_in
     redis_key = f"{settings.SESSION_CACHE_PREFIX}:session:{key}"
     user = User.objects.get()
 
