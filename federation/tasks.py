@@ -6,7 +6,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from federation.audit import checkpoint, sequencer
-from federation.idp import saml_metadata, saml_response
+from federation.idp import saml_metadata, saml_requests
 
 
 @shared_task(name="federation.refresh_saml_metadata")  # type: ignore[untyped-decorator]
@@ -17,7 +17,7 @@ def refresh_saml_metadata() -> int:
 
 @shared_task(name="federation.purge_saml_replay_cache")  # type: ignore[untyped-decorator]
 def purge_saml_replay_cache() -> int:
-    return saml_response.purge_expired(now=timezone.now())
+    return saml_requests.purge_expired(now=timezone.now())
 
 
 @shared_task(name="federation.sequence_audit_events")  # type: ignore[untyped-decorator]

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
 from lxml import etree
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 from onelogin.saml2.errors import OneLogin_Saml2_Error, OneLogin_Saml2_ValidationError
@@ -27,19 +25,17 @@ from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 from onelogin.saml2.xmlparser import DTDForbidden, EntitiesForbidden, NotSupportedError
 
-from federation import rawsql
-from federation.idp import mfa
+from federation.idp import mfa, saml_requests
 from federation.idp.identity import SignInRefused, SingleUse, VerifiedIdentity, groups_from
 from federation.idp.saml import (
     NS_DS,
     SamlIdpConfig,
     acs_url,
-    browser_binding,
     request_data,
     saml_settings,
     sp_entity_id,
 )
-from federation.models import IdentityProvider, SamlAuthnRequest, SamlConsumedAssertion
+from federation.models import IdentityProvider, SamlAuthnRequest
 
 # A SAML response is a few kilobytes; anything near this is hostile or broken.
 MAX_RESPONSE_CHARS = 256 * 1024
@@ -254,62 +250,6 @@ def _parse(xml: bytes, sp_settings: OneLogin_Saml2_Settings, b64: str) -> OneLog
     return response
 
 
-def pending_login(slug: str, relay_state: str | None) -> SamlAuthnRequest | None:
-    """The AuthnRequest a response's RelayState names, with its IdP (enabled, SAML, ``slug``),
-    in one read: the ACS's first statement, written once (``federation.rawsql``). None when
-    there is none; the caller then loads the IdP alone (``identity.load_idp``) to refuse an
-    unknown one as such."""
-    if not relay_state:
-        return None
-    with connection.cursor() as cursor:
-        cursor.execute(_PENDING_LOGIN, [relay_state, slug, IdentityProvider.Protocol.SAML.value])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    width = len(SamlAuthnRequest._meta.concrete_fields)
-    pending = rawsql.instance(SamlAuthnRequest, row[:width])
-    pending.idp = rawsql.instance(IdentityProvider, row[width:])
-    return pending
-
-
-_PENDING_LOGIN = (
-    f"SELECT {rawsql.columns(SamlAuthnRequest, 'r')}, {rawsql.columns(IdentityProvider, 'i')} "  # noqa: S608
-    f"FROM {SamlAuthnRequest._meta.db_table} r JOIN {IdentityProvider._meta.db_table} i "
-    "ON i.id = r.idp_id "
-    "WHERE r.relay_state = %s AND i.slug = %s AND i.protocol = %s AND i.enabled"
-)
-
-
-def _pending_request(
-    idp: IdentityProvider,
-    relay_state: str,
-    browser_secret: str | None,
-    now: datetime,
-    found: SamlAuthnRequest | None,
-) -> SamlAuthnRequest:
-    pending = found or SamlAuthnRequest.objects.filter(relay_state=relay_state).first()
-    if pending is None or pending.idp_id != idp.pk or pending.relay_state != relay_state:
-        raise _refused(
-            "saml.unsolicited",
-            "This sign-in response does not answer a sign-in started here. Please sign in again.",
-        )
-    # Login CSRF: a response the attacker got for their own login, posted from the victim's
-    # browser, must not sign the victim in as the attacker. Checked before anything about the
-    # request's state is told to a browser that did not start it.
-    presented = browser_binding(browser_secret) if browser_secret else ""
-    if not pending.browser_binding or not hmac.compare_digest(presented, pending.browser_binding):
-        raise _refused(
-            "saml.other_browser",
-            "This sign-in response does not answer a sign-in started in this browser. "
-            "Please sign in again.",
-        )
-    if pending.consumed_at is not None:
-        raise _refused("saml.replay", "This sign-in response was already used.")
-    if pending.expires_at <= now:
-        raise _refused("saml.request_expired", "The sign-in took too long. Please sign in again.")
-    return pending
-
-
 def _app_checks(
     idp: IdentityProvider, response: OneLogin_Saml2_Response, pending: SamlAuthnRequest
 ) -> datetime:
@@ -468,7 +408,7 @@ def validate_response(
             "saml.unsolicited",
             "This sign-in was not started here (identity-provider-initiated sign-in is off).",
         )
-    pending = _pending_request(idp, relay_state, browser_secret, now, pending)
+    pending = saml_requests.pending_request(idp, relay_state, browser_secret, now, pending)
     sp_settings = saml_settings(idp)
     response = _parse(xml, sp_settings, saml_response)
     try:
@@ -477,43 +417,7 @@ def validate_response(
         raise _library_refusal(err) from None
     not_on_or_after = _app_checks(idp, response, pending)
     identity = _identity(idp, response, now)
-    claims = _consumer(
+    claims = saml_requests.claims_for(
         idp, pending, str(identity.auth_context["assertion_id"]), not_on_or_after + CLOCK_DRIFT, now
     )
     return SamlSignIn(identity=identity, next_path=pending.next_path, claims=claims)
-
-
-def _consumer(
-    idp: IdentityProvider,
-    pending: SamlAuthnRequest,
-    assertion_id: str,
-    keep_until: datetime,
-    now: datetime,
-) -> tuple[SingleUse, SingleUse]:
-    """Single use across instances: the conditional UPDATE and the unique insert are the
-    arbiters (ON CONFLICT rather than a savepoint: same arbiter, fewer round trips). They run
-    inside the sign-in transaction, so a refusal writes nothing."""
-    replay = _refused("saml.replay", "This sign-in response was already used.")
-    requests = SamlAuthnRequest._meta.db_table
-    assertions = SamlConsumedAssertion._meta.db_table
-    return (
-        SingleUse(
-            f"UPDATE {requests} SET consumed_at = %s WHERE id = %s AND consumed_at IS NULL",  # noqa: S608
-            (now, pending.pk),
-            replay,
-        ),
-        SingleUse(
-            f"INSERT INTO {assertions} (idp_id, assertion_id, not_on_or_after, consumed_at) "  # noqa: S608
-            "VALUES (%s, %s, %s, %s) ON CONFLICT (idp_id, assertion_id) DO NOTHING",
-            (idp.pk, assertion_id, keep_until, now),
-            replay,
-        ),
-    )
-
-
-def purge_expired(*, now: datetime) -> int:
-    """Forget replay records and AuthnRequests that can no longer matter."""
-    with transaction.atomic(durable=True):
-        gone, _ = SamlConsumedAssertion.objects.filter(not_on_or_after__lt=now).delete()
-        old, _ = SamlAuthnRequest.objects.filter(expires_at__lt=now - timedelta(days=1)).delete()
-    return gone + old

@@ -18,7 +18,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
-from federation.idp import oidc, saml, saml_response
+from federation.idp import oidc, saml, saml_requests, saml_response
 from federation.idp.identity import SignInRefused, load_idp, safe_next
 from federation.idp.signin import complete_sign_in, refusal_response
 from federation.models import IdentityProvider, User
@@ -101,7 +101,7 @@ def saml_acs(request: HttpRequest, slug: str) -> HttpResponse:
         except RequestDataTooBig:
             raise too_large from None
         # The login it answers and its IdP in one read; an unknown IdP is refused as such.
-        pending = saml_response.pending_login(slug, posted.get("RelayState"))
+        pending = saml_requests.pending_login(slug, posted.get("RelayState"))
         idp = pending.idp if pending is not None else load_idp(slug, SAML)
         cookie = saml.browser_cookie(idp)
         result = saml_response.validate_response(

@@ -20,7 +20,7 @@ from django.test import RequestFactory
 from django.utils import timezone
 from federation.edge.auth import UserBackend
 from federation.idp.identity import VerifiedIdentity
-from federation.idp.saml_response import _consumer, pending_login
+from federation.idp.saml_requests import claims_for, pending_login
 from federation.idp.signin import complete_sign_in
 from federation.models import IdentityProvider, PortalSession, SamlAuthnRequest, SignIn
 
@@ -39,7 +39,7 @@ for n in range(2):  # a first sign-in, then a returning one
     identity = VerifiedIdentity(idp=idp, subject="alice", email="a@corp.example", groups=("g",))
     user = complete_sign_in(
         request, identity, now=now,
-        claims=_consumer(idp, pending, f"a{n}", now + timedelta(minutes=10), now),
+        claims=claims_for(idp, pending, f"a{n}", now + timedelta(minutes=10), now),
     )
 assert SignIn.objects.filter(user=user).count() == 2
 assert PortalSession.objects.filter(user=user).count() == 2

@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 from lxml import etree
 
-from federation.idp import saml_response
+from federation.idp import saml_requests
 from federation.models import (
     AuditEvent,
     SamlAuthnRequest,
@@ -107,6 +107,6 @@ def test_expired_replay_records_and_old_requests_are_purged(saml_flow: SamlFlow)
     assert saml_flow.sign_in().status_code == 302
     later = timezone.now() + dt.timedelta(days=2)
     assert purge_saml_replay_cache.delay().get() == 0
-    assert saml_response.purge_expired(now=later) == 2
+    assert saml_requests.purge_expired(now=later) == 2
     assert not SamlConsumedAssertion.objects.exists()
     assert not SamlAuthnRequest.objects.exists()
