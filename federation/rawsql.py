@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import cache
 from typing import Any, TypeVar
 
 import psycopg
@@ -63,14 +64,27 @@ def instance(model: type[M], row: Sequence[Any]) -> M:
     """The ``model`` instance for ``row``, read by ``columns(model, ...)``: each value passes
     the converters the ORM would apply (the database backend's, e.g. SQLite's datetimes, and
     the field's ``from_db_value``, e.g. JSON)."""
-    fields = model._meta.concrete_fields
+    attnames, converters = _reading(model, connection.vendor)
     values = []
-    for field, value in zip(fields, row, strict=True):
-        col = field.get_col(model._meta.db_table)
-        for convert in connection.ops.get_db_converters(col) + col.get_db_converters(connection):
+    for value, (col, steps) in zip(row, converters, strict=True):
+        for convert in steps:
             value = convert(value, col, connection)
         values.append(value)
-    return model.from_db(connection.alias, [f.attname for f in fields], values)
+    return model.from_db(connection.alias, attnames, values)
+
+
+@cache
+def _reading(model: type[Model], vendor: str) -> tuple[list[str], list[tuple[Any, list[Any]]]]:
+    """What ``instance`` needs of ``model``, worked out once per process (it runs on every page:
+    the session's user): the attribute names, and each column with its converters."""
+    fields = model._meta.concrete_fields
+    converters = []
+    for field in fields:
+        col = field.get_col(model._meta.db_table)
+        converters.append(
+            (col, connection.ops.get_db_converters(col) + col.get_db_converters(connection))
+        )
+    return [f.attname for f in fields], converters
 
 
 class _PreparedCursor(psycopg.Cursor[Any]):

@@ -89,7 +89,7 @@ def complete_sign_in(
         else:
             user, previous_email, created, linked_by = _write_identity(identity, groups, now=now)
         ip = request_ip(request)
-        if sign_in_id is None:
+        if not postgresql:  # the ORM's insert gives the id; PostgreSQL's row goes in below
             sign_in_id = SignIn.objects.create(
                 user=user,
                 idp=identity.idp,
@@ -100,9 +100,6 @@ def complete_sign_in(
                 mfa=identity.mfa.mfa,
                 authenticated_at=identity.mfa.authenticated_at,
             ).pk
-            sign_in_written = True
-        else:
-            sign_in_written = False
         metrics.record_signin(idp=identity.idp.slug, protocol=identity.idp.protocol)
         # A new session id at every sign-in, so one planted before it is dead afterwards:
         # login() rotates it for a browser nobody was signed in to, and flushes it for another
@@ -141,7 +138,7 @@ def complete_sign_in(
             )
 
         with pipelined(), connection.cursor() as cursor:
-            if not sign_in_written:
+            if postgresql:
                 cursor.execute(
                     _INSERT_SIGN_IN,
                     [
